@@ -1,0 +1,53 @@
+# Every target sets up what it needs first (idempotent): Debian packages, a virtual
+# environment in .venv, and mbtest installed into it in editable mode.
+
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+MBTEST   := $(VENV)/bin/mbtest
+DEB_PKGS := iptables tcpdump tshark libnetfilter-queue-dev iproute2 procps python3-venv
+STAMP    := $(VENV)/.mbtest-installed
+
+.PHONY: setup system demo test unit lint bench clean
+
+setup: system $(STAMP)
+
+# Debian packages: installed only when one is missing; `apt-get update` first.
+system:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
+	  apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# The main job.
+demo: setup
+	$(MBTEST) demo
+
+# The whole test suite: unit tests, then the real-kernel namespace tests (need root).
+test: setup
+	$(VENV)/bin/ruff check mbtest tests probes
+	$(PY) -m pytest
+
+unit: setup
+	$(PY) -m pytest tests/unit
+
+lint: setup
+	$(VENV)/bin/ruff check mbtest tests probes
+	$(VENV)/bin/ruff format --check mbtest tests probes
+
+bench: setup
+	$(PY) -m tests.bench.run --output reports/bench.json
+
+clean:
+	-$(MBTEST) cleanup
+	rm -rf $(VENV) .pytest_cache .ruff_cache

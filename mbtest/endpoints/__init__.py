@@ -1,0 +1,1 @@
+"""Real kernel MPTCP endpoints: path-manager configuration, sockets, traffic."""

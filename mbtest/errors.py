@@ -1,0 +1,23 @@
+"""One exception tree: the CLI turns any of these into one clear line and a non-zero exit."""
+
+
+class MbtestError(Exception):
+    """Base of every error mbtest reports to a user as one sentence."""
+
+    exit_code = 2
+
+
+class CodecError(MbtestError, ValueError):
+    """Bytes that are not a well-formed MPTCP option, or an option that cannot be encoded."""
+
+
+class PacketError(MbtestError, ValueError):
+    """Bytes that are not a well-formed IPv4/IPv6/TCP packet."""
+
+
+class CaptureError(MbtestError):
+    """A capture file that is missing, empty, truncated or not a pcap/pcapng file."""
+
+
+class EnvironmentProblem(MbtestError):
+    """The machine cannot run the job: not root, MPTCP disabled, a tool missing."""

@@ -1,0 +1,1 @@
+"""Evidence from runs: captures decoded into MPTCP option records and timelines."""

@@ -1,0 +1,80 @@
+"""Packet captures with tcpdump inside a namespace, owned and stopped with a deadline."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import signal
+import subprocess
+import time
+
+from mbtest.errors import EnvironmentProblem, MbtestError
+from mbtest.testbed import netns
+
+
+class Capture:
+    """tcpdump on one interface of one namespace, writing a pcap file (full packets)."""
+
+    def __init__(self, ns: str, interface: str, path: str, bpf: str = "tcp or icmp or icmp6"):
+        self.ns, self.interface, self.path, self.bpf = ns, interface, path, bpf
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 5.0) -> Capture:
+        tcpdump = shutil.which("tcpdump") or "/usr/bin/tcpdump"
+        if not os.path.exists(tcpdump):
+            raise EnvironmentProblem("tcpdump is not installed: run `make setup`")
+        argv = [
+            tcpdump,
+            "-i",
+            self.interface,
+            "-n",
+            "-s",
+            "0",
+            "-U",
+            "--immediate-mode",
+            "-w",
+            self.path,
+        ]
+        argv += ["-Z", "root", self.bpf]
+        self.proc = netns.popen(self.ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # tcpdump says "listening on" once the socket is open: only then is nothing missed.
+        deadline = time.monotonic() + timeout
+        seen = b""
+        while b"listening on" not in seen:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                self.stop()
+                detail = seen.decode(errors="replace").strip().splitlines()
+                why = detail[-1] if detail else "no output"
+                raise MbtestError(f"tcpdump on {self.ns}:{self.interface} did not start: {why}")
+            ready, _, _ = select.select([self.proc.stderr], [], [], left)
+            if ready:
+                chunk = os.read(self.proc.stderr.fileno(), 4096)
+                if not chunk:
+                    continue
+                seen += chunk
+        return self
+
+    def stop(self, timeout: float = 5.0) -> str:
+        """Stop tcpdump (flushing the file) and return the pcap path."""
+        if self.proc is None:
+            return self.path
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None
+        return self.path
+
+    def __enter__(self) -> Capture:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,121 @@
+"""Decode the MPTCP options of every TCP packet in a capture.
+
+Directions are named from the connection's SYN: ``c>s`` is from the side that sent it.
+A malformed option or header becomes a record with an ``error``, so one bad packet never
+hides the rest of the capture.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from mbtest.errors import CodecError, PacketError
+from mbtest.mptcp.fields import option_fields
+from mbtest.mptcp.options import MptcpOption
+from mbtest.packet.headers import TcpSegment, ip_packet, parse_tcp
+from mbtest.packet.pcap import read_frames
+
+Endpoint = tuple[str, int]
+
+
+@dataclass(slots=True)
+class PacketRecord:
+    """One captured TCP packet and its MPTCP options."""
+
+    frame: int
+    time: float
+    src: Endpoint
+    dst: Endpoint
+    direction: str  # "c>s", "s>c" or "?" when the SYN was not captured
+    tcp_flags: str
+    seq: int
+    ack: int
+    payload_length: int
+    options: list[MptcpOption] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    segment: TcpSegment | None = None
+
+    @property
+    def flow(self) -> str:
+        return f"{_fmt(self.src)} > {_fmt(self.dst)}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "frame": self.frame,
+            "time": round(self.time, 6),
+            "flow": self.flow,
+            "direction": self.direction,
+            "tcp_flags": self.tcp_flags,
+            "seq": self.seq,
+            "ack": self.ack,
+            "payload_length": self.payload_length,
+            "mptcp": [option_fields(o) for o in self.options],
+            "errors": self.errors,
+        }
+
+
+def _fmt(endpoint: Endpoint) -> str:
+    host, port = endpoint
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def iter_segments(path: str | os.PathLike) -> Iterator[tuple[int, float, TcpSegment | PacketError]]:
+    """(frame number, time, segment or the error that stopped its parsing) for TCP frames."""
+    for frame in read_frames(path):
+        packet = ip_packet(frame)
+        if packet is None:
+            continue
+        try:
+            segment = parse_tcp(packet)
+        except PacketError as e:
+            yield frame.number, frame.time, e
+            continue
+        if segment is not None:
+            yield frame.number, frame.time, segment
+
+
+def decode_capture(
+    path: str | os.PathLike, only_mptcp: bool = True, keep_segments: bool = False
+) -> Iterator[PacketRecord]:
+    """A record per TCP packet (per packet with MPTCP options when ``only_mptcp``)."""
+    initiators: dict[frozenset[Endpoint], Endpoint] = {}
+    for number, stamp, seg in iter_segments(path):
+        if isinstance(seg, PacketError):
+            yield PacketRecord(number, stamp, ("?", 0), ("?", 0), "?", "", 0, 0, 0, [], [str(seg)])
+            continue
+        src, dst = (seg.src, seg.sport), (seg.dst, seg.dport)
+        key = frozenset((src, dst))
+        if seg.syn and not seg.is_ack:
+            initiators[key] = src
+        initiator = initiators.get(key)
+        direction = "?" if initiator is None else ("c>s" if initiator == src else "s>c")
+        options: list[MptcpOption] = []
+        errors: list[str] = []
+        try:
+            decoded = seg.mptcp_options(strict=False)
+        except PacketError as e:
+            decoded, errors = [], [str(e)]
+        for item in decoded:
+            if isinstance(item, CodecError):
+                errors.append(str(item))
+            else:
+                options.append(item)
+        if only_mptcp and not options and not errors:
+            continue
+        yield PacketRecord(
+            number,
+            stamp,
+            src,
+            dst,
+            direction,
+            seg.flag_string,
+            seg.seq,
+            seg.ack,
+            len(seg.payload),
+            options,
+            errors,
+            seg if keep_segments else None,
+        )

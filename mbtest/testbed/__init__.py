@@ -1,0 +1,1 @@
+"""Network-namespace testbeds: namespaces, links, addresses, routes, cleanup."""
