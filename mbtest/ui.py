@@ -33,3 +33,31 @@ def print_decoded(
     console.print(table)
     console.print(f"{count} packets")
     return count
+
+
+def print_selfcheck(doc: dict, out_dir: str, console: Console | None = None) -> None:
+    """The self-check's verdict: options seen, crypto checks, counters, data integrity."""
+    console = console or Console()
+    table = Table(
+        title=f"MPTCP self-check (kernel {doc['kernel']}, IPv{doc['ip_version']}, "
+        f"checksums {'on' if doc['checksums'] else 'off'})"
+    )
+    table.add_column("side")
+    table.add_column("MPTCP options decoded")
+    table.add_column("crypto recomputed = sent")
+    table.add_column("MPTcpExt counters")
+    for side, info in doc["sides"].items():
+        options = ", ".join(f"{k}×{v}" for k, v in sorted(info["options"].items()))
+        checks = ", ".join(
+            f"{k} {v['passed']}/{v['passed'] + v['failed']}" for k, v in info["checks"].items()
+        )
+        counters = ", ".join(f"{k}+{v}" for k, v in sorted(info["counters"].items()))
+        table.add_row(Text(side), Text(options), Text(checks), Text(counters))
+    console.print(table)
+    intact = " ".join(
+        f"{d}: {'intact' if ok else 'CHANGED'}" for d, ok in doc["data_intact"].items()
+    )
+    console.print(Text(f"data {intact}"))
+    verdict = Text("OK", style="bold green") if doc["ok"] else Text("FAILED", style="bold red")
+    console.print(Text("result: ") + verdict + Text(f" ({doc['seconds']} s)"))
+    console.print(Text(f"results in {out_dir}/ (selfcheck.json, client.pcap, server.pcap)"))

@@ -41,6 +41,7 @@ class ExchangeResult:
     ip_version: int
     checksums: bool
     captures: dict[str, str]  # side -> pcap path
+    capture_stats: dict[str, dict[str, int]]  # side -> tcpdump's counts (drops!)
     counters: dict[str, dict[str, int]]  # side -> MPTcpExt deltas
     sha256: dict[str, str] = field(default_factory=dict)  # "c>s sent", "c>s received", ...
     steps: list[tuple[str, float]] = field(default_factory=list)  # (step, seconds since start)
@@ -238,4 +239,5 @@ def run_exchange(
             for side in (CLIENT, SERVER)
         }
         paths = {side: cap.stop() for side, cap in caps.items()}
-    return ExchangeResult(run_id, ip_version, checksums, paths, deltas, hashes, steps)
+        stats = {side: cap.stats for side, cap in caps.items()}
+    return ExchangeResult(run_id, ip_version, checksums, paths, stats, deltas, hashes, steps)

@@ -20,24 +20,16 @@ class Capture:
     def __init__(self, ns: str, interface: str, path: str, bpf: str = "tcp or icmp or icmp6"):
         self.ns, self.interface, self.path, self.bpf = ns, interface, path, bpf
         self.proc: subprocess.Popen | None = None
+        self.stats: dict[str, int] = {}  # tcpdump's closing counts: captured, dropped by kernel...
 
     def start(self, timeout: float = 5.0) -> Capture:
         tcpdump = shutil.which("tcpdump") or "/usr/bin/tcpdump"
         if not os.path.exists(tcpdump):
             raise EnvironmentProblem("tcpdump is not installed: run `make setup`")
-        argv = [
-            tcpdump,
-            "-i",
-            self.interface,
-            "-n",
-            "-s",
-            "0",
-            "-U",
-            "--immediate-mode",
-            "-w",
-            self.path,
-        ]
-        argv += ["-Z", "root", self.bpf]
+        # A ring slot holds a whole snaplen (256 KiB, for GSO-sized packets): the default
+        # 2 MiB buffer has 8 of them and drops bursts; 64 MiB has 256.
+        argv = [tcpdump, "-i", self.interface, "-n", "-s", "0", "-B", "65536", "-U"]
+        argv += ["--immediate-mode", "-w", self.path, "-Z", "root", self.bpf]
         self.proc = netns.popen(self.ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # tcpdump says "listening on" once the socket is open: only then is nothing missed.
         deadline = time.monotonic() + timeout
@@ -69,6 +61,7 @@ class Capture:
             self.proc.kill()
             self.proc.wait(timeout)
         if self.proc.stderr:
+            self.stats = _parse_stats(self.proc.stderr.read().decode(errors="replace"))
             self.proc.stderr.close()
         self.proc = None
         return self.path
@@ -78,3 +71,13 @@ class Capture:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _parse_stats(text: str) -> dict[str, int]:
+    """tcpdump's last lines: "12 packets captured", "0 packets dropped by kernel"..."""
+    stats = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[0].isdigit() and words[1] == "packets":
+            stats[" ".join(words[2:])] = int(words[0])
+    return stats

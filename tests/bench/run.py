@@ -1,0 +1,96 @@
+"""Benchmarks: figures measured in one run, written as a JSON dict of named numbers.
+
+Absolute times on a shared machine are noise; the ratios measured in the same run
+(ours versus tshark on the same file) are the figures to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from mbtest.observe.decode import decode_capture
+from mbtest.packet.pcap import read_frames
+from tests.tshark import FIELDS
+
+DATA = Path(__file__).parent.parent / "data"
+
+
+def synthetic_capture(path: str, packets: int) -> None:
+    """A pcap of `packets` frames, cycling through the kernel's recorded MPTCP exchange."""
+    frames = list(read_frames(DATA / "exchange-v4-csum.client.pcap"))
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, frames[0].linktype))
+        for i in range(packets):
+            frame = frames[i % len(frames)]
+            f.write(
+                struct.pack(
+                    "<IIII",
+                    1_800_000_000 + i // 1000,
+                    (i % 1000) * 1000,
+                    len(frame.data),
+                    len(frame.data),
+                )
+            )
+            f.write(frame.data)
+
+
+def best_of(n: int, fn) -> float:
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def bench_decode(packets: int = 100_000) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bench.pcap")
+        synthetic_capture(path, packets)
+        ours = best_of(3, lambda: sum(1 for _ in decode_capture(path, only_mptcp=False)))
+        figures = {"decode_packets": packets, "decode_packets_per_second": round(packets / ours)}
+        if shutil.which("tshark"):
+            argv = [
+                "tshark",
+                "-n",
+                "-r",
+                path,
+                "-T",
+                "fields",
+                "-E",
+                "occurrence=a",
+                "-e",
+                "frame.number",
+            ]
+            for field in FIELDS:
+                argv += ["-e", field]
+            theirs = best_of(
+                1, lambda: subprocess.run(argv, capture_output=True, check=True, timeout=600)
+            )
+            figures["tshark_fields_packets_per_second"] = round(packets / theirs)
+            figures["decode_speedup_vs_tshark_fields"] = round(theirs / ours, 2)
+        return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--output", default="reports/bench.json")
+    args = parser.parse_args()
+    figures: dict[str, float] = {}
+    figures.update(bench_decode())
+    os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump(figures, f, indent=2)
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

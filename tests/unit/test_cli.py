@@ -1,0 +1,71 @@
+"""The command line: decoded output, and one clear line with a non-zero exit on bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PCAP = Path(__file__).parent.parent / "data" / "exchange-v4-csum.client.pcap"
+
+
+def mbtest(*args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "mbtest.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        **kwargs,
+    )
+
+
+def test_decode_json_lines_carry_every_field():
+    run = mbtest("decode", str(PCAP), "--json")
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    syn = lines[0]
+    assert syn["direction"] == "c>s" and syn["tcp_flags"] == "S"
+    assert (
+        syn["mptcp"][0]["subtype"] == "MP_CAPABLE" and syn["mptcp"][0]["checksum_required"] is True
+    )
+    join = next(line for line in lines if line["mptcp"][0]["subtype"] == "MP_JOIN")
+    assert join["mptcp"][0]["token"] == 1434025233
+    rst = lines[-1]
+    assert [o["option"] for o in rst["mptcp"]] == ["MpFastclose", "MpTcpRst"]
+    assert rst["mptcp"][1]["reason_name"] == "UNSPECIFIED"
+
+
+def test_decode_table_lists_the_options():
+    run = mbtest("decode", str(PCAP), env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    assert run.returncode == 0, run.stderr
+    for name in ("MpCapable", "MpJoinSynAck", "AddAddr", "RemoveAddr", "MpPrio", "MpFastclose"):
+        assert name in run.stdout
+    assert "10.11.0.1:" in run.stdout
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (None, "no such file"),
+        (b"", "is empty, not a capture file"),
+        (b"GIF89a not a capture at all", "is not a pcap or pcapng file"),
+        (PCAP.read_bytes()[:-7], "is truncated in packet"),
+    ],
+)
+def test_decode_bad_files_one_line_non_zero(tmp_path, content, message):
+    path = tmp_path / "in.pcap"
+    if content is not None:
+        path.write_bytes(content)
+    run = mbtest("decode", str(path))
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and message in run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+
+
+def test_bad_parameters_are_one_clear_error():
+    run = mbtest("demo", "--size", "0")
+    assert run.returncode == 2
+    assert "Invalid value for '--size'" in run.stderr and "Traceback" not in run.stderr
+    run = mbtest("no-such-command")
+    assert run.returncode == 2 and "No such command" in run.stderr
