@@ -20,7 +20,12 @@ class Terminated(MbtestError):
     exit_code = 143
 
 
+_MAIN_PID = os.getpid()
+
+
 def _on_sigterm(signum, frame) -> None:
+    if os.getpid() != _MAIN_PID:  # a forked helper (pyroute2 makes some): just go
+        os._exit(143)
     raise Terminated("terminated by SIGTERM; everything this run created was removed")
 
 
@@ -103,6 +108,137 @@ def cleanup() -> None:
         click.echo(f"removed {line}")
     if not removed:
         click.echo("nothing to remove")
+
+
+def _params(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
+        out[key] = value
+    return out
+
+
+@cli.group()
+def topo() -> None:
+    """Build testbeds by hand: list, bring up, tear down, run traffic."""
+
+
+@topo.command("ls")
+def topo_ls() -> None:
+    """List the topologies and the testbeds that are up."""
+    from mbtest.testbed import builder, topology
+
+    for name in topology.available():
+        t = topology.load(name)
+        click.echo(f"{name:20} {t.description}")
+    up = builder.running()
+    click.echo(f"\n{len(up)} testbed(s) up" + (":" if up else ""))
+    for state in up:
+        click.echo(
+            f"  {state['run_id']}  {state['topology']}  IPv{state['ip_version']}  "
+            f"nodes: {', '.join(state['namespaces'])}"
+        )
+
+
+def _load_topology(name: str, params: tuple[str, ...]):
+    from mbtest.testbed import topology
+
+    return topology.load(name, _params(params))
+
+
+@topo.command("up")
+@click.argument("name")
+@click.option("-6", "ipv6", is_flag=True, help="Install the IPv6 MPTCP endpoints.")
+@click.option("--checksum/--no-checksum", default=None, help="DSS checksums (default: kernel's).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Topology parameter.")
+def topo_up(name: str, ipv6: bool, checksum: bool | None, params: tuple[str, ...]) -> None:
+    """Build topology NAME (or a .toml path) and leave it up."""
+    from mbtest.testbed.builder import Testbed
+
+    bed = Testbed(
+        _load_topology(name, params),
+        ip_version=6 if ipv6 else 4,
+        checksums=checksum,
+        persistent=True,
+    )
+    with bed:
+        pass
+    click.echo(f"testbed {bed.run_id} ({bed.topology.name}) is up; enter a node with:")
+    for node, ns in bed.namespaces.items():
+        addresses = ", ".join(bed.topology.addresses(node))
+        click.echo(
+            f"  ip netns exec {ns} bash    # {node} ({bed.topology.nodes[node].role}): {addresses}"
+        )
+    click.echo(f"tear it down with: mbtest topo down {bed.run_id}")
+
+
+@topo.command("down")
+@click.argument("run_id", required=False)
+@click.option("--all", "everything", is_flag=True, help="Tear down every testbed that is up.")
+def topo_down(run_id: str | None, everything: bool) -> None:
+    """Tear down testbed RUN_ID (the only one up, if not given)."""
+    from mbtest.testbed import builder
+
+    up = [s["run_id"] for s in builder.running()]
+    if everything:
+        targets = up
+    elif run_id:
+        targets = [run_id]
+    elif len(up) == 1:
+        targets = up
+    else:
+        raise MbtestError(f"{len(up)} testbeds are up: name one (mbtest topo ls) or use --all")
+    for target in targets:
+        removed = builder.tear_down_recorded(target)
+        click.echo(f"testbed {target}: removed {len(removed)} namespaces")
+
+
+@topo.command("run")
+@click.argument("name")
+@click.option("-6", "ipv6", is_flag=True, help="Run over IPv6.")
+@click.option("--checksum/--no-checksum", default=False, show_default=True, help="DSS checksums.")
+@click.option(
+    "--bytes",
+    "size",
+    default=1_000_000,
+    show_default=True,
+    type=click.IntRange(0, 1 << 40),
+    help="Bytes per direction.",
+)
+@click.option(
+    "--direction", type=click.Choice(["c2s", "s2c", "both"]), default="both", show_default=True
+)
+@click.option("--stall-timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 600))
+@click.option("--deadline", default=60.0, show_default=True, type=click.FloatRange(1, 3600))
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Topology parameter.")
+@click.option("-o", "--out", "out_dir", default=None, help="Directory for the results.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's JSON document.")
+def topo_run(
+    name, ipv6, checksum, size, direction, stall_timeout, deadline, params, out_dir, as_json
+):
+    """Build NAME, run traffic between its MPTCP client and server, gather the evidence."""
+    from mbtest.testbed.builder import Testbed
+    from mbtest.testbed.run import RunConfig, run_traffic
+    from mbtest.ui import print_run
+
+    topology = _load_topology(name, params)
+    config = RunConfig(
+        ip_version=6 if ipv6 else 4,
+        checksums=checksum,
+        c2s_bytes=size if direction in ("c2s", "both") else 0,
+        s2c_bytes=size if direction in ("s2c", "both") else 0,
+        stall_timeout=stall_timeout,
+        deadline=deadline,
+    )
+    out_dir = out_dir or new_report_dir()
+    with Testbed(topology, ip_version=config.ip_version, checksums=checksum) as bed:
+        doc = run_traffic(bed, config, out_dir)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        print_run(doc, out_dir)
 
 
 def main() -> None:

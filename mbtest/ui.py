@@ -61,3 +61,47 @@ def print_selfcheck(doc: dict, out_dir: str, console: Console | None = None) -> 
     verdict = Text("OK", style="bold green") if doc["ok"] else Text("FAILED", style="bold red")
     console.print(Text("result: ") + verdict + Text(f" ({doc['seconds']} s)"))
     console.print(Text(f"results in {out_dir}/ (selfcheck.json, client.pcap, server.pcap)"))
+
+
+def print_run(doc: dict, out_dir: str, console: Console | None = None) -> None:
+    """A testbed run: connection, subflows, transfer per direction, counters."""
+    console = console or Console()
+    console.print(
+        Text(
+            f"{doc['topology']['name']} (run {doc['run_id']}, IPv{doc['config']['ip_version']}, "
+            f"checksums {'on' if doc['config']['checksums'] else 'off'})",
+            style="bold",
+        )
+    )
+    if not doc.get("connect", {}).get("ok"):
+        console.print(Text(f"connect failed: {doc.get('connect', {}).get('error')}", style="red"))
+    for side, report in doc.get("sockets", {}).items():
+        kind = "MPTCP" if report["mptcp"] else "plain TCP (fell back)"
+        subflows = "; ".join(
+            f"{s['local']} > {s['remote']} {s['state']}" for s in report["subflows"]
+        )
+        console.print(Text(f"{side}: {kind}, {len(report['subflows'])} subflow(s) {subflows}"))
+    transfer = doc.get("transfer")
+    if transfer:
+        for stream in transfer["streams"]:
+            if stream["requested"]:
+                state = (
+                    "intact"
+                    if stream["intact"]
+                    else ("CHANGED" if stream["changed"] else "INCOMPLETE")
+                )
+                console.print(
+                    Text(
+                        f"{stream['direction']}: {stream['received']}/{stream['requested']} bytes "
+                        f"{state}" + (f" ({stream['error']})" if stream["error"] else "")
+                    )
+                )
+        if transfer["stalled"]:
+            console.print(
+                Text(f"stalled: no progress for {transfer['stall_after']} s", style="red")
+            )
+    for side, deltas in doc.get("counters", {}).items():
+        console.print(
+            Text(f"{side} MPTcpExt: " + ", ".join(f"{k}+{v}" for k, v in sorted(deltas.items())))
+        )
+    console.print(Text(f"results in {out_dir}/ (run.json and captures)"))

@@ -45,7 +45,7 @@ def set_limits(ns: str, subflows: int, add_addr_accepted: int) -> None:
 
 
 def add_endpoint(
-    ns: str, address: str, endpoint_id: int, flags: int, port: int | None = None
+    ns: str, address: str, endpoint_id: int | None, flags: int, port: int | None = None
 ) -> None:
     def run() -> None:
         with MPTCP() as pm:

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 
 from mbtest.errors import EnvironmentProblem, MbtestError
 from mbtest.testbed import netns
@@ -23,6 +24,11 @@ class Capture:
         self.stats: dict[str, int] = {}  # tcpdump's closing counts: captured, dropped by kernel...
 
     def start(self, timeout: float = 5.0) -> Capture:
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start tcpdump without waiting for it (start several, then wait for each)."""
         tcpdump = shutil.which("tcpdump") or "/usr/bin/tcpdump"
         if not os.path.exists(tcpdump):
             raise EnvironmentProblem("tcpdump is not installed: run `make setup`")
@@ -31,6 +37,9 @@ class Capture:
         argv = [tcpdump, "-i", self.interface, "-n", "-s", "0", "-B", "65536", "-U"]
         argv += ["--immediate-mode", "-w", self.path, "-Z", "root", self.bpf]
         self.proc = netns.popen(self.ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def wait_ready(self, timeout: float = 5.0) -> Capture:
+        assert self.proc is not None
         # tcpdump says "listening on" once the socket is open: only then is nothing missed.
         deadline = time.monotonic() + timeout
         seen = b""
@@ -71,6 +80,20 @@ class Capture:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def capturing(captures: list[Capture], timeout: float = 5.0) -> Iterator[list[Capture]]:
+    """Start every capture at once, wait until all listen, and stop them all on exit."""
+    try:
+        for capture in captures:
+            capture.launch()
+        for capture in captures:
+            capture.wait_ready(timeout)
+        yield captures
+    finally:
+        for capture in captures:
+            capture.stop()
 
 
 def _parse_stats(text: str) -> dict[str, int]:

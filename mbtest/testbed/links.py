@@ -1,41 +1,47 @@
-"""Links, addresses and routes with pyroute2 (netlink), never by shelling out to ``ip``."""
+"""Links, addresses, routes and rules with pyroute2 (netlink), never by shelling out to ``ip``."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import time
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from mbtest.errors import MbtestError
 
+IFA_F_NODAD = 0x02
 
-def veth(ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
-    """A veth pair with one end in each namespace, both up (with loopback)."""
-    temp = f"mbt{abs(hash((ns_a, if_a))) % 10**9:x}"[:15]
+
+def veth(temp_name: str, ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
+    """A veth pair with one end in each namespace, both up (and their loopbacks).
+
+    The pair is born in the root namespace under ``temp_name`` (unique per run, so that
+    ``mbtest cleanup`` can find it if a run is killed mid-way) and moved at once.
+    """
     try:
         with IPRoute() as ipr:
-            ipr.link("add", ifname=temp, kind="veth", peer={"ifname": if_b, "net_ns_fd": ns_b})
-            ipr.link("set", index=ipr.link_lookup(ifname=temp)[0], net_ns_fd=ns_a)
+            ipr.link("add", ifname=temp_name, kind="veth", peer={"ifname": if_b, "net_ns_fd": ns_b})
+            ipr.link("set", index=ipr.link_lookup(ifname=temp_name)[0], net_ns_fd=ns_a)
         with IPRoute(netns=ns_a) as ipr:
-            ipr.link("set", index=ipr.link_lookup(ifname=temp)[0], ifname=if_a)
+            ipr.link("set", index=ipr.link_lookup(ifname=temp_name)[0], ifname=if_a)
         for ns, ifname in ((ns_a, if_a), (ns_b, if_b)):
             with IPRoute(netns=ns) as ipr:
                 for name in (ifname, "lo"):
                     ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
     except NetlinkError as e:
-        raise MbtestError(f"cannot link {ns_a}:{if_a} to {ns_b}:{if_b}: {e}") from None
+        raise MbtestError(f"cannot link {ns_a}:{if_a} to {ns_b}:{if_b}: {e.args[-1]}") from None
 
 
 def address(ns: str, ifname: str, cidr: str) -> None:
     """Add an address (IPv6 without duplicate address detection, so it is usable at once)."""
     iface = ipaddress.ip_interface(cidr)
-    extra = {"flags": 0x02} if iface.version == 6 else {}  # IFA_F_NODAD
+    extra = {"flags": IFA_F_NODAD} if iface.version == 6 else {}
     with IPRoute(netns=ns) as ipr:
-        index = ipr.link_lookup(ifname=ifname)[0]
         ipr.addr(
             "add",
-            index=index,
+            index=ipr.link_lookup(ifname=ifname)[0],
             address=str(iface.ip),
             prefixlen=iface.network.prefixlen,
             family=10 if iface.version == 6 else 2,
@@ -43,6 +49,53 @@ def address(ns: str, ifname: str, cidr: str) -> None:
         )
 
 
-def route(ns: str, dst: str, gateway: str) -> None:
+def route(ns: str, to: str, via: str, table: int | None = None, timeout: float = 5.0) -> None:
+    """Add a route; retried while the gateway is not yet reachable, because the kernel adds
+    an IPv6 prefix route only once the veth's carrier is seen, which may take a moment."""
+    version = ipaddress.ip_address(via).version
+    dst = ("0.0.0.0/0" if version == 4 else "::/0") if to == "default" else to
+    kwargs = {"table": table} if table else {}
+    deadline = time.monotonic() + timeout
     with IPRoute(netns=ns) as ipr:
-        ipr.route("add", dst=dst, gateway=gateway)
+        while True:
+            try:
+                ipr.route("add", dst=dst, gateway=via, family=2 if version == 4 else 10, **kwargs)
+                return
+            except NetlinkError as e:
+                if (
+                    e.code not in (errno.EHOSTUNREACH, errno.ENETUNREACH)
+                    or time.monotonic() > deadline
+                ):
+                    raise MbtestError(
+                        f"cannot add route to {to} via {via} in {ns}: {e.args[-1]}"
+                    ) from None
+                time.sleep(0.02)
+
+
+def rule(ns: str, source: str, table: int) -> None:
+    network = ipaddress.ip_network(source, strict=False)
+    with IPRoute(netns=ns) as ipr:
+        ipr.rule(
+            "add",
+            src=str(network.network_address),
+            src_len=network.prefixlen,
+            table=table,
+            family=2 if network.version == 4 else 10,
+        )
+
+
+def root_links(prefix: str) -> list[str]:
+    """Links in the root namespace whose name starts with prefix (leftovers of a killed run)."""
+    with IPRoute() as ipr:
+        return [
+            link.get_attr("IFLA_IFNAME")
+            for link in ipr.get_links()
+            if (link.get_attr("IFLA_IFNAME") or "").startswith(prefix)
+        ]
+
+
+def delete_root_link(name: str) -> None:
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if found:
+            ipr.link("del", index=found[0])

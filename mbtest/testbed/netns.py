@@ -92,7 +92,7 @@ def remove(name: str, grace: float = 1.0) -> list[int]:
     """Kill every process in the namespace, then delete it; returns the pids killed."""
     if not exists(name):
         return []
-    victims = pids(name)
+    victims = [p for p in pids(name) if p != os.getpid()]
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in victims:
             with contextlib.suppress(ProcessLookupError):

@@ -1,0 +1,202 @@
+"""Build a topology as network namespaces, and own everything built until it is torn down.
+
+``with Testbed(topology) as bed:`` builds and always tears down: on success, on an
+exception, on Ctrl-C and (since the CLI turns SIGTERM into an exception) on SIGTERM. What a
+SIGKILL leaves is recorded in a state file that ``mbtest cleanup`` reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+from mbtest.endpoints import pm
+from mbtest.errors import EnvironmentProblem, MbtestError
+from mbtest.testbed import links, netns
+from mbtest.testbed.topology import Topology
+
+STATE_DIR = "/run/mbtest"
+
+FORWARDER_SYSCTLS = {
+    "net.ipv4.ip_forward": "1",
+    "net.ipv6.conf.all.forwarding": "1",
+    "net.ipv4.icmp_ratelimit": "0",  # every expired probe gets its ICMP answer
+    "net.ipv6.icmp.ratelimit": "0",
+}
+COMMON_SYSCTLS = {
+    "net.ipv4.conf.all.rp_filter": "0",  # paths are asymmetric by design
+    "net.ipv4.conf.default.rp_filter": "0",
+    "net.ipv6.conf.all.accept_dad": "0",
+    "net.ipv6.conf.default.accept_dad": "0",
+}
+
+
+def check_mptcp() -> None:
+    """Root, and a kernel with MPTCP enabled, or one clear sentence."""
+    netns.require_root()
+    try:
+        with open("/proc/sys/net/mptcp/enabled") as f:
+            enabled = f.read().strip() == "1"
+    except FileNotFoundError:
+        raise EnvironmentProblem(
+            "this kernel has no MPTCP support (no /proc/sys/net/mptcp)"
+        ) from None
+    if not enabled:
+        raise EnvironmentProblem(
+            "MPTCP is disabled on this machine: run sysctl -w net.mptcp.enabled=1"
+        )
+
+
+@dataclass
+class Testbed:
+    topology: Topology
+    run_id: str = field(default_factory=netns.new_run_id)
+    ip_version: int = 4  # which MPTCP endpoints of the file are installed
+    checksums: bool | None = None  # None: the kernel's default
+    persistent: bool = False  # topo up: keep it when the with-block ends
+    namespaces: dict[str, str] = field(default_factory=dict)  # node -> namespace
+    build_seconds: float = 0.0
+
+    def ns(self, node: str) -> str:
+        return self.namespaces[node]
+
+    @property
+    def client_ns(self) -> str:
+        return self.ns(self.topology.client.name)
+
+    @property
+    def server_ns(self) -> str:
+        return self.ns(self.topology.server.name)
+
+    @property
+    def state_path(self) -> str:
+        return os.path.join(STATE_DIR, f"{self.run_id}.json")
+
+    def __enter__(self) -> Testbed:
+        try:
+            self.build()
+        except BaseException:
+            self.teardown()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.persistent:
+            self.teardown()
+
+    def build(self) -> None:
+        check_mptcp()
+        start = time.monotonic()
+        topo = self.topology
+        self._write_state()
+        for node in topo.nodes.values():
+            name = netns.ns_name(self.run_id, node.name)
+            netns.create(name)
+            self.namespaces[node.name] = name
+            self._write_state()
+            sysctls = dict(COMMON_SYSCTLS)
+            if node.forwards:
+                sysctls.update(FORWARDER_SYSCTLS)
+            else:
+                sysctls["net.mptcp.enabled"] = "1"
+                if self.checksums is not None:
+                    sysctls["net.mptcp.checksum_enabled"] = "1" if self.checksums else "0"
+            sysctls.update(node.sysctls)
+            for key, value in sysctls.items():
+                netns.sysctl(name, key, value)
+        for number, link in enumerate(topo.links):
+            temp = f"{netns.PREFIX.rstrip('-')}{self.run_id}{number}"
+            links.veth(
+                temp, self.ns(link.a.node), link.a.ifname, self.ns(link.b.node), link.b.ifname
+            )
+            for end in link.ends:
+                for cidr in end.addresses:
+                    links.address(self.ns(end.node), end.ifname, cidr)
+        for node in topo.nodes.values():
+            for route in node.routes:
+                links.route(self.ns(node.name), route.to, route.via, route.table)
+            for rule in node.rules:
+                links.rule(self.ns(node.name), rule.source, rule.table)
+            if node.limits:
+                pm.set_limits(
+                    self.ns(node.name),
+                    subflows=node.limits.get("subflows", 2),
+                    add_addr_accepted=node.limits.get("add_addr_accepted", 0),
+                )
+            for endpoint in node.endpoints:
+                if endpoint.version != self.ip_version:
+                    continue
+                flags = 0
+                for flag in endpoint.flags:
+                    flags |= pm.EndpointFlag[flag.upper()]
+                pm.add_endpoint(
+                    self.ns(node.name), endpoint.address, endpoint.id, flags, endpoint.port
+                )
+        self.build_seconds = time.monotonic() - start
+
+    def teardown(self) -> None:
+        """Remove every namespace (killing what runs in it) and the state file."""
+        errors = []
+        for name in reversed(list(self.namespaces.values())):
+            try:
+                netns.remove(name)
+            except Exception as e:  # keep removing the rest
+                errors.append(f"{name}: {e}")
+        prefix = f"{netns.PREFIX.rstrip('-')}{self.run_id}"
+        with contextlib.suppress(Exception):
+            for leftover in links.root_links(prefix):
+                links.delete_root_link(leftover)
+        self.namespaces.clear()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.state_path)
+        if errors:
+            raise MbtestError("teardown could not remove " + "; ".join(errors))
+
+    def _write_state(self) -> None:
+        os.makedirs(STATE_DIR, exist_ok=True)
+        state = {
+            "run_id": self.run_id,
+            "topology": self.topology.name,
+            "params": self.topology.params,
+            "ip_version": self.ip_version,
+            "namespaces": self.namespaces,
+            "pid": os.getpid(),
+            "created": time.time(),
+        }
+        with open(self.state_path + ".tmp", "w") as f:
+            json.dump(state, f)
+        os.replace(self.state_path + ".tmp", self.state_path)
+
+
+def running() -> list[dict]:
+    """State of every testbed recorded on this machine (from topo up or a live run)."""
+    out = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in sorted(os.listdir(STATE_DIR)):
+            if entry.endswith(".json"):
+                with (
+                    contextlib.suppress(OSError, ValueError),
+                    open(os.path.join(STATE_DIR, entry)) as f,
+                ):
+                    out.append(json.load(f))
+    return out
+
+
+def tear_down_recorded(run_id: str) -> list[str]:
+    """Remove a testbed recorded in a state file (topo down); returns what was removed."""
+    path = os.path.join(STATE_DIR, f"{run_id}.json")
+    try:
+        with open(path) as f:
+            state = json.load(f)
+    except FileNotFoundError:
+        raise MbtestError(f"no testbed with run id {run_id} (see mbtest topo ls)") from None
+    removed = []
+    for name in state.get("namespaces", {}).values():
+        if netns.exists(name):
+            netns.remove(name)
+            removed.append(name)
+    os.unlink(path)
+    return removed

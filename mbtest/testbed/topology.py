@@ -1,0 +1,509 @@
+"""Topology files (TOML): nodes, links, addresses, routes, sysctls, MPTCP limits and endpoints.
+
+Pure: loading and validation read a file and return dataclasses, or raise TopologyError with
+one sentence per problem. A ``[chain]`` table is a shorthand for a line of routers with a
+middlebox slot at a given hop (the long path probes need); its parameters can be overridden.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mbtest.errors import MbtestError
+
+ROLES = ("client", "server", "router", "slot")
+ENDPOINT_FLAGS = ("signal", "subflow", "backup", "fullmesh")
+NODE_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+IFNAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+TOPOLOGY_DIR = Path(__file__).resolve().parent.parent.parent / "topologies"
+
+
+class TopologyError(MbtestError):
+    """A topology file that cannot be built as written."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    address: str
+    id: int | None = None
+    flags: tuple[str, ...] = ("subflow",)
+    port: int | None = None
+
+    @property
+    def version(self) -> int:
+        return ipaddress.ip_address(self.address).version
+
+
+@dataclass(frozen=True)
+class Route:
+    to: str  # a prefix or "default"
+    via: str
+    table: int | None = None
+
+    @property
+    def version(self) -> int:
+        return ipaddress.ip_address(self.via).version
+
+
+@dataclass(frozen=True)
+class Rule:
+    source: str  # a prefix or address
+    table: int
+
+
+@dataclass
+class Node:
+    name: str
+    role: str
+    sysctls: dict[str, str] = field(default_factory=dict)
+    routes: list[Route] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
+    limits: dict[str, int] = field(default_factory=dict)  # subflows, add_addr_accepted
+    endpoints: list[Endpoint] = field(default_factory=list)
+
+    @property
+    def forwards(self) -> bool:
+        return self.role in ("router", "slot")
+
+
+@dataclass(frozen=True)
+class LinkEnd:
+    node: str
+    ifname: str
+    addresses: tuple[str, ...]  # interfaces, e.g. "10.0.1.1/24"
+
+
+@dataclass(frozen=True)
+class Link:
+    a: LinkEnd
+    b: LinkEnd
+
+    @property
+    def ends(self) -> tuple[LinkEnd, LinkEnd]:
+        return (self.a, self.b)
+
+
+@dataclass
+class Topology:
+    name: str
+    description: str
+    nodes: dict[str, Node]
+    links: list[Link]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def node_of_role(self, role: str) -> Node:
+        return next(n for n in self.nodes.values() if n.role == role)
+
+    @property
+    def client(self) -> Node:
+        return self.node_of_role("client")
+
+    @property
+    def server(self) -> Node:
+        return self.node_of_role("server")
+
+    @property
+    def slots(self) -> list[Node]:
+        return [n for n in self.nodes.values() if n.role == "slot"]
+
+    def interfaces(self, node: str) -> list[LinkEnd]:
+        return [end for link in self.links for end in link.ends if end.node == node]
+
+    def addresses(self, node: str, version: int | None = None) -> list[str]:
+        """The node's addresses (without prefix length), in link order."""
+        out = []
+        for end in self.interfaces(node):
+            for cidr in end.addresses:
+                iface = ipaddress.ip_interface(cidr)
+                if version is None or iface.version == version:
+                    out.append(str(iface.ip))
+        return out
+
+    def hops_to(self, src: str, dst: str) -> list[str]:
+        """The nodes of a shortest path from src to dst (both included)."""
+        previous = {src: None}
+        queue = deque([src])
+        while queue:
+            here = queue.popleft()
+            for nxt in self._neighbours(here):
+                if nxt not in previous:
+                    previous[nxt] = here
+                    queue.append(nxt)
+        path, at = [], dst
+        while at is not None:
+            path.append(at)
+            at = previous.get(at)
+        return path[::-1] if path[-1] == src else []
+
+    def _neighbours(self, node: str, avoid: str | None = None) -> list[str]:
+        out = []
+        for link in self.links:
+            for here, there in ((link.a, link.b), (link.b, link.a)):
+                if here.node == node and there.node != avoid:
+                    out.append(there.node)
+        return out
+
+    def _reachable(self, start: str, goal: str, avoid: str) -> bool:
+        seen, queue = {start, avoid}, deque([start])
+        while queue:
+            here = queue.popleft()
+            if here == goal:
+                return True
+            for nxt in self._neighbours(here, avoid):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    queue.append(nxt)
+        return False
+
+    def slot_on_path(self, slot: str) -> bool:
+        """True when some client-to-server path goes through the slot."""
+        client, server = self.client.name, self.server.name
+        near = self._neighbours(slot)
+        return any(
+            a != b and self._reachable(a, client, slot) and self._reachable(b, server, slot)
+            for a in near
+            for b in near
+        )
+
+
+def find(name_or_path: str) -> Path:
+    """A topology by name (topologies/NAME.toml) or by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or os.sep in name_or_path:
+        if not path.exists():
+            raise TopologyError(f"topology file {name_or_path} does not exist")
+        return path
+    candidate = TOPOLOGY_DIR / f"{name_or_path}.toml"
+    if not candidate.exists():
+        known = ", ".join(available()) or "none"
+        raise TopologyError(f"unknown topology {name_or_path!r} (known: {known})")
+    return candidate
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in TOPOLOGY_DIR.glob("*.toml"))
+
+
+def load(name_or_path: str, params: dict[str, Any] | None = None) -> Topology:
+    path = find(name_or_path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise TopologyError(f"{path.name} is not valid TOML: {e}") from None
+    except OSError as e:
+        raise TopologyError(f"{path} cannot be read: {e.strerror}") from None
+    return parse(data, source=path.name, params=params)
+
+
+def parse(
+    data: dict[str, Any], source: str = "topology", params: dict[str, Any] | None = None
+) -> Topology:
+    """Build and validate a Topology from TOML data."""
+    where = source
+    known = {"name", "description", "nodes", "links", "chain", "params"}
+    _no_unknown(data, known, where)
+    chosen = dict(data.get("params", {}))
+    for key, value in (params or {}).items():
+        if key not in chosen:
+            allowed = ", ".join(sorted(chosen)) or "none"
+            raise TopologyError(f"{where}: unknown parameter {key!r} (parameters: {allowed})")
+        chosen[key] = type(chosen[key])(value) if not isinstance(chosen[key], bool) else value
+    if "chain" in data:
+        data = {**data, **_expand_chain(data["chain"], chosen, where)}
+    name = data.get("name") or Path(source).stem
+    nodes: dict[str, Node] = {}
+    for raw in _table_list(data, "nodes", where):
+        node = _parse_node(raw, where)
+        if node.name in nodes:
+            raise TopologyError(f"{where}: node {node.name!r} is defined twice")
+        nodes[node.name] = node
+    links = [
+        _parse_link(raw, where, i) for i, raw in enumerate(_table_list(data, "links", where), 1)
+    ]
+    topo = Topology(name, data.get("description", ""), nodes, links, chosen)
+    validate(topo, where)
+    return topo
+
+
+def _no_unknown(table: dict[str, Any], known: set[str], where: str) -> None:
+    extra = sorted(set(table) - known)
+    if extra:
+        raise TopologyError(
+            f"{where}: unknown key {extra[0]!r} (expected one of {', '.join(sorted(known))})"
+        )
+
+
+def _table_list(data: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise TopologyError(f"{where}: {key} must be an array of tables ([[{key}]])")
+    return value
+
+
+def _parse_node(raw: dict[str, Any], where: str) -> Node:
+    _no_unknown(raw, {"name", "role", "sysctls", "routes", "rules", "limits", "endpoints"}, where)
+    name = raw.get("name")
+    if not isinstance(name, str) or not NODE_NAME.match(name):
+        raise TopologyError(f"{where}: node name {name!r} must be 1-10 lowercase letters or digits")
+    here = f"{where}: node {name}"
+    role = raw.get("role")
+    if role not in ROLES:
+        raise TopologyError(f"{here}: role must be one of {', '.join(ROLES)}, not {role!r}")
+    sysctls = raw.get("sysctls", {})
+    if not isinstance(sysctls, dict):
+        raise TopologyError(f"{here}: sysctls must be a table of key = value")
+    for key in sysctls:
+        if not re.match(r"^net\.[a-z0-9_.\-]+$", key):
+            raise TopologyError(f"{here}: sysctl {key!r} is not a net.* sysctl")
+    routes = []
+    for r in raw.get("routes", []):
+        _no_unknown(r, {"to", "via", "table"}, here)
+        if "to" not in r or "via" not in r:
+            raise TopologyError(f"{here}: a route needs 'to' and 'via'")
+        _check_prefix(r["to"], f"{here}: route", allow_default=True)
+        _check_address(r["via"], f"{here}: route via")
+        routes.append(Route(r["to"], r["via"], r.get("table")))
+    rules = []
+    for r in raw.get("rules", []):
+        _no_unknown(r, {"from", "table"}, here)
+        _check_prefix(r.get("from", ""), f"{here}: rule")
+        if not isinstance(r.get("table"), int) or not 1 <= r["table"] < 253:
+            raise TopologyError(f"{here}: a rule needs a table number between 1 and 252")
+        rules.append(Rule(r["from"], r["table"]))
+    limits = raw.get("limits", {})
+    _no_unknown(limits, {"subflows", "add_addr_accepted"}, f"{here}: limits")
+    for key, value in limits.items():
+        if not isinstance(value, int) or not 0 <= value <= 8:
+            raise TopologyError(f"{here}: limit {key} must be an integer from 0 to 8")
+    endpoints = []
+    for e in raw.get("endpoints", []):
+        _no_unknown(e, {"address", "id", "flags", "port"}, f"{here}: endpoint")
+        _check_address(e.get("address", ""), f"{here}: endpoint")
+        flags = tuple(e.get("flags", ["subflow"]))
+        bad = [f for f in flags if f not in ENDPOINT_FLAGS]
+        if bad:
+            raise TopologyError(
+                f"{here}: endpoint flag {bad[0]!r} is not one of {', '.join(ENDPOINT_FLAGS)}"
+            )
+        endpoints.append(Endpoint(e["address"], e.get("id"), flags, e.get("port")))
+    if (endpoints or limits) and role not in ("client", "server"):
+        raise TopologyError(
+            f"{here}: only the client and the server have MPTCP endpoints and limits"
+        )
+    return Node(
+        name, role, {k: str(v) for k, v in sysctls.items()}, routes, rules, limits, endpoints
+    )
+
+
+def _parse_link(raw: dict[str, Any], where: str, number: int) -> Link:
+    here = f"{where}: link {number}"
+    _no_unknown(raw, {"a", "b"}, here)
+    ends = []
+    for side in ("a", "b"):
+        end = raw.get(side)
+        if not isinstance(end, dict):
+            raise TopologyError(
+                f"{here}: needs end {side} = {{ node = ..., ifname = ..., addresses = [...] }}"
+            )
+        _no_unknown(end, {"node", "ifname", "addresses"}, f"{here} end {side}")
+        ifname = end.get("ifname", "")
+        if not IFNAME.match(str(ifname)):
+            raise TopologyError(
+                f"{here}: interface name {ifname!r} must be 1-10 lowercase letters or digits"
+            )
+        addresses = tuple(end.get("addresses", []))
+        for cidr in addresses:
+            _check_prefix(cidr, f"{here}", interface=True)
+        ends.append(LinkEnd(str(end.get("node")), ifname, addresses))
+    return Link(ends[0], ends[1])
+
+
+def _check_address(text: str, where: str) -> None:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise TopologyError(f"{where}: {text!r} is not an IP address") from None
+
+
+def _check_prefix(
+    text: str, where: str, allow_default: bool = False, interface: bool = False
+) -> None:
+    if allow_default and text == "default":
+        return
+    try:
+        if interface:
+            if "/" not in text:
+                raise ValueError
+            ipaddress.ip_interface(text)
+        else:
+            ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        what = "an address with a prefix length" if interface else "a prefix"
+        raise TopologyError(f"{where}: {text!r} is not {what}") from None
+
+
+def validate(topo: Topology, where: str) -> None:
+    """Whole-topology checks: one clear sentence for the first problem found."""
+    roles = [n.role for n in topo.nodes.values()]
+    for role in ("client", "server"):
+        if roles.count(role) != 1:
+            raise TopologyError(
+                f"{where}: needs exactly one {role} node, found {roles.count(role)}"
+            )
+    seen_if: set[tuple[str, str]] = set()
+    seen_addr: dict[str, str] = {}
+    for number, link in enumerate(topo.links, 1):
+        if link.a.node == link.b.node:
+            raise TopologyError(f"{where}: link {number} connects {link.a.node} to itself")
+        for end in link.ends:
+            if end.node not in topo.nodes:
+                raise TopologyError(f"{where}: link {number} names unknown node {end.node!r}")
+            if (end.node, end.ifname) in seen_if:
+                raise TopologyError(f"{where}: interface {end.node}:{end.ifname} is used twice")
+            seen_if.add((end.node, end.ifname))
+            for cidr in end.addresses:
+                ip = str(ipaddress.ip_interface(cidr).ip)
+                if ip in seen_addr:
+                    raise TopologyError(
+                        f"{where}: address {ip} is on both {seen_addr[ip]} and {end.node}"
+                    )
+                seen_addr[ip] = end.node
+        for version in (4, 6):
+            nets = {
+                str(ipaddress.ip_interface(c).network)
+                for end in link.ends
+                for c in end.addresses
+                if ipaddress.ip_interface(c).version == version
+            }
+            if len(nets) > 1:
+                raise TopologyError(
+                    f"{where}: the ends of link {number} are in different IPv{version} subnets"
+                )
+    for node in topo.nodes.values():
+        if not topo.interfaces(node.name):
+            raise TopologyError(f"{where}: node {node.name} has no link")
+        own = set(topo.addresses(node.name))
+        for endpoint in node.endpoints:
+            if endpoint.address not in own:
+                raise TopologyError(
+                    f"{where}: node {node.name} has an endpoint on {endpoint.address}, "
+                    "not one of its addresses"
+                )
+        for route in node.routes:
+            if not _on_link(topo, node.name, route.via):
+                raise TopologyError(
+                    f"{where}: node {node.name} routes via {route.via}, "
+                    "which is not on any of its links"
+                )
+        tables = {r.table for r in node.routes if r.table}
+        for rule in node.rules:
+            if rule.table not in tables:
+                raise TopologyError(
+                    f"{where}: node {node.name} has a rule to table {rule.table}, "
+                    "which has no route"
+                )
+    for slot in topo.slots:
+        if len(topo.interfaces(slot.name)) < 2 or not topo.slot_on_path(slot.name):
+            raise TopologyError(
+                f"{where}: middlebox slot {slot.name} is not on a path between client and server"
+            )
+    if not topo.hops_to(topo.client.name, topo.server.name):
+        raise TopologyError(f"{where}: the server cannot be reached from the client")
+
+
+def _on_link(topo: Topology, node: str, via: str) -> bool:
+    address = ipaddress.ip_address(via)
+    for end in topo.interfaces(node):
+        for link in topo.links:
+            if end in link.ends:
+                for other in link.ends:
+                    for cidr in other.addresses:
+                        iface = ipaddress.ip_interface(cidr)
+                        if other is not end and iface.ip == address:
+                            return True
+    return False
+
+
+def _expand_chain(chain: dict[str, Any], params: dict[str, Any], where: str) -> dict[str, Any]:
+    """client - r1 - ... - rN - server, the router at hop ``slot_at`` being a middlebox slot."""
+    _no_unknown(chain, {"routers", "slot_at"}, f"{where}: chain")
+
+    def value(key: str) -> int:
+        raw = chain.get(key)
+        if isinstance(raw, str) and raw.startswith("$"):
+            raw = params.get(raw[1:])
+        if not isinstance(raw, int):
+            raise TopologyError(f"{where}: chain {key} must be an integer")
+        return raw
+
+    routers, slot_at = value("routers"), value("slot_at")
+    if not 1 <= routers <= 30:
+        raise TopologyError(f"{where}: chain routers must be between 1 and 30, not {routers}")
+    if not 1 <= slot_at <= routers:
+        raise TopologyError(
+            f"{where}: slot_at must be a hop between 1 and {routers}, not {slot_at}"
+        )
+    names = (
+        ["client"]
+        + [("slot" if i == slot_at else "r") + str(i) for i in range(1, routers + 1)]
+        + ["server"]
+    )
+    nodes = [
+        {
+            "name": "client",
+            "role": "client",
+            "routes": [
+                {"to": "default", "via": "10.200.0.2"},
+                {"to": "default", "via": "fd00:200::2"},
+            ],
+        }
+    ]
+    links = []
+    for i in range(len(names) - 1):
+        links.append(
+            {
+                "a": {
+                    "node": names[i],
+                    "ifname": "eth1" if i else "eth0",
+                    "addresses": [f"10.200.{i}.1/24", f"fd00:200:{i:x}::1/64"],
+                },
+                "b": {
+                    "node": names[i + 1],
+                    "ifname": "eth0",
+                    "addresses": [f"10.200.{i}.2/24", f"fd00:200:{i:x}::2/64"],
+                },
+            }
+        )
+    last = len(names) - 2
+    for i, name in enumerate(names[1:-1], start=1):
+        routes = [
+            {"to": "10.200.0.0/16", "via": f"10.200.{i}.2"} if i < last else None,
+            {"to": "fd00:200::/32", "via": f"fd00:200:{i:x}::2"} if i < last else None,
+            {"to": "default", "via": f"10.200.{i - 1}.1"},
+            {"to": "default", "via": f"fd00:200:{i - 1:x}::1"},
+        ]
+        nodes.append(
+            {
+                "name": name,
+                "role": "slot" if name.startswith("slot") else "router",
+                "routes": [r for r in routes if r],
+            }
+        )
+    nodes.append(
+        {
+            "name": "server",
+            "role": "server",
+            "routes": [
+                {"to": "default", "via": f"10.200.{last}.1"},
+                {"to": "default", "via": f"fd00:200:{last:x}::1"},
+            ],
+        }
+    )
+    return {"nodes": nodes, "links": links}
