@@ -20,12 +20,20 @@ class Terminated(MbtestError):
     exit_code = 143
 
 
+class Interrupted(MbtestError):
+    """Ctrl-C, raised as our own error so that click prints nothing of its own."""
+
+    exit_code = 130
+
+
 _MAIN_PID = os.getpid()
 
 
-def _on_sigterm(signum, frame) -> None:
+def _on_signal(signum, frame) -> None:
     if os.getpid() != _MAIN_PID:  # a forked helper (pyroute2 makes some): just go
-        os._exit(143)
+        os._exit(128 + signum)
+    if signum == signal.SIGINT:
+        raise Interrupted("interrupted; everything this run created was removed")
     raise Terminated("terminated by SIGTERM; everything this run created was removed")
 
 
@@ -243,7 +251,8 @@ def topo_run(
 
 def main() -> None:
     """Entry point: every MbtestError is one line on stderr and a non-zero exit."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     try:
         cli.main(standalone_mode=False)
     except MbtestError as e:

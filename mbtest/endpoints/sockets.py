@@ -12,6 +12,7 @@ import socket
 import struct
 from typing import Any
 
+from mbtest.errors import EnvironmentProblem
 from mbtest.testbed import netns
 
 IPPROTO_MPTCP = 262
@@ -42,7 +43,14 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def mptcp_socket(ns: str, family: int) -> socket.socket:
     """An MPTCP stream socket living in namespace ns."""
-    return netns.call_in(ns, socket.socket, family, socket.SOCK_STREAM, IPPROTO_MPTCP)
+    try:
+        return netns.call_in(ns, socket.socket, family, socket.SOCK_STREAM, IPPROTO_MPTCP)
+    except OSError as e:
+        if e.errno in (errno.ENOPROTOOPT, errno.EPROTONOSUPPORT, errno.EINVAL):
+            raise EnvironmentProblem(
+                f"MPTCP is disabled in namespace {ns} (net.mptcp.enabled=0) or missing from the kernel"
+            ) from None
+        raise
 
 
 def mptcp_info(sock: socket.socket) -> dict[str, int] | None:

@@ -483,19 +483,14 @@ def _expand_chain(chain: dict[str, Any], params: dict[str, Any], where: str) -> 
         )
     last = len(names) - 2
     for i, name in enumerate(names[1:-1], start=1):
-        routes = [
-            {"to": "10.200.0.0/16", "via": f"10.200.{i}.2"} if i < last else None,
-            {"to": "fd00:200::/32", "via": f"fd00:200:{i:x}::2"} if i < last else None,
-            {"to": "default", "via": f"10.200.{i - 1}.1"},
-            {"to": "default", "via": f"fd00:200:{i - 1:x}::1"},
-        ]
-        nodes.append(
-            {
-                "name": name,
-                "role": "slot" if name.startswith("slot") else "router",
-                "routes": [r for r in routes if r],
-            }
-        )
+        routes = []
+        for j in range(i + 1, last + 1):  # the subnets beyond: toward the server
+            routes.append({"to": f"10.200.{j}.0/24", "via": f"10.200.{i}.2"})
+            routes.append({"to": f"fd00:200:{j:x}::/64", "via": f"fd00:200:{i:x}::2"})
+        routes.append({"to": "default", "via": f"10.200.{i - 1}.1"})  # the rest: toward the client
+        routes.append({"to": "default", "via": f"fd00:200:{i - 1:x}::1"})
+        role = "slot" if name.startswith("slot") else "router"
+        nodes.append({"name": name, "role": role, "routes": routes})
     nodes.append(
         {
             "name": "server",

@@ -1,0 +1,81 @@
+"""Testbeds on the real kernel: each topology gives the MPTCP behaviour it is built for."""
+
+import pytest
+
+from mbtest.testbed import builder, netns, topology
+from mbtest.testbed.run import RunConfig, run_traffic
+
+FALLBACK = {
+    "MPCapableFallbackACK",
+    "MPCapableFallbackSYNACK",
+    "MPCapableDataFallback",
+    "DssFallback",
+}
+
+
+def run(name, tmp_path, ip_version, **config):
+    topo = topology.load(name)
+    with builder.Testbed(topo, ip_version=ip_version) as bed:
+        assert all(netns.exists(ns) for ns in bed.namespaces.values())
+        names = list(bed.namespaces.values())
+        doc = run_traffic(bed, RunConfig(ip_version=ip_version, **config), str(tmp_path))
+    assert names and not any(netns.exists(ns) for ns in names)
+    assert doc["connect"]["ok"] and doc["preamble"]["ok"]
+    assert doc["transfer"]["stalled"] is False
+    assert [s["intact"] for s in doc["transfer"]["streams"]] == [True, True]
+    for name_, capture in doc["captures"].items():
+        assert capture["dropped by kernel"] == 0, name_
+    return doc
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+def test_single_path_is_mptcp_without_fallback(tmp_path, ip_version):
+    doc = run("single-path", tmp_path, ip_version)
+    client, server = doc["counters"]["client"], doc["counters"]["server"]
+    assert client["MPCapableSYNTX"] == 1 and client["MPCapableSYNACKRX"] == 1
+    assert server["MPCapableSYNRX"] == 1 and server["MPCapableACKRX"] == 1
+    assert not FALLBACK & (set(client) | set(server))
+    assert doc["sockets"]["client"]["mptcp"] and doc["sockets"]["server"]["mptcp"]
+    assert len(doc["sockets"]["client"]["subflows"]) == 1
+    # The slot saw the connection on both sides, MPTCP options intact.
+    for pcap in ("slot-eth0.pcap", "slot-eth1.pcap", "client.pcap", "server.pcap"):
+        subflows = doc["timelines"][pcap]["subflows"]
+        assert [s["kind"] for s in subflows] == ["initial"], pcap
+        assert subflows[0]["plain_after_mptcp"] == {"c>s": 0, "s>c": 0}
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+def test_dual_path_opens_two_subflows(tmp_path, ip_version):
+    doc = run("dual-path", tmp_path, ip_version)
+    client, server = doc["counters"]["client"], doc["counters"]["server"]
+    assert client["MPJoinSynTx"] == 1 and client["MPJoinSynAckRx"] == 1
+    assert server["MPJoinSynRx"] == 1 and server["MPJoinAckRx"] == 1
+    subflows = doc["sockets"]["client"]["subflows"]
+    local = {s["local"].rsplit(":", 1)[0].strip("[]") for s in subflows}
+    expected = {"10.2.1.1", "10.2.5.1"} if ip_version == 4 else {"fd00:2:1::1", "fd00:2:5::1"}
+    assert local == expected
+    # each slot carries exactly one of the two subflows
+    assert [s["kind"] for s in doc["timelines"]["slota-eth0.pcap"]["subflows"]] == ["initial"]
+    assert [s["kind"] for s in doc["timelines"]["slotb-eth0.pcap"]["subflows"]] == ["join"]
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+def test_dual_homed_server_announces_and_is_joined(tmp_path, ip_version):
+    doc = run("dual-homed-server", tmp_path, ip_version)
+    client, server = doc["counters"]["client"], doc["counters"]["server"]
+    assert server["AddAddrTx"] >= 1 and client["AddAddr"] >= 1
+    assert client["EchoAddTx"] >= 1 and server["EchoAdd"] >= 1
+    assert client["MPJoinSynTx"] == 1 and server["MPJoinAckRx"] == 1
+    announced = "10.3.6.2" if ip_version == 4 else "fd00:3:6::2"
+    remotes = {
+        s["remote"].rsplit(":", 1)[0].strip("[]") for s in doc["sockets"]["client"]["subflows"]
+    }
+    assert announced in remotes
+    assert [s["kind"] for s in doc["timelines"]["slot2-eth0.pcap"]["subflows"]] == ["join"]
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+def test_long_path_carries_mptcp_across_nine_routers(tmp_path, ip_version):
+    doc = run("long-path", tmp_path, ip_version, c2s_bytes=200_000, s2c_bytes=200_000)
+    assert doc["counters"]["server"]["MPCapableACKRX"] == 1
+    assert [s["kind"] for s in doc["timelines"]["slot4-eth0.pcap"]["subflows"]] == ["initial"]
