@@ -48,7 +48,8 @@ def mptcp_socket(ns: str, family: int) -> socket.socket:
     except OSError as e:
         if e.errno in (errno.ENOPROTOOPT, errno.EPROTONOSUPPORT, errno.EINVAL):
             raise EnvironmentProblem(
-                f"MPTCP is disabled in namespace {ns} (net.mptcp.enabled=0) or missing from the kernel"
+                f"MPTCP is disabled in namespace {ns} (net.mptcp.enabled=0) "
+                "or missing from the kernel"
             ) from None
         raise
 

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -42,7 +43,7 @@ def test_a_signal_mid_transfer_tears_everything_down(tmp_path, sig, code, messag
     mine = wait_for_testbed(before, proc)
     time.sleep(0.5)  # inside the transfer
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=30)
     assert proc.returncode == code
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not mine & set(netns.listed())
@@ -59,8 +60,8 @@ def test_cleanup_removes_what_a_sigkill_left(tmp_path):
     proc.kill()
     proc.communicate(timeout=10)
     assert mine <= set(netns.listed())  # SIGKILL leaves them
-    run = subprocess.run([sys.executable, "-m", "mbtest.cli", "cleanup"], capture_output=True, text=True,
-                         timeout=60)  # fmt: skip
+    cleanup = [sys.executable, "-m", "mbtest.cli", "cleanup"]
+    run = subprocess.run(cleanup, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0
     for name in mine:
         assert f"namespace {name}" in run.stdout
@@ -111,15 +112,13 @@ def test_mptcp_disabled_is_one_clear_line_and_leaves_nothing(tmp_path):
 
 def test_mptcp_disabled_in_a_node_is_one_clear_line(tmp_path):
     topo = tmp_path / "off.toml"
-    text = (
-        open("topologies/single-path.toml")
-        .read()
-        .replace('role = "client"\n', 'role = "client"\nsysctls = { "net.mptcp.enabled" = 0 }\n', 1)
-    )
+    original = Path("topologies/single-path.toml").read_text()
+    off = 'role = "client"\nsysctls = { "net.mptcp.enabled" = 0 }\n'
+    text = original.replace('role = "client"\n', off, 1)
     topo.write_text(text)
     before = set(netns.listed())
-    run = subprocess.run([sys.executable, "-m", "mbtest.cli", "topo", "run", str(topo), "-o", str(tmp_path)],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    argv = [sys.executable, "-m", "mbtest.cli", "topo", "run", str(topo), "-o", str(tmp_path)]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert "MPTCP is disabled in namespace mbt-" in run.stderr and run.stderr.count("\n") == 1
     assert set(netns.listed()) == before

@@ -162,9 +162,9 @@ def test_inconsistent_topologies_get_one_clear_sentence(change, message):
 def test_malformed_toml_and_unknown_names_and_parameters(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("name = 'x\n[[nodes]\n")
-    with pytest.raises(TopologyError, match="bad.toml is not valid TOML"):
+    with pytest.raises(TopologyError, match=r"bad\.toml is not valid TOML"):
         topology.load(str(bad))
-    with pytest.raises(TopologyError, match="unknown topology 'nowhere' \\(known: "):
+    with pytest.raises(TopologyError, match=r"unknown topology 'nowhere' \(known: "):
         topology.load("nowhere")
     with pytest.raises(TopologyError, match="does not exist"):
         topology.load(str(tmp_path / "missing.toml"))
