@@ -12,6 +12,9 @@ from mbtest.mptcp.options import MptcpOption, decode_value
 from mbtest.packet import pcap
 
 TCP_FLAG_NAMES = "FSRPAUEC"  # bit 0 (FIN) .. bit 7 (CWR)
+_FLAG_STRINGS = tuple(
+    "".join(c for i, c in enumerate(TCP_FLAG_NAMES) if flags & (1 << i)) for flags in range(256)
+)
 _IPV6_EXTENSIONS = {0, 43, 60}  # hop-by-hop, routing, destination options
 _IPV6_FRAGMENT = 44
 _ETH_VLAN = {0x8100, 0x88A8}
@@ -39,7 +42,7 @@ class TcpSegment:
 
     @property
     def flag_string(self) -> str:
-        return "".join(c for i, c in enumerate(TCP_FLAG_NAMES) if self.flags & (1 << i))
+        return _FLAG_STRINGS[self.flags & 0xFF]
 
     @property
     def syn(self) -> bool:
