@@ -79,3 +79,30 @@ def test_long_path_carries_mptcp_across_nine_routers(tmp_path, ip_version):
     doc = run("long-path", tmp_path, ip_version, c2s_bytes=200_000, s2c_bytes=200_000)
     assert doc["counters"]["server"]["MPCapableACKRX"] == 1
     assert [s["kind"] for s in doc["timelines"]["slot4-eth0.pcap"]["subflows"]] == ["initial"]
+
+
+def test_fallback_evidence_when_the_slot_strips_option_30(tmp_path):
+    """A real netfilter option stripper in the slot: the evidence must show the fallback."""
+    import subprocess
+
+    topo = topology.load("single-path")
+    with builder.Testbed(topo) as bed:
+        strip = ["iptables", "-t", "mangle", "-A", "FORWARD", "-p", "tcp", "--tcp-flags",
+                 "SYN", "SYN", "-j", "TCPOPTSTRIP", "--strip-options", "30"]  # fmt: skip
+        proc = netns.popen(bed.ns("slot"), strip, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+        doc = run_traffic(bed, RunConfig(c2s_bytes=100_000, s2c_bytes=100_000), str(tmp_path))
+    assert [s["intact"] for s in doc["transfer"]["streams"]] == [True, True]
+    assert doc["sockets"]["client"]["mptcp"] is False and doc["sockets"]["server"]["mptcp"] is False
+    assert doc["sockets"]["client"]["tcp"]["state"] == "ESTABLISHED"
+    assert doc["counters"]["client"]["MPCapableSYNTX"] == 1
+    assert doc["counters"]["client"].get("MPCapableSYNACKRX", 0) == 0
+    assert doc["counters"]["server"].get("MPCapableSYNRX", 0) == 0
+    before, after = (
+        doc["timelines"][p]["subflows"][0] for p in ("slot-eth0.pcap", "slot-eth1.pcap")
+    )
+    assert before["kind"] == "mp_capable-attempt" and before["events"][0]["options"] == [
+        "MpCapable"
+    ]
+    assert after["kind"] == "tcp" and after["mptcp_packets"] == 0
