@@ -133,6 +133,56 @@ def topo() -> None:
     """Build testbeds by hand: list, bring up, tear down, run traffic."""
 
 
+def _middleboxes(values: tuple[str, ...]) -> dict[str, str]:
+    from mbtest.middlebox import catalog
+
+    out = {}
+    for item in values:
+        slot, sep, spec = item.partition("=")
+        if not sep or not slot or not spec:
+            raise click.BadParameter(
+                f"{item!r} is not SLOT=NAME[:key=value,...]", param_hint="--middlebox"
+            )
+        catalog.build(spec)  # a bad behaviour or parameter is reported before anything is built
+        out[slot] = spec
+    return out
+
+
+@cli.group()
+def middlebox() -> None:
+    """The middlebox catalog."""
+
+
+@middlebox.command("ls")
+def middlebox_ls() -> None:
+    """List every middlebox behaviour."""
+    from mbtest.middlebox.catalog import CATALOG
+
+    for name, cls in sorted(CATALOG.items()):
+        click.echo(f"{name:18} {cls.ENGINE:8} {cls.MODELS}")
+
+
+@middlebox.command("show")
+@click.argument("name")
+def middlebox_show(name: str) -> None:
+    """What behaviour NAME models, its parameters, what it does, what RFC 8684 expects."""
+    from mbtest.middlebox import catalog
+
+    cls = catalog.get(name)
+    click.echo(f"{cls.NAME} ({cls.ENGINE})")
+    click.echo(f"  models:   {cls.MODELS}")
+    click.echo(f"  does:     {cls.DOES}")
+    click.echo(f"  expected: {cls.EXPECTED} (RFC 8684 {cls.RFC})")
+    click.echo("  parameters:" if cls.PARAMS else "  parameters: none")
+    for p in cls.PARAMS:
+        default = "+".join(p.default) if isinstance(p.default, tuple) else p.default
+        click.echo(f"    {p.name}={default!s:<14} {p.help}; {p.describe()}")
+    click.echo(
+        f"  syntax:   {cls.NAME}"
+        + (":" + ",".join(f"{p.name}=..." for p in cls.PARAMS) if cls.PARAMS else "")
+    )
+
+
 @topo.command("ls")
 def topo_ls() -> None:
     """List the topologies and the testbeds that are up."""
@@ -221,11 +271,17 @@ def topo_down(run_id: str | None, everything: bool) -> None:
 @click.option("--stall-timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 600))
 @click.option("--deadline", default=60.0, show_default=True, type=click.FloatRange(1, 3600))
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Topology parameter.")
+@click.option(
+    "--middlebox",
+    "middleboxes",
+    multiple=True,
+    metavar="SLOT=NAME:k=v,...",
+    help="Put a middlebox behaviour in a slot (see mbtest middlebox ls).",
+)
 @click.option("-o", "--out", "out_dir", default=None, help="Directory for the results.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's JSON document.")
-def topo_run(
-    name, ipv6, checksum, size, direction, stall_timeout, deadline, params, out_dir, as_json
-):
+def topo_run(name, ipv6, checksum, size, direction, stall_timeout, deadline, params, middleboxes,
+             out_dir, as_json):  # fmt: skip
     """Build NAME, run traffic between its MPTCP client and server, gather the evidence."""
     from mbtest.testbed.builder import Testbed
     from mbtest.testbed.run import RunConfig, run_traffic
@@ -240,8 +296,10 @@ def topo_run(
         stall_timeout=stall_timeout,
         deadline=deadline,
     )
+    placed = _middleboxes(middleboxes)
     out_dir = out_dir or new_report_dir()
-    with Testbed(topology, ip_version=config.ip_version, checksums=checksum) as bed:
+    with Testbed(topology, ip_version=config.ip_version, checksums=checksum, middleboxes=placed,
+                 log_dir=out_dir) as bed:  # fmt: skip
         doc = run_traffic(bed, config, out_dir)
     if as_json:
         click.echo(json.dumps(doc, indent=2))

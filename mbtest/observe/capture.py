@@ -18,8 +18,10 @@ from mbtest.testbed import netns
 class Capture:
     """tcpdump on one interface of one namespace, writing a pcap file (full packets)."""
 
-    def __init__(self, ns: str, interface: str, path: str, bpf: str = "tcp or icmp or icmp6"):
+    def __init__(self, ns: str, interface: str, path: str, bpf: str = "tcp or icmp or icmp6",
+                 snaplen: int = 4096):  # fmt: skip
         self.ns, self.interface, self.path, self.bpf = ns, interface, path, bpf
+        self.snaplen = snaplen  # whole MTU-sized packets; 0 for GSO-sized ones
         self.proc: subprocess.Popen | None = None
         self.stats: dict[str, int] = {}  # tcpdump's closing counts: captured, dropped by kernel...
 
@@ -32,9 +34,11 @@ class Capture:
         tcpdump = shutil.which("tcpdump") or "/usr/bin/tcpdump"
         if not os.path.exists(tcpdump):
             raise EnvironmentProblem("tcpdump is not installed: run `make setup`")
-        # A ring slot holds a whole snaplen (256 KiB, for GSO-sized packets): the default
-        # 2 MiB buffer has 8 of them and drops bursts; 64 MiB has 256.
-        argv = [tcpdump, "-i", self.interface, "-n", "-s", "0", "-B", "65536", "-U"]
+        # A ring slot holds a whole snaplen: with the default 2 MiB buffer and GSO-sized
+        # packets (snaplen 0, 256 KiB) only 8 fit and bursts are dropped. 64 MiB holds
+        # 256 GSO-sized packets or about 16000 MTU-sized ones.
+        snaplen = str(self.snaplen)
+        argv = [tcpdump, "-i", self.interface, "-n", "-s", snaplen, "-B", "65536", "-U"]
         argv += ["--immediate-mode", "-w", self.path, "-Z", "root", self.bpf]
         self.proc = netns.popen(self.ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -70,7 +74,11 @@ class Capture:
             self.proc.kill()
             self.proc.wait(timeout)
         if self.proc.stderr:
-            self.stats = _parse_stats(self.proc.stderr.read().decode(errors="replace"))
+            text = self.proc.stderr.read().decode(errors="replace")
+            self.stats = _parse_stats(text)
+            if "dropped by kernel" not in self.stats:
+                self.stats["exit"] = self.proc.returncode
+                self.stats["stderr"] = text.strip()[-300:]
             self.proc.stderr.close()
         self.proc = None
         return self.path

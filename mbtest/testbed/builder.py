@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 
 from mbtest.endpoints import pm
 from mbtest.errors import EnvironmentProblem, MbtestError
+from mbtest.middlebox import catalog
+from mbtest.middlebox.base import Behaviour
+from mbtest.middlebox.process import MiddleboxProcess
 from mbtest.testbed import links, netns
 from mbtest.testbed.topology import Topology
 
@@ -57,6 +60,10 @@ class Testbed:
     ip_version: int = 4  # which MPTCP endpoints of the file are installed
     checksums: bool | None = None  # None: the kernel's default
     persistent: bool = False  # topo up: keep it when the with-block ends
+    middleboxes: dict[str, str] = field(default_factory=dict)  # slot -> behaviour spec
+    log_dir: str | None = None  # where middleboxes write their ground-truth logs
+    wire_segments: bool = True  # no TSO/GSO/GRO: everything sees MTU-sized packets
+    processes: dict[str, MiddleboxProcess] = field(default_factory=dict)
     namespaces: dict[str, str] = field(default_factory=dict)  # node -> namespace
     build_seconds: float = 0.0
 
@@ -113,6 +120,8 @@ class Testbed:
                 temp, self.ns(link.a.node), link.a.ifname, self.ns(link.b.node), link.b.ifname
             )
             for end in link.ends:
+                if self.wire_segments:
+                    links.wire_segments(self.ns(end.node), end.ifname)
                 for cidr in end.addresses:
                     links.address(self.ns(end.node), end.ifname, cidr)
         for node in topo.nodes.values():
@@ -135,11 +144,50 @@ class Testbed:
                 pm.add_endpoint(
                     self.ns(node.name), endpoint.address, endpoint.id, flags, endpoint.port
                 )
+        self.start_middleboxes()
         self.build_seconds = time.monotonic() - start
+
+    def slot_sides(self, slot: str) -> dict[str, str]:
+        """The slot's interface toward the client and the one toward the server."""
+        topo = self.topology
+        path = topo.hops_to(topo.client.name, slot)
+        previous = path[-2] if len(path) >= 2 else None
+        sides = {}
+        for link in topo.links:
+            for here, there in ((link.a, link.b), (link.b, link.a)):
+                if here.node == slot:
+                    sides["client" if there.node == previous else "server"] = here.ifname
+        return sides
+
+    def start_middleboxes(self) -> None:
+        chosen = {n.name: n.middlebox for n in self.topology.slots if n.middlebox}
+        chosen.update(self.middleboxes)
+        for slot, spec in chosen.items():
+            if slot not in self.topology.nodes or self.topology.nodes[slot].role != "slot":
+                slots = ", ".join(n.name for n in self.topology.slots) or "none"
+                raise MbtestError(
+                    f"{slot} is not a middlebox slot of {self.topology.name} (slots: {slots})"
+                )
+            behaviour = spec if isinstance(spec, Behaviour) else catalog.build(spec)
+            log_dir = self.log_dir or os.path.join(STATE_DIR, self.run_id)
+            os.makedirs(log_dir, exist_ok=True)
+            log = os.path.join(log_dir, f"middlebox-{slot}.jsonl")
+            process = MiddleboxProcess(
+                self.ns(slot), slot, behaviour, 0, log, self.slot_sides(slot)
+            )
+            self.processes[slot] = process
+            process.start()
+
+    def check_middleboxes(self) -> dict[str, str]:
+        """slot -> why its middlebox stopped, for every one that is no longer running."""
+        return {slot: why for slot, p in self.processes.items() if (why := p.check())}
 
     def teardown(self) -> None:
         """Remove every namespace (killing what runs in it) and the state file."""
         errors = []
+        for process in self.processes.values():
+            with contextlib.suppress(Exception):
+                process.stop()
         for name in reversed(list(self.namespaces.values())):
             try:
                 netns.remove(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import time
@@ -99,3 +100,28 @@ def delete_root_link(name: str) -> None:
         found = ipr.link_lookup(ifname=name)
         if found:
             ipr.link("del", index=found[0])
+
+
+OFFLOADS = (
+    "tx-tcp-segmentation", "tx-tcp6-segmentation", "tx-tcp-ecn-segmentation",
+    "tx-tcp-mangleid-segmentation", "tx-generic-segmentation", "rx-gro", "rx-gro-list",
+    "tx-checksum-ip-generic", "tx-checksum-ipv4", "tx-checksum-ipv6", "tx-scatter-gather",
+)  # fmt: skip
+
+
+def wire_segments(ns: str, ifname: str) -> None:
+    """Turn off segmentation, GRO and checksum offloads, so that captures and middleboxes see
+    packets as they would be on a wire: MTU-sized, with real checksums."""
+    from pyroute2 import Ethtool
+
+    from mbtest.testbed import netns
+
+    def run() -> None:
+        with contextlib.closing(Ethtool()) as ethtool:
+            features = ethtool.get_features(ifname)
+            for name in OFFLOADS:
+                if name in features.features:
+                    features.features[name].enable = False
+            ethtool.set_features(ifname, features)
+
+    netns.call_in(ns, run)

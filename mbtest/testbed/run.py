@@ -48,13 +48,15 @@ def expected_subflows(topo: Topology, ip_version: int) -> int:
 
 
 def _captures(bed: Testbed, out_dir: str) -> list[Capture]:
+    snaplen = 4096 if bed.wire_segments else 0
     caps = []
     for node in (bed.topology.client, bed.topology.server):
-        caps.append(Capture(bed.ns(node.name), "any", os.path.join(out_dir, f"{node.name}.pcap")))
+        path = os.path.join(out_dir, f"{node.name}.pcap")
+        caps.append(Capture(bed.ns(node.name), "any", path, snaplen=snaplen))
     for slot in bed.topology.slots:
         for end in bed.topology.interfaces(slot.name):
             path = os.path.join(out_dir, f"{slot.name}-{end.ifname}.pcap")
-            caps.append(Capture(bed.ns(slot.name), end.ifname, path))
+            caps.append(Capture(bed.ns(slot.name), end.ifname, path, snaplen=snaplen))
     return caps
 
 
@@ -143,12 +145,23 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
                 "client": sockets.socket_report(client),
                 "server": sockets.socket_report(server),
             }
+        crashed = bed.check_middleboxes()
         after = {side: counters.read(bed.ns(side)) for side in before}
         doc["counters"] = {side: counters.delta(before[side], after[side]) for side in before}
         for sock in (client, server):
             if sock is not None:
                 sock.close()
         time.sleep(0.05)  # the closing handshakes reach the captures
+    doc["middleboxes"] = {
+        slot: {
+            "behaviour": p.behaviour.spec,
+            "log": os.path.relpath(p.log_path, out_dir)
+            if p.log_path.startswith(out_dir)
+            else p.log_path,
+            "crashed": crashed.get(slot),
+        }
+        for slot, p in bed.processes.items()
+    }
     doc["captures"] = {
         os.path.basename(c.path): {"namespace": c.ns, "interface": c.interface, **c.stats}
         for c in caps

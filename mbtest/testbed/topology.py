@@ -67,6 +67,7 @@ class Node:
     rules: list[Rule] = field(default_factory=list)
     limits: dict[str, int] = field(default_factory=dict)  # subflows, add_addr_accepted
     endpoints: list[Endpoint] = field(default_factory=list)
+    middlebox: str | None = None  # a slot's default behaviour spec
 
     @property
     def forwards(self) -> bool:
@@ -248,7 +249,11 @@ def _table_list(data: dict[str, Any], key: str, where: str) -> list[dict[str, An
 
 
 def _parse_node(raw: dict[str, Any], where: str) -> Node:
-    _no_unknown(raw, {"name", "role", "sysctls", "routes", "rules", "limits", "endpoints"}, where)
+    _no_unknown(
+        raw,
+        {"name", "role", "sysctls", "routes", "rules", "limits", "endpoints", "middlebox"},
+        where,
+    )
     name = raw.get("name")
     if not isinstance(name, str) or not NODE_NAME.match(name):
         raise TopologyError(f"{where}: node name {name!r} must be 1-10 lowercase letters or digits")

@@ -1,0 +1,311 @@
+"""Userspace behaviours (NFQUEUE): pure functions of a packet and its flow."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import struct
+
+from mbtest.errors import CodecError
+from mbtest.middlebox.base import (
+    ACCEPT,
+    DIRECTIONS,
+    SUBTYPE_CHOICES,
+    Behaviour,
+    Verdict,
+    change,
+    direction_matches,
+    span_matches,
+)
+from mbtest.middlebox.flows import SEGMENT_CLASSES, PacketContext
+from mbtest.middlebox.params import MiddleboxError, Param
+from mbtest.mptcp import options as mptcp
+from mbtest.packet.edit import TcpPacket, rewrite_options
+
+OPTION_30 = ["-m", "tcp", "--tcp-option", "30"]
+SEGMENTS = Param("segments", "choice", "all", "which segments", SEGMENT_CLASSES)
+DIRECTION = Param("direction", "choice", "both", "which direction", DIRECTIONS)
+
+
+class Pass(Behaviour):
+    NAME = "pass"
+    MODELS = "a middlebox that forwards everything through userspace (the control)"
+    DOES = "queues every TCP packet and accepts it unchanged"
+    EXPECTED = "MPTCP on all subflows, data intact"
+    RFC = "§3"
+
+    def handle(self, pkt: TcpPacket, ctx: PacketContext) -> Verdict:
+        return ACCEPT
+
+
+class IpsAlert(Behaviour):
+    NAME = "ips-alert"
+    MODELS = "an IPS raising its TCP option 30 signature (Cisco IPS signature 1306)"
+    DOES = "forwards everything unchanged and logs an alert for each SYN carrying option 30"
+    EXPECTED = "MPTCP unaffected"
+    RFC = "§3"
+
+    def queue_matches(self) -> list[list[str]]:
+        return [["--tcp-flags", "SYN", "SYN", *OPTION_30]]
+
+    def handle(self, pkt: TcpPacket, ctx: PacketContext) -> Verdict:
+        if pkt.syn and pkt.mptcp_spans():
+            return Verdict(
+                changes=[change(ctx, pkt, "alert", None, "TCP option 30 in SYN (signature 1306)")]
+            )
+        return ACCEPT
+
+
+def _segment_wanted(segments: str, ctx: PacketContext) -> bool:
+    return segments in ctx.classes
+
+
+class StripOption(Behaviour):
+    NAME = "strip-option"
+    MODELS = (
+        "a firewall normalising TCP options (Cisco ASA default, MBClick RemoveTCPOpt, EOL rewriter)"
+    )
+    DOES = (
+        "removes the chosen MPTCP options: overwritten by NOPs, deleted (header shrunk) "
+        "or cut by an EOL"
+    )
+    EXPECTED = (
+        "fallback to TCP when MP_CAPABLE is stripped; subflow reset on a join path; data intact"
+    )
+    RFC = "§3.1, §3.7, §6"
+    PARAMS = (
+        Param("subtypes", "choices", ("MP_CAPABLE",), "MPTCP options to strip", SUBTYPE_CHOICES),
+        SEGMENTS,
+        Param("mode", "choice", "nop", "how: NOPs, removal, or an EOL", ("nop", "remove", "eol")),
+        Param("after", "int", 0, "leave the first N packets of each flow alone", (), 0, 1 << 30),
+        DIRECTION,
+    )
+
+    def queue_matches(self) -> list[list[str]]:
+        return [OPTION_30]
+
+    def handle(self, pkt: TcpPacket, ctx: PacketContext) -> Verdict:
+        if not _segment_wanted(self.segments, ctx) or not direction_matches(
+            self.direction, ctx.direction
+        ):
+            return ACCEPT
+        if sum(ctx.flow.packets.values()) <= self.after:
+            return ACCEPT
+        raw = bytes(pkt.options)
+        spans = [s for s in pkt.mptcp_spans() if span_matches(raw, s, self.subtypes)]
+        if not spans:
+            return ACCEPT
+        pkt.options = rewrite_options(raw, spans, self.mode)
+        removed = b"".join(raw[s.start : s.end] for s in spans)
+        log = change(ctx, pkt, f"tcp.options ({self.mode})", raw, bytes(pkt.options))
+        log["removed"] = removed.hex()
+        return Verdict("modified", pkt.to_bytes(), changes=[log])
+
+
+class DropOption(Behaviour):
+    NAME = "drop-option"
+    MODELS = (
+        "a firewall dropping packets with MPTCP options to force fallback, or joins, or ADD_ADDR"
+    )
+    DOES = "drops packets carrying the chosen MPTCP options"
+    EXPECTED = (
+        "SYNs dropped: retry without MP_CAPABLE; joins dropped: the subflow is not established"
+    )
+    RFC = "§3.1, §3.2, §3.4.1, §6"
+    PARAMS = (
+        Param("subtypes", "choices", ("MP_CAPABLE",), "MPTCP options to drop on", SUBTYPE_CHOICES),
+        SEGMENTS,
+        DIRECTION,
+    )
+
+    def queue_matches(self) -> list[list[str]]:
+        return [OPTION_30]
+
+    def handle(self, pkt: TcpPacket, ctx: PacketContext) -> Verdict:
+        if not _segment_wanted(self.segments, ctx) or not direction_matches(
+            self.direction, ctx.direction
+        ):
+            return ACCEPT
+        raw = bytes(pkt.options)
+        hit = [s for s in pkt.mptcp_spans() if span_matches(raw, s, self.subtypes)]
+        if not hit:
+            return ACCEPT
+        names = "+".join(mptcp.subtype_name(s.subtype(raw)) for s in hit)
+        return Verdict("drop", changes=[change(ctx, pkt, "packet", f"carrying {names}", "dropped")])
+
+
+def _rst_for(syn: TcpPacket) -> bytes:
+    """A RST+ACK from the SYN's destination back to its source, acknowledging the SYN."""
+    tcp = struct.pack(
+        "!HHIIBBHHH", syn.dport, syn.sport, 0, (syn.seq + 1) & 0xFFFFFFFF, 5 << 4, 0x14, 0, 0, 0
+    )
+    src, dst = ipaddress.ip_address(syn.dst).packed, ipaddress.ip_address(syn.src).packed
+    if syn.version == 4:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0x4000, 64, 6, 0, src, dst)
+    else:
+        ip = struct.pack("!IHBB16s16s", 6 << 28, 20, 6, 64, src, dst)
+    return TcpPacket(ip + tcp).to_bytes()
+
+
+class RstJoin(Behaviour):
+    NAME = "rst-join"
+    MODELS = "a firewall that answers MP_JOIN SYNs with a reset (draft-lopez §3.2)"
+    DOES = "drops each SYN carrying MP_JOIN and sends a forged RST to its sender"
+    EXPECTED = "that subflow fails; the connection continues on the others"
+    RFC = "§3.2"
+
+    def queue_matches(self) -> list[list[str]]:
+        return [["--tcp-flags", "SYN,ACK", "SYN", *OPTION_30]]
+
+    def handle(self, pkt: TcpPacket, ctx: PacketContext) -> Verdict:
+        raw = bytes(pkt.options)
+        if not (
+            "syn" in ctx.classes
+            and any(span_matches(raw, s, ("MP_JOIN",)) for s in pkt.mptcp_spans())
+        ):
+            return ACCEPT
+        rst = _rst_for(pkt)
+        return Verdict(
+            "drop",
+            inject=[rst],
+            changes=[
+                change(ctx, pkt, "packet", "SYN carrying MP_JOIN", "dropped"),
+                change(
+                    ctx,
+                    pkt,
+                    "injected",
+                    None,
+                    f"RST to {ctx.flow_name.split(' > ')[0]}: {rst.hex()}",
+                ),
+            ],
+        )
+
+
+# field name -> (option class, dataclass field, value kind)
+MANGLE_FIELDS = {
+    "MP_CAPABLE.version": (mptcp.MpCapable, "version", int),
+    "MP_CAPABLE.checksum_required": (mptcp.MpCapable, "checksum_required", bool),
+    "MP_CAPABLE.extensibility": (mptcp.MpCapable, "extensibility", bool),
+    "MP_CAPABLE.hmac_sha256": (mptcp.MpCapable, "hmac_sha256", bool),
+    "ADD_ADDR.address": (mptcp.AddAddr, "address", ipaddress.ip_address),
+    "ADD_ADDR.port": (mptcp.AddAddr, "port", int),
+    "DSS.dsn": (mptcp.Dss, "dsn", int),
+    "MP_JOIN.token": (mptcp.MpJoinSyn, "token", int),
+}
+
+
+class MangleOption(Behaviour):
+    NAME = "mangle-option"
+    MODELS = "a middlebox rewriting a field inside an MPTCP option"
+    DOES = "rewrites one field of one MPTCP option and fixes the TCP checksum"
+    EXPECTED = "flags follow what each end saw; a rewritten ADD_ADDR fails its HMAC and is ignored"
+    RFC = "§3.1, §3.4.1"
+    PARAMS = (
+        Param(
+            "field", "choice", "MP_CAPABLE.checksum_required", "which field", tuple(MANGLE_FIELDS)
+        ),
+        Param("value", "str", "0", "the new value (number, true/false, or address)"),
+        SEGMENTS,
+        DIRECTION,
+    )
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        cls, name, kind = MANGLE_FIELDS[self.field]
+        try:
+            if kind is bool:
+                self.new_value = str(self.value).lower() in ("1", "true", "yes")
+            elif kind is int:
+                self.new_value = int(self.value, 0)
+            else:
+                self.new_value = kind(self.value)
+        except ValueError:
+            raise MiddleboxError(
+                f"mangle-option: value={self.value!r} does not suit field {self.field}"
+            ) from None
+        self.option_class, self.attribute = cls, name
+
+    def queue_matches(self) -> list[list[str]]:
+        return [OPTION_30]
+
+    def handle(self, pkt: TcpPacket, ctx: PacketContext) -> Verdict:
+        if not _segment_wanted(self.segments, ctx) or not direction_matches(
+            self.direction, ctx.direction
+        ):
+            return ACCEPT
+        raw = bytearray(pkt.options)
+        changes = []
+        for span in pkt.mptcp_spans():
+            try:
+                option = mptcp.decode(bytes(raw[span.start : span.end]), strict=False)
+            except CodecError:
+                continue
+            if not isinstance(option, self.option_class) or getattr(option, self.attribute) is None:
+                continue
+            if getattr(option, self.attribute) == self.new_value:
+                continue
+            try:
+                new = mptcp.encode(dataclasses.replace(option, **{self.attribute: self.new_value}))
+            except (CodecError, TypeError):
+                continue
+            if len(new) != span.end - span.start:
+                continue  # a rewrite never changes the option's length
+            changes.append(
+                change(
+                    ctx, pkt, self.field, str(getattr(option, self.attribute)), str(self.new_value)
+                )
+            )
+            raw[span.start : span.end] = new
+        if not changes:
+            return ACCEPT
+        pkt.options = raw
+        return Verdict("modified", pkt.to_bytes(), changes=changes)
+
+
+class PayloadFlip(Behaviour):
+    NAME = "payload-flip"
+    MODELS = "a middlebox corrupting payload while keeping the TCP checksum valid"
+    DOES = "inverts payload bytes of chosen data segments and fixes the TCP checksum"
+    EXPECTED = (
+        "with checksums: MP_FAIL and fallback (one subflow) or RST (several); without: changed data"
+    )
+    RFC = "§3.7"
+    PARAMS = (
+        Param("every", "int", 1, "flip every n-th data segment", (), 1, 1 << 30),
+        Param(
+            "segment",
+            "int",
+            0,
+            "flip only this data segment (1-based; 0: use every)",
+            (),
+            0,
+            1 << 30,
+        ),
+        Param("offset", "int", 0, "first payload byte to flip", (), 0, 65535),
+        Param("count", "int", 1, "how many bytes", (), 1, 65535),
+        Param("direction", "choice", "c2s", "which direction", DIRECTIONS),
+    )
+
+    def queue_matches(self) -> list[list[str]]:
+        return [[]]
+
+    def handle(self, pkt: TcpPacket, ctx: PacketContext) -> Verdict:
+        if not ctx.data_index or not direction_matches(self.direction, ctx.direction):
+            return ACCEPT
+        wanted = (
+            ctx.data_index == self.segment if self.segment else ctx.data_index % self.every == 0
+        )
+        payload = pkt.payload
+        if not wanted or self.offset >= len(payload):
+            return ACCEPT
+        end = min(len(payload), self.offset + self.count)
+        before = bytes(payload[self.offset : end])
+        payload[self.offset : end] = bytes(b ^ 0xFF for b in before)
+        pkt.payload = payload
+        log = change(
+            ctx, pkt, f"payload[{self.offset}:{end}]", before, bytes(payload[self.offset : end])
+        )
+        return Verdict("modified", pkt.to_bytes(), changes=[log])
+
+
+USERSPACE = (Pass, IpsAlert, StripOption, DropOption, RstJoin, MangleOption, PayloadFlip)

@@ -1,0 +1,311 @@
+"""The middlebox process: runs inside a slot's namespace, installs its netfilter rules, serves
+its NFQUEUE, writes the ground-truth log, and removes its rules when told to stop.
+
+    python -m mbtest.middlebox.engine SPEC --queue N --log FILE --client-side IF --server-side IF
+
+It prints ``ready`` once every rule is in place; any failure is one line on stderr and a
+non-zero exit, which the testbed reports as "middlebox crashed: ...".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from mbtest.errors import MbtestError
+from mbtest.middlebox import catalog
+from mbtest.middlebox.base import Behaviour, Verdict
+from mbtest.middlebox.flows import FlowTracker
+from mbtest.packet.edit import TcpPacket
+
+TOOLS = ("iptables", "ip6tables")
+
+
+class RuleOwner:
+    """Installs iptables rules and removes exactly those again."""
+
+    def __init__(self) -> None:
+        self.installed: list[tuple[str, list[str]]] = []
+
+    def add(self, tool: str, args: list[str]) -> None:
+        _run(tool, args)
+        self.installed.append((tool, args))
+
+    def remove_all(self) -> None:
+        for tool, args in reversed(self.installed):
+            delete = ["-D" if a in ("-A", "-I") else a for a in args]
+            subprocess.run([tool, "-w", *delete], capture_output=True, timeout=10)
+        self.installed.clear()
+
+
+def _run(tool: str, args: list[str]) -> None:
+    try:
+        done = subprocess.run([tool, "-w", *args], capture_output=True, text=True, timeout=10)
+    except FileNotFoundError:
+        raise MbtestError(f"{tool} is not installed: run `make setup`") from None
+    if done.returncode != 0:
+        raise MbtestError(f"{tool} {' '.join(args)} failed: {done.stderr.strip().splitlines()[-1]}")
+
+
+class Log:
+    def __init__(self, path: str, behaviour: Behaviour):
+        self.file = open(path, "a")  # noqa: SIM115  (closed in close())
+        self.name = behaviour.NAME
+        self.count = 0
+
+    def write(self, entry: dict[str, Any]) -> None:
+        self.file.write(
+            json.dumps({"t": round(time.time(), 6), "behaviour": self.name, **entry}) + "\n"
+        )
+        self.file.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class Injector:
+    """Sends whole IP packets a behaviour forged (they leave by OUTPUT, never re-queued)."""
+
+    def __init__(self) -> None:
+        self.sockets: dict[int, socket.socket] = {}
+
+    def send(self, packet: bytes) -> None:
+        version = packet[0] >> 4
+        if version not in self.sockets:
+            family = socket.AF_INET if version == 4 else socket.AF_INET6
+            self.sockets[version] = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        pkt = TcpPacket(packet)
+        self.sockets[version].sendto(packet, (pkt.dst, 0))
+
+
+class Engine:
+    def __init__(self, behaviour: Behaviour, queue: int, log: Log, sides: dict[str, str]):
+        self.behaviour, self.queue, self.log, self.sides = behaviour, queue, log, sides
+        self.rules = RuleOwner()
+        self.tracker = FlowTracker()
+        self.injector = Injector()
+        self.queues: list[Any] = []
+        self.pending: dict[tuple, bytes] = {}  # observer: packets before the kernel changed them
+        self.stopping = False
+        self.failure: BaseException | None = None
+
+    # --- setup ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from netfilterqueue import NetfilterQueue
+
+        b = self.behaviour
+        if b.ENGINE == "nfqueue":
+            self._bind(NetfilterQueue, self.queue, self.on_packet)
+            for match in b.queue_matches():
+                for tool in TOOLS:
+                    rule = ["-t", "mangle", "-A", "FORWARD", "-p", "tcp", *match]
+                    self.rules.add(tool, [*rule, "-j", "NFQUEUE", "--queue-num", str(self.queue)])
+            return
+        if getattr(b, "OBSERVE", False):
+            self._bind(NetfilterQueue, self.queue, self.on_before)
+            self._bind(NetfilterQueue, self.queue + 1, self.on_after)
+            before = ["-t", "mangle", "-I", "PREROUTING", "-p", "tcp", "-j", "NFQUEUE"]
+            after = ["-t", "mangle", "-A", "POSTROUTING", "-p", "tcp", "-j", "NFQUEUE"]
+            for tool in TOOLS:
+                self.rules.add(tool, [*before, "--queue-num", str(self.queue)])
+                self.rules.add(tool, [*after, "--queue-num", str(self.queue + 1)])
+        for args in b.kernel_rules(self.sides):
+            for tool in TOOLS:
+                if _rule_fits(tool, args):
+                    self.rules.add(tool, args)
+
+    def _bind(self, cls, number: int, callback) -> None:
+        nfq = cls()
+        nfq.bind(number, self._guard(callback), max_len=4096)
+        self.queues.append(nfq)
+
+    def _guard(self, callback):
+        def wrapped(packet) -> None:
+            try:
+                callback(packet)
+            except BaseException as e:  # a behaviour bug: stop and say so
+                packet.accept()
+                self.failure = e
+                self.stopping = True
+
+        return wrapped
+
+    # --- packets ----------------------------------------------------------------------------
+
+    def on_packet(self, packet) -> None:
+        try:
+            pkt = TcpPacket(packet.get_payload())
+        except MbtestError:
+            packet.accept()
+            return
+        ctx = self.tracker.observe(pkt)
+        verdict: Verdict = self.behaviour.handle(pkt, ctx)
+        for forged in verdict.inject:
+            self.injector.send(forged)
+        for entry in verdict.changes:
+            self.log.write(entry)
+        if verdict.action == "drop":
+            packet.drop()
+        elif verdict.action == "modified" and verdict.packet is not None:
+            packet.set_payload(verdict.packet)
+            packet.accept()
+        else:
+            packet.accept()
+
+    @staticmethod
+    def _key(pkt: TcpPacket) -> tuple:
+        return (
+            pkt.src,
+            pkt.sport,
+            pkt.dst,
+            pkt.dport,
+            pkt.seq,
+            pkt.ack,
+            pkt.flags,
+            len(pkt.payload),
+        )
+
+    def on_before(self, packet) -> None:
+        data = packet.get_payload()
+        try:
+            pkt = TcpPacket(data)
+            self.tracker.observe(pkt)
+            self.pending[self._key(pkt)] = bytes(pkt.options)
+        except MbtestError:
+            pass
+        if len(self.pending) > 100_000:
+            self.pending.clear()
+        packet.accept()
+
+    def on_after(self, packet) -> None:
+        try:
+            pkt = TcpPacket(packet.get_payload())
+        except MbtestError:
+            packet.accept()
+            return
+        before = self.pending.pop(self._key(pkt), None)
+        after = bytes(pkt.options)
+        if before is not None and before != after:
+            key = frozenset(((pkt.src, pkt.sport), (pkt.dst, pkt.dport)))
+            flow = self.tracker.flows.get(key)
+            name = flow.state.get("name", "?") if flow else "?"
+            initiator = flow.initiator if flow else None
+            direction = (
+                "?"
+                if initiator is None
+                else ("c>s" if initiator == (pkt.src, pkt.sport) else "s>c")
+            )
+            entry = {"flow": name, "direction": direction, "seq": pkt.seq, "flags": pkt.flags}
+            entry.update(field="tcp.options (kernel)", before=before.hex(), after=after.hex())
+            self.log.write(entry)
+        packet.accept()
+
+    # --- loop -------------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        fds = {nfq.get_fd(): nfq for nfq in self.queues}
+        sockets = {fd: socket.socket(fileno=fd) for fd in fds}
+        for sock in sockets.values():
+            sock.setblocking(False)
+        while not self.stopping:
+            if not fds:
+                time.sleep(0.2)
+                continue
+            ready, _, _ = select.select(list(fds), [], [], 0.2)
+            for fd in ready:
+                fds[fd].run(block=False)
+        for sock in sockets.values():
+            sock.detach()
+        if self.failure is not None:
+            raise MbtestError(f"behaviour {self.behaviour.NAME} failed: {self.failure!r}")
+
+    def stop(self) -> None:
+        """Log what only the kernel knows, release the queues, remove the rules: each step
+        runs even if an earlier one failed, and a failure is reported on stderr."""
+        steps = [self.rules.remove_all, *(nfq.unbind for nfq in self.queues)]
+        if getattr(self.behaviour, "CONNTRACK_LOG", False):
+            steps.insert(0, self.log_conntrack)
+        for step in steps:
+            try:
+                step()
+            except Exception as e:
+                print(f"while stopping: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+
+    def log_conntrack(self) -> None:
+        """NAT's ground truth: each tracked connection whose reply tuple shows a rewrite."""
+        from pyroute2 import Conntrack
+
+        with Conntrack() as ct:
+            for entry in ct.dump_entries():
+                orig, reply = entry.tuple_orig, entry.tuple_reply
+                if orig.proto != socket.IPPROTO_TCP:
+                    continue
+                before = _endpoint(orig.saddr, orig.sport)
+                after = _endpoint(reply.daddr, reply.dport)
+                if before != after:
+                    self.log.write({"flow": f"{before} > {_endpoint(orig.daddr, orig.dport)}",
+                                    "direction": "c>s", "field": "source", "before": before,
+                                    "after": after})  # fmt: skip
+
+
+def _endpoint(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in str(address) else f"{address}:{port}"
+
+
+def _rule_fits(tool: str, args: list[str]) -> bool:
+    """A rule naming an address belongs to iptables (IPv4) or ip6tables (IPv6) only."""
+    for i, arg in enumerate(args):
+        if arg == "--to-source":
+            v6 = ":" in args[i + 1].split("]")[0].lstrip("[") and args[i + 1].count(":") > 1
+            return (tool == "ip6tables") == v6
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mbtest-middlebox")
+    parser.add_argument("spec")
+    parser.add_argument("--queue", type=int, default=0)
+    parser.add_argument("--log", required=True)
+    parser.add_argument("--client-side", default="eth0")
+    parser.add_argument("--server-side", default="eth1")
+    args = parser.parse_args(argv)
+    engine = None
+    try:
+        behaviour = catalog.build(args.spec)
+        engine = Engine(behaviour, args.queue, Log(args.log, behaviour),
+                        {"client": args.client_side, "server": args.server_side})  # fmt: skip
+
+        def on_signal(signum, frame) -> None:
+            engine.stopping = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        engine.start()
+        print("ready", flush=True)
+        engine.serve()
+        return 0
+    except MbtestError as e:
+        print(str(e), file=sys.stderr, flush=True)
+        return 2
+    except Exception as e:  # report, never a traceback
+        print(f"{type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        if engine is not None:
+            try:
+                engine.stop()
+            finally:
+                engine.log.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

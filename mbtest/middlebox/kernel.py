@@ -1,0 +1,83 @@
+"""Kernel behaviours: where Linux has the real middlebox, netfilter does the work.
+
+Their ground truth comes from the kernel too: the engine observes packets before and after
+(kernel-optstrip) or reads the connection-tracking table (nat) and logs each change.
+"""
+
+from __future__ import annotations
+
+from mbtest.middlebox.base import Behaviour
+from mbtest.middlebox.params import Param
+
+FLAG_MATCH = {
+    "all": [],
+    "syn": ["--tcp-flags", "SYN,ACK", "SYN"],
+    "synack": ["--tcp-flags", "SYN,ACK", "SYN,ACK"],
+    "non-syn": ["--tcp-flags", "SYN", "NONE"],
+}
+
+
+class KernelOptStrip(Behaviour):
+    NAME = "kernel-optstrip"
+    ENGINE = "kernel"
+    MODELS = "netfilter's TCPOPTSTRIP removing TCP option 30 (a Linux-based firewall)"
+    DOES = "the kernel overwrites option 30 with NOPs in the chosen segments"
+    EXPECTED = "fallback to TCP when MP_CAPABLE is stripped from the SYN; data intact"
+    RFC = "§3.1, §3.7, §6"
+    PARAMS = (Param("segments", "choice", "all", "which segments", tuple(FLAG_MATCH)),)
+    OBSERVE = True  # log the kernel's changes by comparing packets before and after
+
+    def kernel_rules(self, sides: dict[str, str]) -> list[list[str]]:
+        match = FLAG_MATCH[self.segments]
+        return [
+            [
+                "-t",
+                "mangle",
+                "-A",
+                "FORWARD",
+                "-p",
+                "tcp",
+                *match,
+                "-j",
+                "TCPOPTSTRIP",
+                "--strip-options",
+                "30",
+            ]
+        ]
+
+
+class Nat(Behaviour):
+    NAME = "nat"
+    ENGINE = "kernel"
+    MODELS = "a NAT rewriting source addresses and ports (home gateway, carrier-grade NAT)"
+    DOES = (
+        "the kernel's source NAT on the way to the server: masquerade or a fixed address, "
+        "ports kept or rewritten"
+    )
+    EXPECTED = "MPTCP works; joins authenticate by token; data intact"
+    RFC = "§6"
+    PARAMS = (
+        Param("to", "str", "", "source address to use (empty: the slot's own address, masquerade)"),
+        Param(
+            "ports",
+            "choice",
+            "random",
+            "source ports: kept if free, random, or 61000-61999",
+            ("keep", "random", "range"),
+        ),
+    )
+    CONNTRACK_LOG = True
+
+    def kernel_rules(self, sides: dict[str, str]) -> list[list[str]]:
+        out = ["-t", "nat", "-A", "POSTROUTING", "-o", sides["server"], "-p", "tcp"]
+        ports = {"keep": [], "random": ["--random-fully"], "range": []}[self.ports]
+        if self.to:
+            target = f"{self.to}:61000-61999" if self.ports == "range" else self.to
+            if ":" in self.to and self.ports == "range":
+                target = f"[{self.to}]:61000-61999"
+            return [[*out, "-j", "SNAT", "--to-source", target, *ports]]
+        port_range = ["--to-ports", "61000-61999"] if self.ports == "range" else []
+        return [[*out, "-j", "MASQUERADE", *port_range, *ports]]
+
+
+KERNEL = (KernelOptStrip, Nat)

@@ -1,0 +1,88 @@
+"""Middlebox processes owned by a testbed: started in a slot, checked, stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+from mbtest.errors import MbtestError
+from mbtest.middlebox.base import Behaviour
+from mbtest.testbed import netns
+
+
+class MiddleboxCrashed(MbtestError):
+    """The middlebox process died or never started: not a network failure."""
+
+
+class MiddleboxProcess:
+    def __init__(self, ns: str, slot: str, behaviour: Behaviour, queue: int, log_path: str,
+                 sides: dict[str, str]):  # fmt: skip
+        self.ns, self.slot, self.behaviour, self.queue = ns, slot, behaviour, queue
+        self.log_path, self.sides = log_path, sides
+        self.proc: subprocess.Popen | None = None
+        self.exit_code: int | None = None
+        self.error: str | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        argv = [sys.executable, "-m", "mbtest.middlebox.engine", self.behaviour.spec]
+        argv += ["--queue", str(self.queue), "--log", self.log_path]
+        argv += ["--client-side", self.sides["client"], "--server-side", self.sides["server"]]
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(
+                filter(None, [_package_root(), os.environ.get("PYTHONPATH")])
+            ),
+        )
+        self.proc = netns.popen(
+            self.ns, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
+        deadline = time.monotonic() + timeout
+        line = b""
+        while b"ready" not in line:
+            left = deadline - time.monotonic()
+            if self.proc.poll() is not None or left <= 0:
+                self.stop()
+                raise MiddleboxCrashed(f"{self.what} crashed: {self.error or 'it did not start'}")
+            ready, _, _ = select.select([self.proc.stdout], [], [], left)
+            if ready:
+                line += os.read(self.proc.stdout.fileno(), 100)
+
+    @property
+    def what(self) -> str:
+        return f"middlebox {self.behaviour.NAME} in {self.slot}"
+
+    def check(self) -> str | None:
+        """None while it runs; else why it stopped."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        self.stop()
+        return f"{self.what} crashed: {self.error or f'exit {self.exit_code}'}"
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout)
+        err = self.proc.stderr.read().decode(errors="replace").strip() if self.proc.stderr else ""
+        self.error = err.splitlines()[-1] if err else self.error
+        self.exit_code = self.proc.returncode
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream:
+                stream.close()
+        self.proc = None
+
+
+def _package_root() -> str:
+    import mbtest
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(mbtest.__file__)))
