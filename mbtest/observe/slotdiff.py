@@ -1,0 +1,92 @@
+"""What a middlebox did, seen from outside: the difference between the captures on the two
+sides of its slot. Packets are paired by direction, sequence and acknowledgement numbers,
+flags and payload length (which NAT, option rewriting and payload flips all keep).
+This is what a middlebox's ground-truth log is checked against.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict, deque
+from typing import Any
+
+from mbtest.observe.decode import PacketRecord, decode_capture
+
+
+def _records(path: str | os.PathLike) -> list[PacketRecord]:
+    return [r for r in decode_capture(path, only_mptcp=False, keep_segments=True) if r.segment]
+
+
+def _key(r: PacketRecord) -> tuple:
+    return (r.direction, r.seq, r.ack, r.tcp_flags, r.payload_length)
+
+
+def _endpoint(endpoint: tuple[str, int]) -> str:
+    host, port = endpoint
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def diff(client_side: str | os.PathLike, server_side: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every change between the two sides: changed fields, dropped and injected packets."""
+    sides = {"client": _records(client_side), "server": _records(server_side)}
+    changes: list[dict[str, Any]] = []
+    for direction, ingress, egress in (("c>s", "client", "server"), ("s>c", "server", "client")):
+        out_by_key: dict[tuple, deque[PacketRecord]] = defaultdict(deque)
+        for r in sides[egress]:
+            if r.direction == direction:
+                out_by_key[_key(r)].append(r)
+        pairs: list[tuple[PacketRecord, PacketRecord | None]] = []
+        pending: list[PacketRecord] = []
+        for r in sides[ingress]:  # first the packets that went through unchanged
+            if r.direction != direction:
+                continue
+            queue = out_by_key.get(_key(r), deque())
+            same = next((o for o in queue if _same(r, o)), None)
+            if same is None:
+                pending.append(r)
+            else:
+                queue.remove(same)
+        for r in pending:  # then the changed ones, in order; what is left was dropped
+            queue = out_by_key.get(_key(r))
+            pairs.append((r, queue.popleft() if queue else None))
+        for r, out in sorted(pairs, key=lambda p: p[0].frame):
+            if out is None:
+                changes.append(_entry(r, "dropped", r.tcp_flags, None))
+                continue
+            a, b = r.segment, out.segment
+            if a.options_raw != b.options_raw:
+                changes.append(_entry(r, "tcp.options", a.options_raw.hex(), b.options_raw.hex()))
+            if a.payload != b.payload:
+                changes.append(_entry(r, "payload", a.payload.hex(), b.payload.hex()))
+            if r.src != out.src:
+                changes.append(_entry(r, "source", _endpoint(r.src), _endpoint(out.src)))
+            if r.dst != out.dst:
+                changes.append(_entry(r, "destination", _endpoint(r.dst), _endpoint(out.dst)))
+        for queue in out_by_key.values():
+            for r in queue:
+                changes.append(_entry(r, "injected", None, r.tcp_flags))
+    return changes
+
+
+def _same(a: PacketRecord, b: PacketRecord) -> bool:
+    sa, sb = a.segment, b.segment
+    return (a.src, a.dst, sa.options_raw, sa.payload) == (b.src, b.dst, sb.options_raw, sb.payload)
+
+
+def _entry(r: PacketRecord, kind: str, before: Any, after: Any) -> dict[str, Any]:
+    return {"direction": r.direction, "seq": r.seq, "flow": r.flow, "kind": kind,
+            "before": before, "after": after}  # fmt: skip
+
+
+def log_kind(entry: dict[str, Any]) -> str:
+    """The capture-diff kind a ground-truth log entry corresponds to."""
+    field = entry.get("field", "")
+    if field.startswith("tcp.options") or ("." in field and field.split(".")[0].isupper()):
+        return "tcp.options"
+    if field.startswith("payload"):
+        return "payload"
+    if field == "packet" and entry.get("after") == "dropped":
+        return "dropped"
+    if field == "injected":
+        return "injected"
+    return field
