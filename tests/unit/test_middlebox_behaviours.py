@@ -1,0 +1,212 @@
+"""Userspace behaviours on bytes: what goes in, what comes out, checksums valid, log right."""
+
+import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
+
+from mbtest.errors import PacketError
+from mbtest.middlebox import catalog
+from mbtest.middlebox.flows import FlowTracker
+from mbtest.middlebox.params import MiddleboxError, parse_spec
+from mbtest.mptcp.options import AddAddr, Dss, MpCapable, MpJoinSyn, decode
+from mbtest.mptcp.scapy_glue import from_scapy, scapy_options
+from mbtest.packet.edit import TcpPacket, option_spans, rewrite_options
+from mbtest.packet.headers import parse_tcp
+
+MPC = MpCapable(checksum_required=True)
+C, S = ("10.0.0.1", 40000), ("10.0.9.2", 80)
+
+
+def pkt(src, dst, flags, options=(), payload=b"", v6=False, seq=1000, ack=0):
+    if v6:
+        ip = IPv6(
+            src="fd00::1" if src == C else "fd00::2", dst="fd00::2" if src == C else "fd00::1"
+        )
+    else:
+        ip = IP(src=src[0], dst=dst[0])
+    layer = TCP(sport=src[1], dport=dst[1], flags=flags, seq=seq, ack=ack,
+                options=scapy_options([("MSS", 1460), *options]))  # fmt: skip
+    return bytes(ip / layer / payload)
+
+
+def run(spec, packets):
+    """Feed packets through a behaviour; return (verdicts, outputs as TcpPacket or None)."""
+    behaviour = catalog.build(spec)
+    tracker = FlowTracker()
+    verdicts = []
+    for data in packets:
+        p = TcpPacket(data)
+        verdicts.append(behaviour.handle(p, tracker.observe(p)))
+    return verdicts
+
+
+def handshake(v6=False, syn_options=(MPC,)):
+    return [
+        pkt(C, S, "S", syn_options, v6=v6),
+        pkt(S, C, "SA", [MpCapable(checksum_required=True, sender_key=1)], v6=v6, ack=1001),
+        pkt(
+            C,
+            S,
+            "A",
+            [MpCapable(checksum_required=True, sender_key=2, receiver_key=1)],
+            v6=v6,
+            seq=1001,
+        ),
+        pkt(
+            C,
+            S,
+            "PA",
+            [Dss(dsn=5, subflow_seq=1, data_length=5, checksum=7)],
+            b"hello",
+            v6=v6,
+            seq=1001,
+        ),
+    ]
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+@pytest.mark.parametrize("mode", ["nop", "remove", "eol"])
+def test_strip_option_in_every_mode_keeps_the_packet_well_formed(v6, mode):
+    verdicts = run(f"strip-option:segments=syn,mode={mode}", handshake(v6))
+    assert [v.action for v in verdicts] == ["modified", "accept", "accept", "accept"]
+    out = TcpPacket(verdicts[0].packet)
+    assert out.checksums_valid()
+    seg = parse_tcp(verdicts[0].packet)  # an independent parse of the result
+    assert seg.mptcp_options() == []
+    kinds = [k for k, _ in seg.options()]
+    assert 2 in kinds  # MSS survives
+    if mode == "remove":
+        assert len(seg.options_raw) == 4 and out.tcp_header_len == 24
+    elif mode == "nop":
+        assert seg.options_raw[4:8] == b"\x01\x01\x01\x01"
+    else:
+        assert kinds[-1] == 0  # EOL
+    (log,) = verdicts[0].changes
+    assert log["field"] == f"tcp.options ({mode})" and log["removed"] == MPC.encode().hex()
+    assert log["direction"] == "c>s" and log["packet"] == 1
+
+
+def test_strip_option_filters_by_direction_segment_and_subtype():
+    verdicts = run("strip-option:subtypes=DSS,segments=data,direction=c2s", handshake())
+    assert [v.action for v in verdicts] == ["accept", "accept", "accept", "modified"]
+    assert from_scapy(TCP(bytes(IP(verdicts[3].packet)[TCP])).options) == []
+    verdicts = run("strip-option:segments=synack,direction=c2s", handshake())
+    assert all(v.action == "accept" for v in verdicts)
+    verdicts = run("strip-option:segments=all,after=2", handshake())
+    assert [v.action for v in verdicts] == ["accept", "accept", "modified", "accept"]
+
+
+def test_drop_option_drops_only_what_it_names():
+    joins = [pkt(C, S, "S", [MpJoinSyn(token=5, nonce=6)]), pkt(C, S, "S", [MPC], seq=7)]
+    assert [v.action for v in run("drop-option:subtypes=MP_JOIN", joins)] == ["drop", "accept"]
+    echo = pkt(C, S, "A", [AddAddr(echo=True)])
+    announce = pkt(S, C, "A", [AddAddr(hmac=1)])
+    assert [v.action for v in run("drop-option:subtypes=ADD_ADDR_ECHO", [echo, announce])] == [
+        "drop",
+        "accept",
+    ]
+    verdict = run("drop-option:subtypes=ADD_ADDR", [announce])[0]
+    assert verdict.action == "drop" and verdict.changes[0]["before"] == "carrying ADD_ADDR"
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_rst_join_drops_the_join_and_forges_a_valid_reset(v6):
+    join = pkt(C, S, "S", [MpJoinSyn(token=5, nonce=6)], v6=v6, seq=5000)
+    (verdict,) = run("rst-join", [join])
+    assert verdict.action == "drop"
+    (rst,) = verdict.inject
+    forged = TcpPacket(rst)
+    assert forged.checksums_valid() and forged.rst and forged.is_ack
+    assert (forged.sport, forged.dport, forged.ack) == (80, 40000, 5001)
+    assert forged.dst == ("fd00::1" if v6 else "10.0.0.1")
+    assert [c["field"] for c in verdict.changes] == ["packet", "injected"]
+
+
+@pytest.mark.parametrize(
+    "spec,packet,check",
+    [
+        ("mangle-option:field=MP_CAPABLE.checksum_required,value=0", pkt(C, S, "S", [MPC]),
+         lambda o: o.checksum_required is False),
+        ("mangle-option:field=MP_CAPABLE.version,value=0,segments=synack",
+         pkt(S, C, "SA", [MpCapable(sender_key=9)]), lambda o: o.version == 0),
+        ("mangle-option:field=ADD_ADDR.address,value=10.9.9.9", pkt(S, C, "A", [AddAddr(hmac=3)]),
+         lambda o: str(o.address) == "10.9.9.9"),
+        ("mangle-option:field=MP_JOIN.token,value=0x1234", pkt(C, S, "S", [MpJoinSyn(token=5)]),
+         lambda o: o.token == 0x1234),
+        ("mangle-option:field=DSS.dsn,value=99",
+         pkt(C, S, "A", [Dss(dsn=5, subflow_seq=1, data_length=0)]),
+         lambda o: o.dsn == 99),
+    ],
+)  # fmt: skip
+def test_mangle_option_rewrites_one_field(spec, packet, check):
+    (verdict,) = run(spec, [packet])
+    assert verdict.action == "modified"
+    out = TcpPacket(verdict.packet)
+    assert out.checksums_valid() and len(out.buf) == len(packet)
+    (span,) = out.mptcp_spans()
+    assert check(decode(bytes(out.options[span.start : span.end]), strict=False))
+    assert verdict.changes[0]["field"] == spec.split("field=")[1].split(",")[0]
+
+
+def test_payload_flip_changes_bytes_and_keeps_the_tcp_checksum_valid():
+    verdicts = run("payload-flip:segment=1,offset=1,count=2", handshake())
+    assert [v.action for v in verdicts] == ["accept", "accept", "accept", "modified"]
+    out = TcpPacket(verdicts[3].packet)
+    assert bytes(out.payload) == b"h" + bytes([ord("e") ^ 0xFF, ord("l") ^ 0xFF]) + b"lo"
+    assert out.checksums_valid()
+    assert verdicts[3].changes[0]["before"] == b"el".hex()
+
+
+def test_ips_alert_only_logs():
+    verdicts = run("ips-alert", handshake())
+    assert [v.action for v in verdicts] == ["accept"] * 4
+    assert [len(v.changes) for v in verdicts] == [1, 1, 0, 0]
+
+
+def test_option_rewrites_on_raw_fields():
+    raw = bytes.fromhex("020405b41e04018101011e0350")
+    spans = [s for s in option_spans(raw) if s.kind == 30]
+    assert rewrite_options(raw, spans, "remove") == bytes.fromhex("020405b40101")
+    assert rewrite_options(raw, spans[:1], "nop") == bytes.fromhex("020405b40101010101011e0350")
+    assert rewrite_options(raw, spans[1:], "eol") == bytes.fromhex("020405b41e0401810101000000")
+    with pytest.raises(PacketError):
+        option_spans(bytes.fromhex("1e10"))
+
+
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("frob", "unknown middlebox behaviour 'frob'"),
+        (
+            "strip-option:mode=shred",
+            "parameter mode='shred' is not valid: expected one of nop, remove, eol",
+        ),
+        (
+            "strip-option:subtypes=MP_CAPABLE+BOGUS",
+            "parameter subtypes='MP_CAPABLE+BOGUS' is not valid",
+        ),
+        (
+            "payload-flip:count=0",
+            "parameter count='0' is not valid: expected an integer in [1, 65535]",
+        ),
+        ("payload-flip:every=two", "parameter every='two' is not valid"),
+        ("pass:speed=9", "pass: unknown parameter 'speed' (parameters: none)"),
+        (
+            "mangle-option:field=ADD_ADDR.address,value=banana",
+            "value='banana' does not suit field ADD_ADDR.address",
+        ),
+        ("strip-option:mode", "'mode' is not key=value"),
+        (":mode=nop", "has no behaviour name"),
+    ],
+)
+def test_bad_specifications_are_one_clear_sentence(spec, message):
+    with pytest.raises(MiddleboxError) as info:
+        catalog.build(spec)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_spec_syntax_round_trips():
+    behaviour = catalog.build("strip-option:subtypes=DSS+MP_JOIN,mode=remove")
+    assert parse_spec(behaviour.spec)[1]["subtypes"] == "DSS+MP_JOIN"
+    assert catalog.build(behaviour.spec).params == behaviour.params
+    assert catalog.build({"behaviour": "strip-option", "subtypes": ["DSS"]}).subtypes == ("DSS",)
