@@ -23,6 +23,27 @@ from mbtest.mptcp import options as mptcp
 from mbtest.packet.edit import TcpPacket, rewrite_options
 
 OPTION_30 = ["-m", "tcp", "--tcp-option", "30"]
+SEGMENT_MATCH = {  # both SYNs either way: the SYN tells who opened the flow
+    "syn": ["--tcp-flags", "SYN", "SYN"],
+    "synack": ["--tcp-flags", "SYN", "SYN"],
+}
+# MP_CAPABLE and MP_JOIN only ever travel in the first packets of a (sub)flow: the SYN, the
+# SYN/ACK, the third ACK and (MP_CAPABLE) the first data segment or its retransmissions.
+HANDSHAKE_ONLY = {"MP_CAPABLE", "MP_JOIN"}
+FIRST_PACKETS = ["-m", "connbytes", "--connbytes", "0:10", "--connbytes-dir", "both",
+                 "--connbytes-mode", "packets"]  # fmt: skip
+
+
+def option_queue(subtypes: tuple[str, ...], segments: str) -> list[list[str]]:
+    """Queue only packets that can carry the options a behaviour acts on: option 30 always,
+    and the SYN flags or the first packets of the flow where that is all it needs."""
+    if segments in SEGMENT_MATCH:
+        return [[*SEGMENT_MATCH[segments], *OPTION_30]]
+    if segments == "third-ack" or set(subtypes) <= HANDSHAKE_ONLY:
+        return [[*OPTION_30, *FIRST_PACKETS]]
+    return [OPTION_30]
+
+
 SEGMENTS = Param("segments", "choice", "all", "which segments", SEGMENT_CLASSES)
 DIRECTION = Param("direction", "choice", "both", "which direction", DIRECTIONS)
 
@@ -82,7 +103,7 @@ class StripOption(Behaviour):
     )
 
     def queue_matches(self) -> list[list[str]]:
-        return [OPTION_30]
+        return [OPTION_30] if self.after else option_queue(self.subtypes, self.segments)
 
     def handle(self, pkt: TcpPacket, ctx: PacketContext) -> Verdict:
         if not _segment_wanted(self.segments, ctx) or not direction_matches(
@@ -119,7 +140,7 @@ class DropOption(Behaviour):
     )
 
     def queue_matches(self) -> list[list[str]]:
-        return [OPTION_30]
+        return option_queue(self.subtypes, self.segments)
 
     def handle(self, pkt: TcpPacket, ctx: PacketContext) -> Verdict:
         if not _segment_wanted(self.segments, ctx) or not direction_matches(
@@ -226,7 +247,7 @@ class MangleOption(Behaviour):
         self.option_class, self.attribute = cls, name
 
     def queue_matches(self) -> list[list[str]]:
-        return [OPTION_30]
+        return option_queue((self.field.split(".")[0],), self.segments)
 
     def handle(self, pkt: TcpPacket, ctx: PacketContext) -> Verdict:
         if not _segment_wanted(self.segments, ctx) or not direction_matches(
@@ -300,12 +321,10 @@ class PayloadFlip(Behaviour):
             return ACCEPT
         end = min(len(payload), self.offset + self.count)
         before = bytes(payload[self.offset : end])
-        payload[self.offset : end] = bytes(b ^ 0xFF for b in before)
-        pkt.payload = payload
-        log = change(
-            ctx, pkt, f"payload[{self.offset}:{end}]", before, bytes(payload[self.offset : end])
-        )
-        return Verdict("modified", pkt.to_bytes(), changes=[log])
+        after = bytes(b ^ 0xFF for b in before)
+        pkt.patch(pkt.ip_len + pkt.tcp_header_len + self.offset, after)
+        log = change(ctx, pkt, f"payload[{self.offset}:{end}]", before, after)
+        return Verdict("modified", bytes(pkt.buf), changes=[log])
 
 
 USERSPACE = (Pass, IpsAlert, StripOption, DropOption, RstJoin, MangleOption, PayloadFlip)

@@ -125,7 +125,7 @@ class Engine:
 
     def _bind(self, cls, number: int, callback) -> None:
         nfq = cls()
-        nfq.bind(number, self._guard(callback), max_len=4096)
+        nfq.bind(number, self._guard(callback), max_len=16384, sock_len=16 << 20)
         self.queues.append(nfq)
 
     def _guard(self, callback):

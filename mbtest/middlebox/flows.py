@@ -46,6 +46,9 @@ class FlowTracker:
         if pkt.syn and not pkt.is_ack:
             flow.initiator = src
             flow.state["name"] = f"{_fmt(src)} > {_fmt(dst)}"
+        elif pkt.syn and flow.initiator is None:  # a SYN/ACK whose SYN went unseen
+            flow.initiator = dst
+            flow.state["name"] = f"{_fmt(dst)} > {_fmt(src)}"
         direction = "?" if flow.initiator is None else ("c>s" if flow.initiator == src else "s>c")
         if "name" not in flow.state:
             flow.state["name"] = f"{_fmt(src)} > {_fmt(dst)}"

@@ -212,6 +212,21 @@ class TcpPacket:
             pseudo = bytes(self.buf[8:40]) + struct.pack("!I3xB", len(segment), 6)
         return (~ones_complement_sum(pseudo + segment)) & 0xFFFF
 
+    def patch(self, start: int, new: bytes) -> None:
+        """Overwrite bytes inside the TCP segment (same length) and update the TCP checksum
+        incrementally (RFC 1624): a few changed bytes cost a few additions, not a full sum."""
+        base = self.ip_len
+        first = base + ((start - base) & ~1)
+        last = base + ((start + len(new) - base + 1) & ~1)
+        old_words = bytes(self.buf[first:last]).ljust(last - first, b"\0")
+        self.buf[start : start + len(new)] = new
+        new_words = bytes(self.buf[first:last]).ljust(last - first, b"\0")
+        field = base + 16
+        old_sum = struct.unpack_from("!H", self.buf, field)[0]
+        total = (~old_sum & 0xFFFF) + (~ones_complement_sum(old_words) & 0xFFFF)
+        total = ones_complement_sum(new_words, total)
+        struct.pack_into("!H", self.buf, field, ~total & 0xFFFF)
+
     def checksums_valid(self) -> bool:
         ok = self._u16(16) == self.tcp_checksum()
         if self.version == 4:

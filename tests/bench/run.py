@@ -115,8 +115,9 @@ def bench_testbeds(repeats: int = 5) -> dict[str, float]:
     empty = goodput(None)
     figures["single_path_goodput_50MB_Mbit_per_second"] = round(empty)
     behaviours = {
-        "pass": "pass",
-        "option_only": "strip-option:subtypes=ADD_ADDR",
+        "pass": "pass",  # every packet through userspace, unchanged
+        "option_only_strip_mp_join": "strip-option:subtypes=MP_JOIN",  # queues handshakes only
+        "option_only_ips_alert": "ips-alert",  # queues SYNs only
         "payload_flip_every_segment": "payload-flip:every=1",
     }
     for name, spec in behaviours.items():

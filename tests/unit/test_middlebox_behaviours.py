@@ -210,3 +210,12 @@ def test_spec_syntax_round_trips():
     assert parse_spec(behaviour.spec)[1]["subtypes"] == "DSS+MP_JOIN"
     assert catalog.build(behaviour.spec).params == behaviour.params
     assert catalog.build({"behaviour": "strip-option", "subtypes": ["DSS"]}).subtypes == ("DSS",)
+
+
+@pytest.mark.parametrize("start,size", [(0, 1), (1, 1), (3, 4), (6, 7), (1399, 1), (0, 1400)])
+def test_incremental_checksum_equals_a_full_recomputation(start, size):
+    packet = TcpPacket(pkt(C, S, "A", [], bytes(range(256)) * 5 + b"x" * 120))
+    packet.to_bytes()
+    at = packet.ip_len + packet.tcp_header_len + start
+    packet.patch(at, bytes((b + 77) & 0xFF for b in packet.buf[at : at + size]))
+    assert packet.checksums_valid()
