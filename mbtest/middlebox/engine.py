@@ -118,6 +118,9 @@ class Engine:
             for tool in TOOLS:
                 self.rules.add(tool, [*before, "--queue-num", str(self.queue)])
                 self.rules.add(tool, [*after, "--queue-num", str(self.queue + 1)])
+        for key, value in getattr(b, "SYSCTLS", {}).items():
+            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                f.write(value)
         for args in b.kernel_rules(self.sides):
             for tool in TOOLS:
                 if _rule_fits(tool, args):

@@ -6,6 +6,8 @@ Their ground truth comes from the kernel too: the engine observes packets before
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from mbtest.middlebox.base import Behaviour
 from mbtest.middlebox.params import Param
 
@@ -80,4 +82,45 @@ class Nat(Behaviour):
         return [[*out, "-j", "MASQUERADE", *port_range, *ports]]
 
 
-KERNEL = (KernelOptStrip, Nat)
+class MssClamp(Behaviour):
+    NAME = "mss-clamp"
+    ENGINE = "kernel"
+    MODELS = "a router clamping the MSS of SYNs (PPPoE and VPN gateways): netfilter's TCPMSS"
+    DOES = "the kernel rewrites the MSS option of SYN and SYN/ACK segments"
+    EXPECTED = "MPTCP unaffected; data intact"
+    RFC = "§6"
+    PARAMS = (Param("value", "int", 1200, "the MSS to set", (), 536, 65495),)
+    OBSERVE = True
+
+    def kernel_rules(self, sides: dict[str, str]) -> list[list[str]]:
+        return [["-t", "mangle", "-A", "FORWARD", "-p", "tcp", "--tcp-flags", "SYN", "SYN",
+                 "-j", "TCPMSS", "--set-mss", str(self.value)]]  # fmt: skip
+
+
+class SynProxy(Behaviour):
+    NAME = "syn-proxy"
+    ENGINE = "kernel"
+    MODELS = (
+        "a firewall answering SYNs itself with cookies before opening the server side (SYNPROXY)"
+    )
+    DOES = "the kernel's SYNPROXY answers the client's SYN (without MP_CAPABLE) and then opens "\
+           "its own connection to the server"  # fmt: skip
+    EXPECTED = "plain TCP from the handshake on (the SYN/ACK lacks MP_CAPABLE); data intact"
+    RFC = "§3.1, §6"
+    OBSERVE = True
+    SYSCTLS: ClassVar[dict[str, str]] = {"net.netfilter.nf_conntrack_tcp_loose": "0"}
+
+    def kernel_rules(self, sides: dict[str, str]) -> list[list[str]]:
+        toward = ["-i", sides["client"], "-p", "tcp"]
+        return [
+            ["-t", "raw", "-A", "PREROUTING", *toward, "--tcp-flags", "SYN,ACK", "SYN",
+             "-j", "CT", "--notrack"],
+            ["-t", "filter", "-A", "FORWARD", *toward, "-m", "conntrack", "--ctstate",
+             "INVALID,UNTRACKED", "-j", "SYNPROXY", "--sack-perm", "--timestamp", "--wscale", "7",
+             "--mss", "1460"],
+            ["-t", "filter", "-A", "FORWARD", *toward, "-m", "conntrack", "--ctstate", "INVALID",
+             "-j", "DROP"],
+        ]  # fmt: skip
+
+
+KERNEL = (KernelOptStrip, Nat, MssClamp, SynProxy)

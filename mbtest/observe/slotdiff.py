@@ -46,31 +46,56 @@ def diff(client_side: str | os.PathLike, server_side: str | os.PathLike) -> list
                 pending.append(r)
             else:
                 queue.remove(same)
-        for r in pending:  # then the changed ones, in order; what is left was dropped
+        unpaired: list[PacketRecord] = []
+        for r in pending:  # then the changed ones with the same numbers, in order
             queue = out_by_key.get(_key(r))
+            if queue:
+                pairs.append((r, queue.popleft()))
+            else:
+                unpaired.append(r)
+        loose: dict[tuple, deque[PacketRecord]] = defaultdict(deque)
+        for queue in out_by_key.values():  # then those whose numbers changed (seq rewriting)
+            for o in queue:
+                loose[_loose_key(o)].append(o)
+            queue.clear()
+        for r in unpaired:
+            queue = loose.get(_loose_key(r))
             pairs.append((r, queue.popleft() if queue else None))
         for r, out in sorted(pairs, key=lambda p: p[0].frame):
             if out is None:
                 changes.append(_entry(r, "dropped", r.tcp_flags, None))
                 continue
             a, b = r.segment, out.segment
-            if a.options_raw != b.options_raw:
-                changes.append(_entry(r, "tcp.options", a.options_raw.hex(), b.options_raw.hex()))
-            if a.payload != b.payload:
-                changes.append(_entry(r, "payload", a.payload.hex(), b.payload.hex()))
-            if r.src != out.src:
-                changes.append(_entry(r, "source", _endpoint(r.src), _endpoint(out.src)))
-            if r.dst != out.dst:
-                changes.append(_entry(r, "destination", _endpoint(r.dst), _endpoint(out.dst)))
+            for kind, before, after in (
+                ("tcp.seq", a.seq, b.seq),
+                ("tcp.ack", a.ack, b.ack),
+                ("tcp.window", a.window, b.window),
+                ("ip.id", a.ip_id, b.ip_id),
+                ("tcp.options", a.options_raw.hex(), b.options_raw.hex()),
+                ("payload", a.payload.hex(), b.payload.hex()),
+                ("source", _endpoint(r.src), _endpoint(out.src)),
+                ("destination", _endpoint(r.dst), _endpoint(out.dst)),
+            ):
+                if before != after:
+                    changes.append(_entry(r, kind, before, after))
+        out_by_key = loose
         for queue in out_by_key.values():
             for r in queue:
                 changes.append(_entry(r, "injected", None, r.tcp_flags))
     return changes
 
 
+def _loose_key(r: PacketRecord) -> tuple:
+    return (r.direction, r.tcp_flags, r.payload_length)
+
+
+def _fields(r: PacketRecord) -> tuple:
+    s = r.segment
+    return (r.src, r.dst, s.seq, s.ack, s.window, s.ip_id, s.options_raw, s.payload)
+
+
 def _same(a: PacketRecord, b: PacketRecord) -> bool:
-    sa, sb = a.segment, b.segment
-    return (a.src, a.dst, sa.options_raw, sa.payload) == (b.src, b.dst, sb.options_raw, sb.payload)
+    return _fields(a) == _fields(b)
 
 
 def _entry(r: PacketRecord, kind: str, before: Any, after: Any) -> dict[str, Any]:

@@ -233,13 +233,15 @@ class TcpPacket:
             ok = ok and ones_complement_sum(bytes(self.buf[: self.ip_len])) == 0xFFFF
         return ok
 
-    def to_bytes(self) -> bytes:
-        """The packet with its IPv4 header checksum and TCP checksum recomputed."""
+    def fix_ip_checksum(self) -> None:
         if self.version == 4:
             self.buf[10:12] = b"\0\0"
-            struct.pack_into(
-                "!H", self.buf, 10, (~ones_complement_sum(bytes(self.buf[: self.ip_len]))) & 0xFFFF
-            )
+            header_sum = ones_complement_sum(bytes(self.buf[: self.ip_len]))
+            struct.pack_into("!H", self.buf, 10, ~header_sum & 0xFFFF)
+
+    def to_bytes(self) -> bytes:
+        """The packet with its IPv4 header checksum and TCP checksum recomputed."""
+        self.fix_ip_checksum()
         struct.pack_into("!H", self.buf, self.ip_len + 16, self.tcp_checksum())
         return bytes(self.buf)
 

@@ -219,3 +219,28 @@ def test_incremental_checksum_equals_a_full_recomputation(start, size):
     at = packet.ip_len + packet.tcp_header_len + start
     packet.patch(at, bytes((b + 77) & 0xFF for b in packet.buf[at : at + size]))
     assert packet.checksums_valid()
+
+
+def test_seq_rewrite_shifts_client_sequence_and_server_acks_and_sacks():
+    from scapy.layers.inet import TCP as T
+
+    packets = [
+        pkt(C, S, "S", [MPC], seq=1000),
+        pkt(S, C, "SA", [("SAck", (1500, 1600))], seq=50, ack=1001),
+    ]
+    verdicts = run("seq-rewrite:delta=100", packets)
+    assert TcpPacket(verdicts[0].packet).seq == 1100
+    out = TcpPacket(verdicts[1].packet)
+    assert out.ack == 901 and out.checksums_valid()
+    sack = dict(T(bytes(out.buf[out.ip_len :])).options)["SAck"]
+    assert sack == (1400, 1500)
+    assert [c["field"] for c in verdicts[1].changes] == ["tcp.ack", "tcp.options (SACK)"]
+
+
+def test_window_shrink_and_ipid_rewrite_keep_checksums_valid():
+    (verdict,) = run("window-shrink:divisor=4", [pkt(C, S, "A", [], b"data")])
+    out = TcpPacket(verdict.packet)
+    assert out.checksums_valid() and verdict.changes[0]["after"] == out.window
+    (verdict,) = run("ipid-rewrite:start=7", [pkt(C, S, "A", [], b"data")])
+    out = TcpPacket(verdict.packet)
+    assert out.checksums_valid() and int.from_bytes(out.buf[4:6], "big") == 7
