@@ -26,6 +26,7 @@ class Stream:
 
     direction: str  # "c>s" or "s>c"
     requested: int
+    block: bytes = BLOCK
     sent: int = 0
     received: int = 0
     done_sending: bool = False
@@ -35,9 +36,9 @@ class Stream:
     _recv_hash: Any = field(default_factory=hashlib.sha256, repr=False)
 
     def next_chunk(self) -> memoryview:
-        offset = self.sent % len(BLOCK)
-        size = min(CHUNK, self.requested - self.sent, len(BLOCK) - offset)
-        return memoryview(BLOCK)[offset : offset + size]
+        offset = self.sent % len(self.block)
+        size = min(CHUNK, self.requested - self.sent, len(self.block) - offset)
+        return memoryview(self.block)[offset : offset + size]
 
     @property
     def complete(self) -> bool:
@@ -80,9 +81,11 @@ def transfer(
     s2c: int,
     stall_timeout: float = 5.0,
     deadline: float = 60.0,
+    block: bytes = BLOCK,
 ) -> TransferResult:
-    """Send c2s bytes client to server and s2c back, concurrently."""
-    streams = {"c>s": Stream("c>s", c2s), "s>c": Stream("s>c", s2c)}
+    """Send c2s bytes client to server and s2c back, concurrently; the data is ``block``
+    repeated (random by default; text for content-aware middleboxes)."""
+    streams = {"c>s": Stream("c>s", c2s, block), "s>c": Stream("s>c", s2c, block)}
     ends = {"c>s": (client, server), "s>c": (server, client)}
     for sock in (client, server):
         sock.setblocking(False)

@@ -77,6 +77,7 @@ class Behaviour:
     EXPECTED: ClassVar[str]  # the endpoint reaction RFC 8684 expects
     RFC: ClassVar[str]
     PARAMS: ClassVar[tuple[Param, ...]] = ()
+    TICK: ClassVar[float | None] = None  # seconds between calls to tick(), for held packets
 
     def __init__(self, params: dict[str, Any] | None = None):
         self.params = bind(self.NAME, self.PARAMS, params or {})
@@ -101,6 +102,10 @@ class Behaviour:
         return [[]]
 
     def handle(self, pkt: TcpPacket, ctx: PacketContext) -> Verdict:  # pragma: no cover
+        return ACCEPT
+
+    def tick(self, now: float) -> Verdict:
+        """Called every TICK seconds: release what a behaviour holds (injections, log)."""
         return ACCEPT
 
     def kernel_rules(self, sides: dict[str, str]) -> list[list[str]]:

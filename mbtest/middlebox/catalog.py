@@ -8,8 +8,9 @@ from mbtest.middlebox.base import Behaviour
 from mbtest.middlebox.behaviours import USERSPACE
 from mbtest.middlebox.kernel import KERNEL
 from mbtest.middlebox.params import MiddleboxError, parse_spec
+from mbtest.middlebox.reshape import RESHAPE
 
-CATALOG: dict[str, type[Behaviour]] = {cls.NAME: cls for cls in (*USERSPACE, *KERNEL)}
+CATALOG: dict[str, type[Behaviour]] = {cls.NAME: cls for cls in (*USERSPACE, *RESHAPE, *KERNEL)}
 
 
 def get(name: str) -> type[Behaviour]:

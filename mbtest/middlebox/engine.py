@@ -103,6 +103,12 @@ class Engine:
         from netfilterqueue import NetfilterQueue
 
         b = self.behaviour
+        if hasattr(b, "egress_mtu"):  # (sysfs shows the root namespace: ask netlink)
+            from pyroute2 import IPRoute
+
+            with IPRoute() as ipr:
+                (link,) = ipr.get_links(ifname=self.sides["server"])
+                b.egress_mtu = link.get_attr("IFLA_MTU")
         if b.ENGINE == "nfqueue":
             self._bind(NetfilterQueue, self.queue, self.on_packet)
             for match in b.queue_matches():
@@ -152,10 +158,7 @@ class Engine:
             return
         ctx = self.tracker.observe(pkt)
         verdict: Verdict = self.behaviour.handle(pkt, ctx)
-        for forged in verdict.inject:
-            self.injector.send(forged)
-        for entry in verdict.changes:
-            self.log.write(entry)
+        self.apply(verdict)
         if verdict.action == "drop":
             packet.drop()
         elif verdict.action == "modified" and verdict.packet is not None:
@@ -163,6 +166,13 @@ class Engine:
             packet.accept()
         else:
             packet.accept()
+
+    def apply(self, verdict: Verdict) -> None:
+        """Send what a verdict injects and log what it changed."""
+        for forged in verdict.inject:
+            self.injector.send(forged)
+        for entry in verdict.changes:
+            self.log.write(entry)
 
     @staticmethod
     def _key(pkt: TcpPacket) -> tuple:
@@ -219,13 +229,16 @@ class Engine:
         sockets = {fd: socket.socket(fileno=fd) for fd in fds}
         for sock in sockets.values():
             sock.setblocking(False)
+        tick = self.behaviour.TICK
         while not self.stopping:
             if not fds:
                 time.sleep(0.2)
                 continue
-            ready, _, _ = select.select(list(fds), [], [], 0.2)
+            ready, _, _ = select.select(list(fds), [], [], tick or 0.2)
             for fd in ready:
                 fds[fd].run(block=False)
+            if tick:
+                self.apply(self.behaviour.tick(time.monotonic()))
         for sock in sockets.values():
             sock.detach()
         if self.failure is not None:

@@ -120,6 +120,8 @@ class Testbed:
                 temp, self.ns(link.a.node), link.a.ifname, self.ns(link.b.node), link.b.ifname
             )
             for end in link.ends:
+                if link.mtu:
+                    links.set_mtu(self.ns(end.node), end.ifname, link.mtu)
                 if self.wire_segments:
                     links.wire_segments(self.ns(end.node), end.ifname)
                 for cidr in end.addresses:

@@ -125,3 +125,8 @@ def wire_segments(ns: str, ifname: str) -> None:
             ethtool.set_features(ifname, features)
 
     netns.call_in(ns, run)
+
+
+def set_mtu(ns: str, ifname: str, mtu: int) -> None:
+    with IPRoute(netns=ns) as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], mtu=mtu)

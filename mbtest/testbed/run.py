@@ -14,7 +14,7 @@ from typing import Any
 
 from mbtest import __version__
 from mbtest.endpoints import sockets
-from mbtest.endpoints.traffic import transfer
+from mbtest.endpoints.traffic import BLOCK, transfer
 from mbtest.observe import counters, timeline
 from mbtest.observe.capture import Capture, capturing
 from mbtest.testbed.builder import Testbed
@@ -36,6 +36,7 @@ class RunConfig:
     deadline: float = 60.0
     capture: bool = True
     decode: bool = True
+    text: str | None = None  # send this text repeated instead of random bytes
 
 
 def expected_subflows(topo: Topology, ip_version: int) -> int:
@@ -131,6 +132,11 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
                     break
                 time.sleep(0.01)
             timings["subflows"] = round(time.monotonic() - start, 4)
+            block = (
+                (config.text.encode() * (65536 // max(1, len(config.text)) + 1))
+                if config.text
+                else BLOCK
+            )
             result = transfer(
                 client,
                 server,
@@ -138,6 +144,7 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
                 config.s2c_bytes,
                 config.stall_timeout,
                 config.deadline,
+                block,
             )
             doc["transfer"] = result.to_json()
             timings["transfer"] = result.seconds

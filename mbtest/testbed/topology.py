@@ -85,6 +85,7 @@ class LinkEnd:
 class Link:
     a: LinkEnd
     b: LinkEnd
+    mtu: int | None = None
 
     @property
     def ends(self) -> tuple[LinkEnd, LinkEnd]:
@@ -309,7 +310,10 @@ def _parse_node(raw: dict[str, Any], where: str) -> Node:
 
 def _parse_link(raw: dict[str, Any], where: str, number: int) -> Link:
     here = f"{where}: link {number}"
-    _no_unknown(raw, {"a", "b"}, here)
+    _no_unknown(raw, {"a", "b", "mtu"}, here)
+    mtu = raw.get("mtu")
+    if mtu is not None and (not isinstance(mtu, int) or not 1280 <= mtu <= 65535):
+        raise TopologyError(f"{here}: mtu must be an integer from 1280 to 65535")
     ends = []
     for side in ("a", "b"):
         end = raw.get(side)
@@ -327,7 +331,7 @@ def _parse_link(raw: dict[str, Any], where: str, number: int) -> Link:
         for cidr in addresses:
             _check_prefix(cidr, f"{here}", interface=True)
         ends.append(LinkEnd(str(end.get("node")), ifname, addresses))
-    return Link(ends[0], ends[1])
+    return Link(ends[0], ends[1], mtu)
 
 
 def _check_address(text: str, where: str) -> None:

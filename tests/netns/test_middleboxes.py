@@ -3,6 +3,7 @@ declared change and nothing else, the ground-truth log matches that diff, and th
 see what the behaviour implies."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +115,67 @@ def test_a_middlebox_that_dies_mid_run_is_reported_as_crashed(tmp_path):
         doc = run_traffic(bed, config, str(tmp_path))
     assert doc["middleboxes"]["slot"]["crashed"] == "middlebox pass in slot crashed: exit -9"
     assert not doc["connect"]["ok"] or doc["transfer"]["stalled"]
+
+
+def reshaped(tmp_path, spec, topo=SP, checksums=False, **config):
+    with builder.Testbed(topology.load(topo), middleboxes={"slot": spec}, log_dir=str(tmp_path),
+                         checksums=checksums) as bed:  # fmt: skip
+        sides = bed.slot_sides("slot")
+        doc = run_traffic(
+            bed, RunConfig(c2s_bytes=200_000, s2c_bytes=200_000, **config), str(tmp_path)
+        )
+    assert doc["middleboxes"]["slot"]["crashed"] is None
+    log = [
+        json.loads(line) for line in (tmp_path / "middlebox-slot.jsonl").read_text().splitlines()
+    ]
+    pcaps = [tmp_path / f"slot-{sides[side]}.pcap" for side in ("client", "server")]
+    return doc, log, pcaps
+
+
+def data_segments(pcap):
+    from mbtest.observe.decode import decode_capture
+
+    return sum(
+        1
+        for r in decode_capture(pcap, only_mptcp=False)
+        if r.direction == "c>s" and r.payload_length
+    )
+
+
+def test_split_doubles_the_segments_and_mptcp_carries_on(tmp_path):
+    doc, log, (before, after) = reshaped(tmp_path, "split")
+    assert [s["intact"] for s in doc["transfer"]["streams"]] == [True, True]
+    assert doc["sockets"]["client"]["mptcp"] and doc["sockets"]["server"]["mptcp"]
+    assert {e["field"] for e in log} == {"split"}
+    assert data_segments(after) == data_segments(before) + len(log)
+
+
+def test_coalesce_merges_segments_where_the_mtu_allows(tmp_path):
+    jumbo = tmp_path / "jumbo.toml"
+    text = (
+        Path("topologies/single-path.toml")
+        .read_text()
+        .replace('name = "single-path"', 'name = "jumbo"')
+    )
+    for node in ('"slot", ifname = "eth1"', '"r2", ifname = "eth1"'):
+        text = text.replace(
+            f"[[links]]\na = {{ node = {node}", f"[[links]]\nmtu = 9000\na = {{ node = {node}"
+        )
+    jumbo.write_text(text)
+    doc, log, (before, after) = reshaped(tmp_path, "coalesce:max_size=8000", topo=str(jumbo))
+    assert [s["intact"] for s in doc["transfer"]["streams"]] == [True, True]
+    merged = sum(e["before"] for e in log) - len(log)
+    assert log and data_segments(after) == data_segments(before) - merged
+
+
+@pytest.mark.parametrize("checksums", [False, True], ids=["no-checksum", "checksum"])
+def test_payload_rewrite_changes_the_length_and_mptcp_notices(tmp_path, checksums):
+    text = "GET /mptcp/index.html HTTP/1.1\r\nHost: example\r\n\r\n"
+    spec = "payload-rewrite:find=mptcp,replace=MPTCP-ALG"
+    doc, log, _ = reshaped(tmp_path, spec, checksums=checksums, text=text, stall_timeout=3)
+    assert any(e["field"] == "payload (rewrite)" for e in log)
+    c2s = doc["transfer"]["streams"][0]
+    assert not c2s["intact"]
+    assert doc["counters"]["server"].get("DSSCorruptionFallback", 0) >= 1
+    if checksums:
+        assert doc["counters"]["server"].get("DataCsumErr", 0) >= 1

@@ -244,3 +244,53 @@ def test_window_shrink_and_ipid_rewrite_keep_checksums_valid():
     (verdict,) = run("ipid-rewrite:start=7", [pkt(C, S, "A", [], b"data")])
     out = TcpPacket(verdict.packet)
     assert out.checksums_valid() and int.from_bytes(out.buf[4:6], "big") == 7
+
+
+def flow_with_data(payloads, v6=False):
+    packets = [pkt(C, S, "S", [MPC], v6=v6, seq=999), pkt(S, C, "SA", [], v6=v6, seq=5, ack=1000)]
+    seq = 1000
+    for data in payloads:
+        dss = Dss(dsn=seq, subflow_seq=seq - 999, data_length=len(data))
+        packets.append(pkt(C, S, "PA", [dss], data, v6=v6, seq=seq, ack=6))
+        seq += len(data)
+    return packets
+
+
+@pytest.mark.parametrize("kept", ["first", "second", "both"])
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_split_cuts_a_segment_in_two_with_options_where_asked(kept, v6):
+    verdicts = run(f"split:at=3,options={kept}", flow_with_data([b"abcdefgh"], v6))
+    verdict = verdicts[-1]
+    assert verdict.action == "drop"
+    first, second = (TcpPacket(p) for p in verdict.inject)
+    assert (bytes(first.payload), bytes(second.payload)) == (b"abc", b"defgh")
+    assert (first.seq, second.seq) == (1000, 1003)
+    assert first.checksums_valid() and second.checksums_valid()
+    has = [bool(p.mptcp_spans()) for p in (first, second)]
+    assert has == {"first": [True, False], "second": [False, True], "both": [True, True]}[kept]
+
+
+def test_coalesce_merges_in_sequence_segments_and_releases_on_time():
+    behaviour = catalog.build("coalesce:max_size=100,hold_ms=1")
+    tracker = FlowTracker()
+    actions = []
+    for data in flow_with_data([b"aaa", b"bbb", b"ccc"]):
+        p = TcpPacket(data)
+        actions.append(behaviour.handle(p, tracker.observe(p)))
+    assert [v.action for v in actions] == ["accept", "accept", "drop", "drop", "drop"]
+    released = behaviour.tick(now=1e12)
+    (merged,) = released.inject
+    out = TcpPacket(merged)
+    assert bytes(out.payload) == b"aaabbbccc" and out.seq == 1000 and out.checksums_valid()
+    assert released.changes[0]["before"] == 3
+
+
+def test_payload_rewrite_changes_length_and_shifts_sequence_and_acks():
+    packets = flow_with_data([b"xx mptcp yy", b"plain"])
+    packets.append(pkt(S, C, "A", [], seq=6, ack=1016))  # acks both, in the rewritten space
+    verdicts = run("payload-rewrite:find=mptcp,replace=MPTCP-ALG", packets)
+    rewritten, shifted, ack = (TcpPacket(v.packet) for v in verdicts[2:])
+    assert bytes(rewritten.payload) == b"xx MPTCP-ALG yy" and rewritten.seq == 1000
+    assert shifted.seq == 1011 + 4 and bytes(shifted.payload) == b"plain"
+    assert ack.ack == 1016 - 4
+    assert all(p.checksums_valid() for p in (rewritten, shifted, ack))
