@@ -8,9 +8,12 @@ from mbtest.middlebox.base import Behaviour
 from mbtest.middlebox.behaviours import USERSPACE
 from mbtest.middlebox.kernel import KERNEL
 from mbtest.middlebox.params import MiddleboxError, parse_spec
+from mbtest.middlebox.proxy import TransparentProxy
 from mbtest.middlebox.reshape import RESHAPE
 
-CATALOG: dict[str, type[Behaviour]] = {cls.NAME: cls for cls in (*USERSPACE, *RESHAPE, *KERNEL)}
+CATALOG: dict[str, type[Behaviour]] = {
+    cls.NAME: cls for cls in (*USERSPACE, *RESHAPE, *KERNEL, TransparentProxy)
+}
 
 
 def get(name: str) -> type[Behaviour]:

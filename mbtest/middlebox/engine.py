@@ -109,6 +109,12 @@ class Engine:
             with IPRoute() as ipr:
                 (link,) = ipr.get_links(ifname=self.sides["server"])
                 b.egress_mtu = link.get_attr("IFLA_MTU")
+        if b.ENGINE == "proxy":
+            from mbtest.middlebox.proxy import Relay, policy_routing
+
+            policy_routing(add=True)
+            self.relay = Relay(b.port, self.log)
+            self.relay.start()
         if b.ENGINE == "nfqueue":
             self._bind(NetfilterQueue, self.queue, self.on_packet)
             for match in b.queue_matches():
@@ -124,6 +130,8 @@ class Engine:
             for tool in TOOLS:
                 self.rules.add(tool, [*before, "--queue-num", str(self.queue)])
                 self.rules.add(tool, [*after, "--queue-num", str(self.queue + 1)])
+        for address in getattr(b, "addresses", []):
+            self.add_address(address)
         for key, value in getattr(b, "SYSCTLS", {}).items():
             with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
                 f.write(value)
@@ -131,6 +139,25 @@ class Engine:
             for tool in TOOLS:
                 if _rule_fits(tool, args):
                     self.rules.add(tool, args)
+
+    def add_address(self, address: str) -> None:
+        """An address the slot must own (a NAT pool address), on its server-side interface."""
+        import ipaddress
+
+        from pyroute2 import IPRoute
+
+        ip = ipaddress.ip_address(address)
+        with IPRoute() as ipr:
+            index = ipr.link_lookup(ifname=self.sides["server"])[0]
+            if not ipr.get_addr(index=index, address=str(ip)):
+                length = 32 if ip.version == 4 else 128
+                ipr.addr(
+                    "add",
+                    index=index,
+                    address=str(ip),
+                    prefixlen=length,
+                    family=2 if ip.version == 4 else 10,
+                )
 
     def _bind(self, cls, number: int, callback) -> None:
         nfq = cls()
@@ -248,6 +275,10 @@ class Engine:
         """Log what only the kernel knows, release the queues, remove the rules: each step
         runs even if an earlier one failed, and a failure is reported on stderr."""
         steps = [self.rules.remove_all, *(nfq.unbind for nfq in self.queues)]
+        if getattr(self, "relay", None) is not None:
+            from mbtest.middlebox.proxy import policy_routing
+
+            steps += [self.relay.stop, lambda: policy_routing(add=False)]
         if getattr(self.behaviour, "CONNTRACK_LOG", False):
             steps.insert(0, self.log_conntrack)
         for step in steps:

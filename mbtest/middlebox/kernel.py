@@ -123,4 +123,33 @@ class SynProxy(Behaviour):
         ]  # fmt: skip
 
 
-KERNEL = (KernelOptStrip, Nat, MssClamp, SynProxy)
+class FtpAlg(Behaviour):
+    NAME = "ftp-alg"
+    ENGINE = "kernel"
+    MODELS = "a NAT with an FTP ALG: the kernel's FTP helper rewriting PORT/EPRT commands"
+    DOES = "source NAT to an address of another length plus the FTP helper on port 21: the "\
+           "helper rewrites the address in PORT commands, changing the payload length, and "\
+           "shifts sequence numbers from then on"  # fmt: skip
+    EXPECTED = "with checksums: MP_FAIL / fallback; without: mapping mismatch, fallback or reset"
+    RFC = "§3.3.1, §3.7"
+    PARAMS = (
+        Param("to", "str", "10.1.3.100", "the NAT address (added to the server-side interface)"),
+        Param("port", "int", 21, "the control port the helper watches", (), 1, 65535),
+    )
+    OBSERVE = True
+    CONNTRACK_LOG = True
+
+    @property
+    def addresses(self) -> list[str]:
+        return [self.to]
+
+    def kernel_rules(self, sides: dict[str, str]) -> list[list[str]]:
+        return [
+            ["-t", "raw", "-A", "PREROUTING", "-p", "tcp", "--dport", str(self.port),
+             "-j", "CT", "--helper", "ftp"],
+            ["-t", "nat", "-A", "POSTROUTING", "-o", sides["server"], "-p", "tcp",
+             "-j", "SNAT", "--to-source", self.to],
+        ]  # fmt: skip
+
+
+KERNEL = (KernelOptStrip, Nat, MssClamp, SynProxy, FtpAlg)

@@ -37,6 +37,7 @@ class RunConfig:
     capture: bool = True
     decode: bool = True
     text: str | None = None  # send this text repeated instead of random bytes
+    port: int = PORT  # the server's port (21 for the FTP ALG's control connection)
 
 
 def expected_subflows(topo: Topology, ip_version: int) -> int:
@@ -106,7 +107,7 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
         listener = sockets.mptcp_socket(bed.server_ns, family)
         stack.callback(listener.close)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("::" if config.ip_version == 6 else "0.0.0.0", PORT))
+        listener.bind(("::" if config.ip_version == 6 else "0.0.0.0", config.port))
         listener.listen(8)
         listener.settimeout(config.connect_timeout)
         client = sockets.mptcp_socket(bed.client_ns, family)
@@ -114,7 +115,7 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
         client.settimeout(config.connect_timeout)
         server = None
         try:
-            client.connect((server_address, PORT))
+            client.connect((server_address, config.port))
             server, _ = listener.accept()
             stack.callback(server.close)
         except OSError as e:

@@ -179,3 +179,23 @@ def test_payload_rewrite_changes_the_length_and_mptcp_notices(tmp_path, checksum
     assert doc["counters"]["server"].get("DSSCorruptionFallback", 0) >= 1
     if checksums:
         assert doc["counters"]["server"].get("DataCsumErr", 0) >= 1
+
+
+def test_transparent_proxy_terminates_mptcp_and_relays_plain_tcp(tmp_path):
+    doc, log, _ = reshaped(tmp_path, "transparent-proxy", checksums=True)
+    assert [s["intact"] for s in doc["transfer"]["streams"]] == [True, True]
+    assert doc["sockets"]["client"]["mptcp"] is False and doc["sockets"]["server"]["mptcp"] is False
+    assert doc["counters"]["client"]["MPCapableFallbackSYNACK"] == 1
+    assert not doc["counters"]["server"].get("MPCapableSYNRX")  # the server only met the proxy
+    (entry,) = log
+    assert entry["after"].startswith("10.1.3.1:") and "plain TCP" in entry["after"]
+
+
+def test_ftp_alg_rewrites_port_commands_and_nats(tmp_path):
+    text = "PORT 10,1,1,1,200,10\r\n"
+    doc, log, (before, after) = reshaped(tmp_path, "ftp-alg", port=21, text=text, stall_timeout=3)
+    assert {e["field"] for e in log} >= {"source"}
+    assert log[-1]["after"].startswith("10.1.3.100:")
+    kinds = {c["kind"] for c in slotdiff.diff(before, after)}
+    assert {"payload", "source", "tcp.seq"} <= kinds  # the helper changed lengths and shifted seq
+    assert not doc["transfer"]["streams"][0]["intact"]
