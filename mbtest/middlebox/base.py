@@ -78,6 +78,7 @@ class Behaviour:
     RFC: ClassVar[str]
     PARAMS: ClassVar[tuple[Param, ...]] = ()
     TICK: ClassVar[float | None] = None  # seconds between calls to tick(), for held packets
+    CHAIN: ClassVar[str] = "FORWARD"  # PREROUTING for behaviours whose changes must re-route
 
     def __init__(self, params: dict[str, Any] | None = None):
         self.params = bind(self.NAME, self.PARAMS, params or {})

@@ -119,7 +119,7 @@ class Engine:
             self._bind(NetfilterQueue, self.queue, self.on_packet)
             for match in b.queue_matches():
                 for tool in TOOLS:
-                    rule = ["-t", "mangle", "-A", "FORWARD", "-p", "tcp", *match]
+                    rule = ["-t", "mangle", "-A", b.CHAIN, "-p", "tcp", *match]
                     self.rules.add(tool, [*rule, "-j", "NFQUEUE", "--queue-num", str(self.queue)])
             return
         if getattr(b, "OBSERVE", False):

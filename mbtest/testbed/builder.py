@@ -107,6 +107,8 @@ class Testbed:
             sysctls = dict(COMMON_SYSCTLS)
             if node.forwards:
                 sysctls.update(FORWARDER_SYSCTLS)
+            elif node.role == "backend":
+                sysctls["net.mptcp.enabled"] = "1"
             else:
                 sysctls["net.mptcp.enabled"] = "1"
                 if self.checksums is not None:

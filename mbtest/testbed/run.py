@@ -101,15 +101,19 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
     with contextlib.ExitStack() as stack:
         caps = stack.enter_context(capturing(_captures(bed, out_dir) if config.capture else []))
         timings["captures_ready"] = round(time.monotonic() - start, 4)
-        before = {
-            side: counters.read(bed.ns(side)) for side in (topo.client.name, topo.server.name)
-        }
+        hosts = (topo.client.name, topo.server.name, *(b.name for b in topo.backends))
+        before = {side: counters.read(bed.ns(side)) for side in hosts}
         listener = sockets.mptcp_socket(bed.server_ns, family)
         stack.callback(listener.close)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("::" if config.ip_version == 6 else "0.0.0.0", config.port))
         listener.listen(8)
         listener.settimeout(config.connect_timeout)
+        for backend in topo.backends:  # other servers listen too (a load balancer may pick them)
+            other = sockets.mptcp_socket(bed.ns(backend.name), family)
+            stack.callback(other.close)
+            other.bind(("::" if config.ip_version == 6 else "0.0.0.0", config.port))
+            other.listen(8)
         client = sockets.mptcp_socket(bed.client_ns, family)
         stack.callback(client.close)
         client.settimeout(config.connect_timeout)

@@ -18,7 +18,7 @@ from typing import Any
 
 from mbtest.errors import MbtestError
 
-ROLES = ("client", "server", "router", "slot")
+ROLES = ("client", "server", "router", "slot", "backend")  # backend: another server behind a slot
 ENDPOINT_FLAGS = ("signal", "subflow", "backup", "fullmesh")
 NODE_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 IFNAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
@@ -110,6 +110,10 @@ class Topology:
     @property
     def server(self) -> Node:
         return self.node_of_role("server")
+
+    @property
+    def backends(self) -> list[Node]:
+        return [n for n in self.nodes.values() if n.role == "backend"]
 
     @property
     def slots(self) -> list[Node]:

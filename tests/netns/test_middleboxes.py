@@ -199,3 +199,19 @@ def test_ftp_alg_rewrites_port_commands_and_nats(tmp_path):
     kinds = {c["kind"] for c in slotdiff.diff(before, after)}
     assert {"payload", "source", "tcp.seq"} <= kinds  # the helper changed lengths and shifted seq
     assert not doc["transfer"]["streams"][0]["intact"]
+
+
+def test_lb_split_sends_the_join_to_a_backend_that_resets_it(tmp_path):
+    with builder.Testbed(topology.load("load-balanced"), middleboxes={"lb": "lb-split"},
+                         log_dir=str(tmp_path)) as bed:  # fmt: skip
+        doc = run_traffic(bed, RunConfig(c2s_bytes=200_000, s2c_bytes=200_000), str(tmp_path))
+    assert [s["intact"] for s in doc["transfer"]["streams"]] == [True, True]  # it carries on
+    assert doc["counters"]["client"]["MPJoinSynTx"] == 1
+    assert doc["counters"]["server2"].get("MPJoinNoTokenFound", 0) >= 1
+    join = next(s for s in doc["timelines"]["client.pcap"]["subflows"] if s["kind"] == "join")
+    assert [r["mp_tcprst"] for r in join["resets"]] in (
+        ["MPTCP_SPECIFIC"],
+        ["ADMINISTRATIVELY_PROHIBITED"],
+    )
+    log = [json.loads(line) for line in (tmp_path / "middlebox-lb.jsonl").read_text().splitlines()]
+    assert {e["field"] for e in log} == {"destination", "source"}
