@@ -7,7 +7,14 @@ import pytest
 from mbtest.testbed import topology
 from mbtest.testbed.topology import TopologyError, parse
 
-SHIPPED = ["single-path", "dual-path", "dual-homed-server", "long-path", "direct-two-path", "load-balanced"]
+SHIPPED = [
+    "single-path",
+    "dual-path",
+    "dual-homed-server",
+    "long-path",
+    "direct-two-path",
+    "load-balanced",
+]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
