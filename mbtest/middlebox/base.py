@@ -79,6 +79,13 @@ class Behaviour:
     PARAMS: ClassVar[tuple[Param, ...]] = ()
     TICK: ClassVar[float | None] = None  # seconds between calls to tick(), for held packets
     CHAIN: ClassVar[str] = "FORWARD"  # PREROUTING for behaviours whose changes must re-route
+    BOTH_WAYS: ClassVar[bool] = False  # needs both directions whatever its direction parameter
+
+    def queued_direction(self) -> str:
+        """c2s, s2c or both: which way packets must be queued (fewer is faster)."""
+        if self.BOTH_WAYS:
+            return "both"
+        return self.params.get("direction", "both")
 
     def __init__(self, params: dict[str, Any] | None = None):
         self.params = bind(self.NAME, self.PARAMS, params or {})

@@ -61,11 +61,13 @@ class Log:
         self.count = 0
 
     def write(self, entry: dict[str, Any]) -> None:
-        self.file.write(
-            json.dumps({"t": round(time.time(), 6), "behaviour": self.name, **entry}) + "\n"
-        )
-        self.file.flush()
+        """Buffered: the serve loop flushes after each burst of packets, close() at the end."""
+        line = json.dumps({"t": round(time.time(), 6), "behaviour": self.name, **entry})
+        self.file.write(line + "\n")
         self.count += 1
+
+    def flush(self) -> None:
+        self.file.flush()
 
     def close(self) -> None:
         self.file.close()
@@ -119,7 +121,7 @@ class Engine:
             self._bind(NetfilterQueue, self.queue, self.on_packet)
             for match in b.queue_matches():
                 for tool in TOOLS:
-                    rule = ["-t", "mangle", "-A", b.CHAIN, "-p", "tcp", *match]
+                    rule = ["-t", "mangle", "-A", b.CHAIN, *self._ingress(), "-p", "tcp", *match]
                     self.rules.add(tool, [*rule, "-j", "NFQUEUE", "--queue-num", str(self.queue)])
             return
         if getattr(b, "OBSERVE", False):
@@ -139,6 +141,13 @@ class Engine:
             for tool in TOOLS:
                 if _rule_fits(tool, args):
                     self.rules.add(tool, args)
+
+    def _ingress(self) -> list[str]:
+        """Queue only packets coming in on the side the behaviour acts on."""
+        way = self.behaviour.queued_direction()
+        if way == "both":
+            return []
+        return ["-i", self.sides["client" if way == "c2s" else "server"]]
 
     def add_address(self, address: str) -> None:
         """An address the slot must own (a NAT pool address), on its server-side interface."""
@@ -235,15 +244,8 @@ class Engine:
         before = self.pending.pop(self._key(pkt), None)
         after = bytes(pkt.options)
         if before is not None and before != after:
-            key = frozenset(((pkt.src, pkt.sport), (pkt.dst, pkt.dport)))
-            flow = self.tracker.flows.get(key)
+            flow, direction = self.tracker.lookup(pkt)
             name = flow.state.get("name", "?") if flow else "?"
-            initiator = flow.initiator if flow else None
-            direction = (
-                "?"
-                if initiator is None
-                else ("c>s" if initiator == (pkt.src, pkt.sport) else "s>c")
-            )
             entry = {"flow": name, "direction": direction, "seq": pkt.seq, "flags": pkt.flags}
             entry.update(field="tcp.options (kernel)", before=before.hex(), after=after.hex())
             self.log.write(entry)
@@ -264,6 +266,7 @@ class Engine:
             ready, _, _ = select.select(list(fds), [], [], tick or 0.2)
             for fd in ready:
                 fds[fd].run(block=False)
+            self.log.flush()
             if tick:
                 self.apply(self.behaviour.tick(time.monotonic()))
         for sock in sockets.values():

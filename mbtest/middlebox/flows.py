@@ -6,13 +6,12 @@ from dataclasses import dataclass, field
 
 from mbtest.packet.edit import TcpPacket
 
-Endpoint = tuple[str, int]
 SEGMENT_CLASSES = ("syn", "synack", "third-ack", "data", "all")
 
 
 @dataclass
 class Flow:
-    initiator: Endpoint | None = None
+    initiator: bytes | None = None  # the opener's raw address and port
     packets: dict[str, int] = field(default_factory=lambda: {"c>s": 0, "s>c": 0, "?": 0})
     third_ack_seen: bool = False
     data_segments: dict[str, int] = field(default_factory=lambda: {"c>s": 0, "s>c": 0, "?": 0})
@@ -21,7 +20,7 @@ class Flow:
 
 @dataclass(frozen=True)
 class PacketContext:
-    flow_key: frozenset
+    flow_key: tuple[bytes, bytes]
     flow: Flow
     direction: str  # c>s, s>c, or ? when the SYN was not seen
     classes: frozenset[str]  # syn, synack, third-ack, data, all
@@ -33,43 +32,61 @@ class PacketContext:
         return self.flow.state.get("name", "?")
 
 
+_CLASSES = {
+    (syn, synack, third, data): frozenset(
+        {"all"} | ({"syn"} if syn else set()) | ({"synack"} if synack else set())
+        | ({"third-ack"} if third else set()) | ({"data"} if data else set())
+    )
+    for syn in (False, True)
+    for synack in (False, True)
+    for third in (False, True)
+    for data in (False, True)
+}  # fmt: skip
+
+
 class FlowTracker:
+    """Flows keyed by raw address and port bytes: the per-packet path formats nothing."""
+
     def __init__(self) -> None:
-        self.flows: dict[frozenset, Flow] = {}
+        self.flows: dict[tuple[bytes, bytes], Flow] = {}
+
+    def lookup(self, pkt: TcpPacket) -> tuple[Flow | None, str]:
+        """The flow a packet belongs to and its direction, without counting it."""
+        src, dst = pkt.endpoints()
+        flow = self.flows.get((src, dst) if src < dst else (dst, src))
+        if flow is None or flow.initiator is None:
+            return flow, "?"
+        return flow, "c>s" if flow.initiator == src else "s>c"
 
     def observe(self, pkt: TcpPacket) -> PacketContext:
-        src, dst = (pkt.src, pkt.sport), (pkt.dst, pkt.dport)
-        key = frozenset((src, dst))
+        src, dst = pkt.endpoints()
+        key = (src, dst) if src < dst else (dst, src)
+        flags = pkt.flags
+        syn, ack = bool(flags & 0x02), bool(flags & 0x10)
         flow = self.flows.get(key)
-        if flow is None or (pkt.syn and not pkt.is_ack and flow.initiator != src):
+        if flow is None or (syn and not ack and flow.initiator != src):
             flow = self.flows[key] = Flow()
-        if pkt.syn and not pkt.is_ack:
+        if syn and not ack:
             flow.initiator = src
-            flow.state["name"] = f"{_fmt(src)} > {_fmt(dst)}"
-        elif pkt.syn and flow.initiator is None:  # a SYN/ACK whose SYN went unseen
+            flow.state["name"] = f"{_fmt(pkt.src, pkt.sport)} > {_fmt(pkt.dst, pkt.dport)}"
+        elif syn and flow.initiator is None:  # a SYN/ACK whose SYN went unseen
             flow.initiator = dst
-            flow.state["name"] = f"{_fmt(dst)} > {_fmt(src)}"
+            flow.state["name"] = f"{_fmt(pkt.dst, pkt.dport)} > {_fmt(pkt.src, pkt.sport)}"
         direction = "?" if flow.initiator is None else ("c>s" if flow.initiator == src else "s>c")
         if "name" not in flow.state:
-            flow.state["name"] = f"{_fmt(src)} > {_fmt(dst)}"
+            flow.state["name"] = f"{_fmt(pkt.src, pkt.sport)} > {_fmt(pkt.dst, pkt.dport)}"
         flow.packets[direction] += 1
-        classes = {"all"}
-        payload = len(pkt.payload)
-        if pkt.syn:
-            classes.add("synack" if pkt.is_ack else "syn")
-        elif direction == "c>s" and pkt.is_ack and not flow.third_ack_seen:
-            flow.third_ack_seen = True
-            classes.add("third-ack")
+        third = False
+        if not syn and ack and direction == "c>s" and not flow.third_ack_seen:
+            flow.third_ack_seen = third = True
         data_index = 0
-        if payload and not pkt.syn:
-            classes.add("data")
+        data = not syn and pkt.payload_length > 0
+        if data:
             flow.data_segments[direction] += 1
             data_index = flow.data_segments[direction]
-        return PacketContext(
-            key, flow, direction, frozenset(classes), flow.packets[direction], data_index
-        )
+        classes = _CLASSES[(syn and not ack, syn and ack, third, data)]
+        return PacketContext(key, flow, direction, classes, flow.packets[direction], data_index)
 
 
-def _fmt(endpoint: Endpoint) -> str:
-    host, port = endpoint
+def _fmt(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -176,6 +176,7 @@ class PayloadRewrite(Behaviour):
            "numbers and the peer's acknowledgements accordingly"  # fmt: skip
     EXPECTED = "with checksums: MP_FAIL and fallback; without: the mapping no longer matches"
     RFC = "§3.3.1, §3.7"
+    BOTH_WAYS = True  # the peer's acknowledgements are translated back
     PARAMS = (
         Param("find", "str", "mptcp", "the text to replace"),
         Param("replace", "str", "MultipathTCP", "what to put instead"),

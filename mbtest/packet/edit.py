@@ -95,6 +95,17 @@ class TcpPacket:
             return socket.inet_ntop(socket.AF_INET, bytes(self.buf[16:20]))
         return socket.inet_ntop(socket.AF_INET6, bytes(self.buf[24:40]))
 
+    def endpoints(self) -> tuple[bytes, bytes]:
+        """Raw (address + port) of the source and of the destination: cheap flow keys."""
+        buf, t = self.buf, self.ip_len
+        if self.version == 4:
+            return bytes(buf[12:16] + buf[t : t + 2]), bytes(buf[16:20] + buf[t + 2 : t + 4])
+        return bytes(buf[8:24] + buf[t : t + 2]), bytes(buf[24:40] + buf[t + 2 : t + 4])
+
+    @property
+    def payload_length(self) -> int:
+        return self._ip_end() - self.ip_len - self.tcp_header_len
+
     def _u16(self, at: int) -> int:
         return struct.unpack_from("!H", self.buf, self.ip_len + at)[0]
 

@@ -93,6 +93,8 @@ def goodput(spec: str | None, size: int = 50_000_000) -> float:
             doc = run_traffic(bed, config, tmp)
     stream = doc["transfer"]["streams"][0]
     assert stream["received"] == size, f"the 50 MB transfer through {spec} did not arrive"
+    crashed = [m["crashed"] for m in doc["middleboxes"].values() if m["crashed"]]
+    assert not crashed, crashed
     return size * 8 / 1e6 / doc["transfer"]["seconds"]
 
 
