@@ -7,7 +7,7 @@ MBTEST   := $(VENV)/bin/mbtest
 DEB_PKGS := iptables tcpdump tshark libnetfilter-queue-dev gcc iproute2 procps python3-venv
 STAMP    := $(VENV)/.mbtest-installed
 
-.PHONY: setup system demo test unit lint bench clean
+.PHONY: setup system demo selfcheck test unit lint bench clean
 
 setup: system $(STAMP)
 
@@ -29,9 +29,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# The main job.
+# The main job: the default local matrix, results under reports/latest/.
 demo: setup
-	$(MBTEST) demo
+	-$(MBTEST) matrix -j 2
+	@echo "results: $$(readlink -f reports/latest)/results.jsonl"
+
+# The kernel self-check: every MPTCP option Linux sends, decoded and verified.
+selfcheck: setup
+	$(MBTEST) selfcheck
 
 # The whole test suite: unit tests, then the real-kernel namespace tests (need root).
 test: setup

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import time
 
 import click
 
@@ -94,8 +95,9 @@ def decode(capture: str, as_json: bool, all_packets: bool) -> None:
     help="Bytes sent client to server (half as many back).",
 )
 @click.option("-o", "--out", "out_dir", default=None, help="Directory for the results.")
-def demo(ipv6: bool, checksum: bool, size: int, out_dir: str | None) -> None:
-    """Run the main job: a real two-path MPTCP exchange, captured, decoded and verified."""
+def selfcheck(ipv6: bool, checksum: bool, size: int, out_dir: str | None) -> None:
+    """Check this machine and the codec: a real two-path MPTCP exchange, captured, decoded,
+    compared field by field and its crypto recomputed."""
     from mbtest.selfcheck import run_selfcheck
     from mbtest.ui import print_selfcheck
 
@@ -305,6 +307,91 @@ def topo_run(name, ipv6, checksum, size, direction, stall_timeout, deadline, par
         click.echo(json.dumps(doc, indent=2))
     else:
         print_run(doc, out_dir)
+
+
+@cli.command("run")
+@click.argument("scenario_file", required=False)
+@click.option("--topology", default="single-path", show_default=True)
+@click.option("--middlebox", "middleboxes", multiple=True, metavar="SLOT=NAME:k=v,...")
+@click.option("--expect", default="mptcp-unaffected", show_default=True, help="Expectation name.")
+@click.option("--checksum/--no-checksum", default=False, show_default=True)
+@click.option("-6", "ipv6", is_flag=True)
+@click.option("-o", "--out", "out_dir", default=None)
+@click.option("--quiet", is_flag=True, help="Only write the result (used by the matrix).")
+def run_command(scenario_file, topology, middleboxes, expect, checksum, ipv6, out_dir, quiet):
+    """Run one scenario (a TOML/JSON file, or the options) and print its verdict with evidence."""
+    from mbtest.scenario import spec
+    from mbtest.scenario.run import run_scenario
+    from mbtest.ui import print_cell
+
+    if scenario_file:
+        scenario = spec.load(scenario_file)
+    else:
+        name = (
+            "-".join([topology, *(m.split("=", 1)[-1].split(":")[0] for m in middleboxes)])
+            or topology
+        )
+        placed = _middleboxes(middleboxes)
+        scenario = spec.Scenario(name=name, topology=topology, middleboxes=placed, expect=expect,
+                                 checksums=checksum, ip_version=6 if ipv6 else 4)  # fmt: skip
+    out_dir = out_dir or new_report_dir()
+    result = run_scenario(scenario, out_dir)
+    if not quiet:
+        print_cell(result, out_dir)
+    sys.exit({"as-expected": 0, "deviates": 1, "inconclusive": 1}.get(result["verdict"], 2))
+
+
+@cli.command("matrix")
+@click.option("--topology", "topologies", multiple=True, help="Only cells on these topologies.")
+@click.option(
+    "--middlebox",
+    "behaviours",
+    multiple=True,
+    help="Only cells of these behaviours ('none': baselines).",
+)
+@click.option(
+    "--checksum", type=click.Choice(["on", "off", "both"]), default="both", show_default=True
+)
+@click.option("-j", "--jobs", default=2, show_default=True, type=click.IntRange(1, 16))
+@click.option("-o", "--out", "out_dir", default=None)
+def matrix_command(topologies, behaviours, checksum, jobs, out_dir):
+    """Run the grid of scenarios in parallel; write results.jsonl under reports/."""
+    from mbtest import matrix
+    from mbtest.middlebox.catalog import CATALOG
+    from mbtest.testbed.builder import check_mptcp
+    from mbtest.ui import matrix_progress, print_matrix
+
+    for name in behaviours:
+        if name != "none" and name not in CATALOG:
+            raise MbtestError(f"unknown middlebox behaviour {name!r} (see mbtest middlebox ls)")
+    check_mptcp()
+    cells = matrix.select(matrix.default_grid(), topologies, behaviours, checksum)
+    if not cells:
+        raise MbtestError("no cell of the matrix matches these filters")
+    out_dir = out_dir or new_report_dir()
+    started = time.time()
+    finished: list[dict] = []
+    with matrix_progress(len(cells)) as on_done:
+        try:
+            matrix.run_cells(cells, out_dir, jobs, lambda r: (finished.append(r), on_done(r)))
+        finally:  # on Ctrl-C too: what finished is kept
+            results = sorted(finished, key=lambda r: r["dir"])
+            write_results(out_dir, results, started, jobs)
+    print_matrix(results, out_dir)
+    sys.exit(matrix.exit_status(results))
+
+
+def write_results(out_dir: str, results: list, started: float, jobs: int) -> None:
+    with open(os.path.join(out_dir, "results.jsonl"), "w") as f:
+        for result in results:
+            f.write(json.dumps(result) + "\n")
+    from mbtest import matrix
+
+    meta = {"schema": matrix.SCHEMA, "started": started, "seconds": round(time.time() - started, 2),
+            "jobs": jobs, "cells": len(results), "verdicts": matrix.summary(results),
+            "command": " ".join(sys.argv), "kernel": os.uname().release}  # fmt: skip
+    with open(os.path.join(out_dir, "matrix.json"), "w") as f:
+        json.dump(meta, f, indent=2)
 
 
 def main() -> None:

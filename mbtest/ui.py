@@ -105,3 +105,83 @@ def print_run(doc: dict, out_dir: str, console: Console | None = None) -> None:
             Text(f"{side} MPTcpExt: " + ", ".join(f"{k}+{v}" for k, v in sorted(deltas.items())))
         )
     console.print(Text(f"results in {out_dir}/ (run.json and captures)"))
+
+
+VERDICT_STYLE = {
+    "as-expected": "green",
+    "deviates": "red",
+    "inconclusive": "yellow",
+    "error": "magenta",
+}
+
+
+def print_cell(result: dict, out_dir: str, console: Console | None = None) -> None:
+    """One scenario's verdict, the expectation, and the facts with their evidence."""
+    console = console or Console()
+    verdict = result["verdict"]
+    console.print(
+        Text(f"{result['scenario']['name']}: ")
+        + Text(verdict, style=f"bold {VERDICT_STYLE[verdict]}")
+    )
+    expected = result.get("expected", {})
+    console.print(Text(f"expected ({expected.get('rfc', '')}): {expected.get('text', '')}"))
+    for line in result.get("why", []):
+        console.print(Text(f"  - {line}"))
+    table = Table(show_header=True)
+    table.add_column("fact")
+    table.add_column("value")
+    table.add_column("evidence", overflow="fold")
+    for name, fact in result.get("facts", {}).items():
+        table.add_row(Text(name), Text(str(fact["value"])), Text(fact["evidence"]))
+    console.print(table)
+    console.print(Text(f"evidence in {out_dir}/ (cell.json, run.json, pcaps, middlebox logs)"))
+
+
+class matrix_progress:
+    """A rich progress bar: done / total, ETA, counts by verdict."""
+
+    def __init__(self, total: int):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.counts: dict[str, int] = {}
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+        more = (TimeRemainingColumn(), TextColumn("{task.fields[counts]}"))
+        self.progress = Progress(*columns, *more)
+        self.task = self.progress.add_task("matrix", total=total, counts="")
+
+    def __enter__(self):
+        self.progress.start()
+        return self.done
+
+    def done(self, result: dict) -> None:
+        self.counts[result["verdict"]] = self.counts.get(result["verdict"], 0) + 1
+        counts = " ".join(f"{k}:{v}" for k, v in sorted(self.counts.items()))
+        self.progress.update(self.task, advance=1, counts=counts)
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+
+def print_matrix(results: list[dict], out_dir: str, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title="MPTCP interference matrix")
+    for name in ("cell", "middlebox", "csum", "verdict", "why"):
+        table.add_column(name, overflow="fold")
+    for r in results:
+        s = r["scenario"]
+        spec = ", ".join(f"{k}={v}" for k, v in s["middleboxes"].items()) or "-"
+        why = "; ".join(r.get("why", []))[:160]
+        table.add_row(Text(s["name"]), Text(spec), Text("on" if s["checksums"] else "off"),
+                      Text(r["verdict"], style=VERDICT_STYLE[r["verdict"]]), Text(why))  # fmt: skip
+    console.print(table)
+    counts = {}
+    for r in results:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    console.print(Text(" ".join(f"{k}: {v}" for k, v in sorted(counts.items()))))
+    console.print(Text(f"results: {out_dir}/results.jsonl"))

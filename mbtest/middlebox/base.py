@@ -79,6 +79,7 @@ class Behaviour:
     PARAMS: ClassVar[tuple[Param, ...]] = ()
     TICK: ClassVar[float | None] = None  # seconds between calls to tick(), for held packets
     CHAIN: ClassVar[str] = "FORWARD"  # PREROUTING for behaviours whose changes must re-route
+    PASSIVE: ClassVar[bool] = False  # changes nothing by design (triggered = saw packets)
     BOTH_WAYS: ClassVar[bool] = False  # needs both directions whatever its direction parameter
 
     def queued_direction(self) -> str:

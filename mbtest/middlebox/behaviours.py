@@ -50,6 +50,7 @@ DIRECTION = Param("direction", "choice", "both", "which direction", DIRECTIONS)
 
 class Pass(Behaviour):
     NAME = "pass"
+    PASSIVE = True  # it changes nothing by design: seeing packets is what it does
     MODELS = "a middlebox that forwards everything through userspace (the control)"
     DOES = "queues every TCP packet and accepts it unchanged"
     EXPECTED = "MPTCP on all subflows, data intact"
@@ -98,7 +99,16 @@ class StripOption(Behaviour):
         Param("subtypes", "choices", ("MP_CAPABLE",), "MPTCP options to strip", SUBTYPE_CHOICES),
         SEGMENTS,
         Param("mode", "choice", "nop", "how: NOPs, removal, or an EOL", ("nop", "remove", "eol")),
-        Param("after", "int", 0, "leave the first N packets of each flow alone", (), 0, 1 << 30),
+        Param(
+            "after",
+            "int",
+            0,
+            "leave alone the first N packets of each flow in the chosen "
+            "direction (both directions counted when direction=both)",
+            (),
+            0,
+            1 << 30,
+        ),
         DIRECTION,
     )
 
@@ -110,7 +120,8 @@ class StripOption(Behaviour):
             self.direction, ctx.direction
         ):
             return ACCEPT
-        if sum(ctx.flow.packets.values()) <= self.after:
+        seen = sum(ctx.flow.packets.values()) if self.direction == "both" else ctx.index
+        if seen <= self.after:
             return ACCEPT
         raw = bytes(pkt.options)
         spans = [s for s in pkt.mptcp_spans() if span_matches(raw, s, self.subtypes)]

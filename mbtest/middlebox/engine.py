@@ -98,6 +98,7 @@ class Engine:
         self.pending: dict[tuple, bytes] = {}  # observer: packets before the kernel changed them
         self.stopping = False
         self.failure: BaseException | None = None
+        self.packets = 0  # how many packets the engine saw (a passive middlebox changes none)
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -187,6 +188,7 @@ class Engine:
     # --- packets ----------------------------------------------------------------------------
 
     def on_packet(self, packet) -> None:
+        self.packets += 1
         try:
             pkt = TcpPacket(packet.get_payload())
         except MbtestError:
@@ -224,6 +226,7 @@ class Engine:
         )
 
     def on_before(self, packet) -> None:
+        self.packets += 1
         data = packet.get_payload()
         try:
             pkt = TcpPacket(data)
@@ -243,6 +246,12 @@ class Engine:
             return
         before = self.pending.pop(self._key(pkt), None)
         after = bytes(pkt.options)
+        if before is None and packet.indev == 0:  # made by the kernel itself (SYNPROXY...)
+            flow, direction = self.tracker.lookup(pkt)
+            name = flow.state.get("name", "?") if flow else "?"
+            entry = {"flow": name, "direction": direction, "seq": pkt.seq, "flags": pkt.flags}
+            sent = f"sent by the kernel: {bytes(pkt.buf).hex()}"
+            self.log.write({**entry, "field": "injected", "before": None, "after": sent})
         if before is not None and before != after:
             flow, direction = self.tracker.lookup(pkt)
             name = flow.state.get("name", "?") if flow else "?"
@@ -277,7 +286,8 @@ class Engine:
     def stop(self) -> None:
         """Log what only the kernel knows, release the queues, remove the rules: each step
         runs even if an earlier one failed, and a failure is reported on stderr."""
-        steps = [self.rules.remove_all, *(nfq.unbind for nfq in self.queues)]
+        steps = [self.rules.remove_all, *(nfq.unbind for nfq in self.queues), self.log_consumed,
+                 self.write_stats]  # fmt: skip
         if getattr(self, "relay", None) is not None:
             from mbtest.middlebox.proxy import policy_routing
 
@@ -289,6 +299,19 @@ class Engine:
                 step()
             except Exception as e:
                 print(f"while stopping: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+
+    def log_consumed(self) -> None:
+        """Packets the kernel took in and never forwarded (dropped, or answered itself)."""
+        for key in list(self.pending)[:1000]:
+            src, sport, dst, dport, seq, _, flags, _ = key
+            flow = f"{_endpoint(src, sport)} > {_endpoint(dst, dport)}"
+            entry = {"flow": flow, "direction": "?", "seq": seq, "flags": flags}
+            self.log.write({**entry, "field": "packet", "before": "received", "after": "dropped"})
+        self.pending.clear()
+
+    def write_stats(self) -> None:
+        with open(self.log.file.name + ".stats.json", "w") as f:
+            json.dump({"packets": self.packets, "changes": self.log.count}, f)
 
     def log_conntrack(self) -> None:
         """NAT's ground truth: each tracked connection whose reply tuple shows a rewrite."""

@@ -182,6 +182,11 @@ class Testbed:
             self.processes[slot] = process
             process.start()
 
+    def stop_middleboxes(self) -> None:
+        """Stop every middlebox (each removes its rules, flushes its log, writes its counts)."""
+        for process in self.processes.values():
+            process.stop()
+
     def check_middleboxes(self) -> dict[str, str]:
         """slot -> why its middlebox stopped, for every one that is no longer running."""
         return {slot: why for slot, p in self.processes.items() if (why := p.check())}

@@ -76,6 +76,15 @@ def _preamble(client: socket.socket, server: socket.socket, timeout: float) -> d
     return {"ok": True}
 
 
+def _stats(log_path: str) -> dict[str, Any]:
+    """What the middlebox counted (written when it stopped): packets seen, changes made."""
+    try:
+        with open(log_path + ".stats.json") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
 def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]:
     """Connect, wait for the subflows, transfer, and record everything seen."""
     os.makedirs(out_dir, exist_ok=True)
@@ -158,6 +167,7 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
                 "server": sockets.socket_report(server),
             }
         crashed = bed.check_middleboxes()
+        bed.stop_middleboxes()  # the run is over: logs complete, counts written
         after = {side: counters.read(bed.ns(side)) for side in before}
         doc["counters"] = {side: counters.delta(before[side], after[side]) for side in before}
         for sock in (client, server):
@@ -171,6 +181,7 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
             if p.log_path.startswith(out_dir)
             else p.log_path,
             "crashed": crashed.get(slot),
+            **_stats(p.log_path),
         }
         for slot, p in bed.processes.items()
     }

@@ -127,6 +127,34 @@ def bench_testbeds(repeats: int = 5) -> dict[str, float]:
     return figures
 
 
+def bench_matrix() -> dict[str, float]:
+    """Wall time of the default matrix with -j 1 and -j 2, and the median per-cell overhead
+    (a cell's time outside its traffic: build, captures, teardown, classification)."""
+    import statistics
+
+    from mbtest import matrix
+
+    cells = matrix.default_grid()
+    figures: dict[str, float] = {"matrix_cells": len(cells)}
+    for jobs in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            results = matrix.run_cells(cells, tmp, jobs)
+            figures[f"matrix_wall_seconds_j{jobs}"] = round(time.perf_counter() - start, 1)
+        overheads = [
+            r["seconds"] - r.get("timings", {}).get("transfer", 0)
+            for r in results
+            if "seconds" in r
+        ]
+        figures[f"matrix_median_cell_overhead_seconds_j{jobs}"] = round(
+            statistics.median(overheads), 2
+        )
+    figures["matrix_speedup_j2_vs_j1"] = round(
+        figures["matrix_wall_seconds_j1"] / figures["matrix_wall_seconds_j2"], 2
+    )
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", default="reports/bench.json")
@@ -135,6 +163,7 @@ def main() -> None:
     figures.update(bench_decode())
     if os.geteuid() == 0:
         figures.update(bench_testbeds())
+        figures.update(bench_matrix())
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(figures, f, indent=2)

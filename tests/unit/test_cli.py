@@ -64,7 +64,7 @@ def test_decode_bad_files_one_line_non_zero(tmp_path, content, message):
 
 
 def test_bad_parameters_are_one_clear_error():
-    run = mbtest("demo", "--size", "0")
+    run = mbtest("selfcheck", "--size", "0")
     assert run.returncode == 2
     assert "Invalid value for '--size'" in run.stderr and "Traceback" not in run.stderr
     run = mbtest("no-such-command")
