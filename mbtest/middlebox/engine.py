@@ -95,7 +95,7 @@ class Engine:
         self.tracker = FlowTracker()
         self.injector = Injector()
         self.queues: list[Any] = []
-        self.pending: dict[tuple, bytes] = {}  # observer: packets before the kernel changed them
+        self.pending: dict[tuple, tuple[bytes, float]] = {}  # observer: options before, when seen
         self.stopping = False
         self.failure: BaseException | None = None
         self.packets = 0  # how many packets the engine saw (a passive middlebox changes none)
@@ -231,7 +231,7 @@ class Engine:
         try:
             pkt = TcpPacket(data)
             self.tracker.observe(pkt)
-            self.pending[self._key(pkt)] = bytes(pkt.options)
+            self.pending[self._key(pkt)] = (bytes(pkt.options), time.monotonic())
         except MbtestError:
             pass
         if len(self.pending) > 100_000:
@@ -244,7 +244,7 @@ class Engine:
         except MbtestError:
             packet.accept()
             return
-        before = self.pending.pop(self._key(pkt), None)
+        before, _ = self.pending.pop(self._key(pkt), (None, 0.0))
         after = bytes(pkt.options)
         if before is None and packet.indev == 0:  # made by the kernel itself (SYNPROXY...)
             flow, direction = self.tracker.lookup(pkt)
@@ -301,8 +301,10 @@ class Engine:
                 print(f"while stopping: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
 
     def log_consumed(self) -> None:
-        """Packets the kernel took in and never forwarded (dropped, or answered itself)."""
-        for key in list(self.pending)[:1000]:
+        """Packets the kernel took in and never forwarded (dropped, or answered itself); the
+        last half second's are left out, as they may still have been on their way."""
+        settled = time.monotonic() - 0.5
+        for key in [k for k, (_, seen) in self.pending.items() if seen < settled][:1000]:
             src, sport, dst, dport, seq, _, flags, _ = key
             flow = f"{_endpoint(src, sport)} > {_endpoint(dst, dport)}"
             entry = {"flow": flow, "direction": "?", "seq": seq, "flags": flags}

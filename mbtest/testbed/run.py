@@ -167,13 +167,13 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
                 "server": sockets.socket_report(server),
             }
         crashed = bed.check_middleboxes()
-        bed.stop_middleboxes()  # the run is over: logs complete, counts written
         after = {side: counters.read(bed.ns(side)) for side in before}
         doc["counters"] = {side: counters.delta(before[side], after[side]) for side in before}
         for sock in (client, server):
             if sock is not None:
                 sock.close()
         time.sleep(0.05)  # the closing handshakes reach the captures
+        bed.stop_middleboxes()  # the run is over: logs complete, counts written
     doc["middleboxes"] = {
         slot: {
             "behaviour": p.behaviour.spec,
