@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from typing import Any
 
 from mbtest.errors import MbtestError
@@ -95,7 +96,7 @@ class Engine:
         self.tracker = FlowTracker()
         self.injector = Injector()
         self.queues: list[Any] = []
-        self.pending: dict[tuple, tuple[bytes, float]] = {}  # observer: options before, when seen
+        self.pending: dict[tuple, deque] = {}  # observer: (options before, when seen) per key
         self.stopping = False
         self.failure: BaseException | None = None
         self.packets = 0  # how many packets the engine saw (a passive middlebox changes none)
@@ -231,7 +232,10 @@ class Engine:
         try:
             pkt = TcpPacket(data)
             self.tracker.observe(pkt)
-            self.pending[self._key(pkt)] = (bytes(pkt.options), time.monotonic())
+            # pure ACKs often share every number: keep them in arrival order per key
+            self.pending.setdefault(self._key(pkt), deque()).append(
+                (bytes(pkt.options), time.monotonic())
+            )
         except MbtestError:
             pass
         if len(self.pending) > 100_000:
@@ -244,7 +248,10 @@ class Engine:
         except MbtestError:
             packet.accept()
             return
-        before, _ = self.pending.pop(self._key(pkt), (None, 0.0))
+        waiting = self.pending.get(self._key(pkt))
+        before = waiting.popleft()[0] if waiting else None
+        if waiting is not None and not waiting:
+            del self.pending[self._key(pkt)]
         after = bytes(pkt.options)
         if before is None and packet.indev == 0:  # made by the kernel itself (SYNPROXY...)
             flow, direction = self.tracker.lookup(pkt)
@@ -304,7 +311,7 @@ class Engine:
         """Packets the kernel took in and never forwarded (dropped, or answered itself); the
         last half second's are left out, as they may still have been on their way."""
         settled = time.monotonic() - 0.5
-        for key in [k for k, (_, seen) in self.pending.items() if seen < settled][:1000]:
+        for key in [k for k, q in self.pending.items() if q and q[0][1] < settled][:1000]:
             src, sport, dst, dport, seq, _, flags, _ = key
             flow = f"{_endpoint(src, sport)} > {_endpoint(dst, dport)}"
             entry = {"flow": flow, "direction": "?", "seq": seq, "flags": flags}
