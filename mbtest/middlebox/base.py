@@ -49,8 +49,11 @@ def span_matches(raw: bytes, span: OptionSpan, subtypes: tuple[str, ...]) -> boo
         return False
 
 
+_ARROWS = {"c2s": "c>s", "s2c": "s>c"}
+
+
 def direction_matches(wanted: str, direction: str) -> bool:
-    return wanted == "both" or {"c2s": "c>s", "s2c": "s>c"}[wanted] == direction
+    return wanted == "both" or _ARROWS[wanted] == direction
 
 
 def change(
@@ -90,12 +93,8 @@ class Behaviour:
 
     def __init__(self, params: dict[str, Any] | None = None):
         self.params = bind(self.NAME, self.PARAMS, params or {})
-
-    def __getattr__(self, name: str) -> Any:
-        params = self.__dict__.get("params", {})
-        if name in params:
-            return params[name]
-        raise AttributeError(name)
+        for name, value in self.params.items():  # plain attributes: read on every packet
+            setattr(self, name, value)
 
     @property
     def spec(self) -> str:

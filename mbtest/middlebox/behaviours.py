@@ -327,13 +327,14 @@ class PayloadFlip(Behaviour):
         wanted = (
             ctx.data_index == self.segment if self.segment else ctx.data_index % self.every == 0
         )
-        payload = pkt.payload
-        if not wanted or self.offset >= len(payload):
+        length = pkt.payload_length  # no copy of the payload: only the flipped bytes
+        if not wanted or self.offset >= length:
             return ACCEPT
-        end = min(len(payload), self.offset + self.count)
-        before = bytes(payload[self.offset : end])
+        start = pkt.ip_len + pkt.tcp_header_len + self.offset
+        end = min(length, self.offset + self.count)
+        before = bytes(pkt.buf[start : start + end - self.offset])
         after = bytes(b ^ 0xFF for b in before)
-        pkt.patch(pkt.ip_len + pkt.tcp_header_len + self.offset, after)
+        pkt.patch(start, after)
         log = change(ctx, pkt, f"payload[{self.offset}:{end}]", before, after)
         return Verdict("modified", bytes(pkt.buf), changes=[log])
 

@@ -119,6 +119,7 @@ def observe(doc: dict[str, Any], log: list[dict[str, Any]]) -> dict[str, Fact]:
     )
     for name, counter in (
         ("mp_fail_sent", "MPFailTx"),
+        ("mp_fail_received", "MPFailRx"),
         ("checksum_errors", "DataCsumErr"),
         ("fastclose", "MPFastcloseTx"),
         ("add_addr_sent", "AddAddrTx"),
