@@ -4,7 +4,7 @@
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
 MBTEST   := $(VENV)/bin/mbtest
-DEB_PKGS := iptables tcpdump tshark libnetfilter-queue-dev gcc iproute2 procps python3-venv
+DEB_PKGS := iptables nftables tcpdump tshark libnetfilter-queue-dev gcc iproute2 procps python3-venv
 STAMP    := $(VENV)/.mbtest-installed
 
 .PHONY: setup system demo selfcheck test unit lint bench clean

@@ -101,8 +101,9 @@ def default_grid() -> list[Scenario]:
                 text=HTTP,
             )
         )
+        # one PORT command per segment, as on a real FTP control connection
         cells.append(_cell(f"ftp-alg-{tag}", SP, "slot", "ftp-alg", length, checksums=checksums, text=FTP, port=21,
-                           c2s_bytes=50_000, s2c_bytes=10_000))  # fmt: skip
+                           c2s_bytes=len(FTP) * 100, s2c_bytes=2_000, chunk=len(FTP)))  # fmt: skip
     return cells
 
 

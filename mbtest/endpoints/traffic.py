@@ -27,6 +27,7 @@ class Stream:
     direction: str  # "c>s" or "s>c"
     requested: int
     block: bytes = BLOCK
+    chunk: int = CHUNK
     sent: int = 0
     received: int = 0
     done_sending: bool = False
@@ -37,7 +38,7 @@ class Stream:
 
     def next_chunk(self) -> memoryview:
         offset = self.sent % len(self.block)
-        size = min(CHUNK, self.requested - self.sent, len(self.block) - offset)
+        size = min(self.chunk, self.requested - self.sent, len(self.block) - offset)
         return memoryview(self.block)[offset : offset + size]
 
     @property
@@ -82,10 +83,14 @@ def transfer(
     stall_timeout: float = 5.0,
     deadline: float = 60.0,
     block: bytes = BLOCK,
+    chunk: int = CHUNK,
 ) -> TransferResult:
     """Send c2s bytes client to server and s2c back, concurrently; the data is ``block``
     repeated (random by default; text for content-aware middleboxes)."""
-    streams = {"c>s": Stream("c>s", c2s, block), "s>c": Stream("s>c", s2c, block)}
+    streams = {"c>s": Stream("c>s", c2s, block, chunk), "s>c": Stream("s>c", s2c, block, chunk)}
+    if chunk < CHUNK:  # small writes as small segments (an FTP-like control exchange)
+        for sock in (client, server):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     ends = {"c>s": (client, server), "s>c": (server, client)}
     for sock in (client, server):
         sock.setblocking(False)

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from typing import Any
@@ -30,7 +31,7 @@ TOOLS = ("iptables", "ip6tables")
 
 
 class RuleOwner:
-    """Installs iptables rules and removes exactly those again."""
+    """Installs iptables rules and nftables tables, and removes exactly those again."""
 
     def __init__(self) -> None:
         self.installed: list[tuple[str, list[str]]] = []
@@ -41,8 +42,10 @@ class RuleOwner:
 
     def remove_all(self) -> None:
         for tool, args in reversed(self.installed):
-            delete = ["-D" if a in ("-A", "-I") else a for a in args]
-            subprocess.run([tool, "-w", *delete], capture_output=True, timeout=10)
+            undo = (
+                args if tool == "nft" else ["-w", *["-D" if a in ("-A", "-I") else a for a in args]]
+            )
+            subprocess.run([tool, *undo], capture_output=True, timeout=10)
         self.installed.clear()
 
 
@@ -53,6 +56,42 @@ def _run(tool: str, args: list[str]) -> None:
         raise MbtestError(f"{tool} is not installed: run `make setup`") from None
     if done.returncode != 0:
         raise MbtestError(f"{tool} {' '.join(args)} failed: {done.stderr.strip().splitlines()[-1]}")
+
+
+class EgressWatch:
+    """Every packet leaving the slot, as it leaves (after NAT, helpers and sequence
+    adjustment), handed to a callback: the "after" half of observing a kernel middlebox."""
+
+    PACKET_OUTGOING = 4
+
+    def __init__(self, interfaces: list[str], callback):
+        self.callback = callback
+        self.sockets = []
+        for ifname in interfaces:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+            sock.bind((ifname, 0))
+            self.sockets.append(sock)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            ready, _, _ = select.select(self.sockets, [], [], 0.1)
+            for sock in ready:
+                frame, address = sock.recvfrom(65536)
+                if address[2] != self.PACKET_OUTGOING or len(frame) < 14:
+                    continue
+                if frame[12:14] in (b"\x08\x00", b"\x86\xdd"):
+                    self.callback(frame[14:], locally_made=False)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(2)
+        for sock in self.sockets:
+            sock.close()
 
 
 class Log:
@@ -102,6 +141,8 @@ class Engine:
         self.stopping = False
         self.failure: BaseException | None = None
         self.packets = 0  # how many packets the engine saw (a passive middlebox changes none)
+        self.lock = threading.Lock()  # the egress watch thread shares pending and the tracker
+        self.egress: EgressWatch | None = None
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -130,12 +171,13 @@ class Engine:
             return
         if getattr(b, "OBSERVE", False):
             self._bind(NetfilterQueue, self.queue, self.on_before)
-            self._bind(NetfilterQueue, self.queue + 1, self.on_after)
             before = ["-t", "mangle", "-I", "PREROUTING", "-p", "tcp", "-j", "NFQUEUE"]
-            after = ["-t", "mangle", "-A", "POSTROUTING", "-p", "tcp", "-j", "NFQUEUE"]
             for tool in TOOLS:
                 self.rules.add(tool, [*before, "--queue-num", str(self.queue)])
-                self.rules.add(tool, [*after, "--queue-num", str(self.queue + 1)])
+            # After everything the kernel does on the way out (NAT, helpers, sequence
+            # adjustment): the packets as they leave, read from packet sockets.
+            self.egress = EgressWatch([self.sides["client"], self.sides["server"]], self.on_after)
+            self.egress.start()
         for address in getattr(b, "addresses", []):
             self.add_address(address)
         for key, value in getattr(b, "SYSCTLS", {}).items():
@@ -217,16 +259,11 @@ class Engine:
 
     @staticmethod
     def _key(pkt: TcpPacket) -> tuple:
-        return (
-            pkt.src,
-            pkt.sport,
-            pkt.dst,
-            pkt.dport,
-            pkt.seq,
-            pkt.ack,
-            pkt.flags,
-            len(pkt.payload),
-        )
+        """What NAT and sequence-adjusting helpers leave alone: the IPv4 ID (unique per
+        packet of a flow) and the flags; for IPv6, the flow label and the numbers."""
+        if pkt.version == 4:
+            return (4, bytes(pkt.buf[4:6]), pkt.flags)
+        return (6, bytes(pkt.buf[1:4]), pkt.seq, pkt.ack, pkt.flags)
 
     def on_before(self, packet) -> None:
         self.packets += 1
@@ -235,39 +272,45 @@ class Engine:
             pkt = TcpPacket(data)
             self.tracker.observe(pkt)
             # pure ACKs often share every number: keep them in arrival order per key
-            self.pending.setdefault(self._key(pkt), deque()).append(
-                (bytes(pkt.options), time.monotonic())
-            )
+            before = (bytes(pkt.options), bytes(pkt.payload), time.monotonic(), pkt.seq, pkt.ack)
+            with self.lock:
+                self.pending.setdefault(self._key(pkt), deque()).append(before)
         except MbtestError:
             pass
         if len(self.pending) > 100_000:
             self.pending.clear()
         packet.accept()
 
-    def on_after(self, packet) -> None:
+    def on_after(self, data: bytes, locally_made: bool) -> None:
+        """A packet leaving the slot: compare it with the same packet as it came in."""
         try:
-            pkt = TcpPacket(packet.get_payload())
+            pkt = TcpPacket(data)
         except MbtestError:
-            packet.accept()
             return
-        waiting = self.pending.get(self._key(pkt))
-        before = waiting.popleft()[0] if waiting else None
-        if waiting is not None and not waiting:
-            del self.pending[self._key(pkt)]
-        after = bytes(pkt.options)
-        if before is None and packet.indev == 0:  # made by the kernel itself (SYNPROXY...)
+        with self.lock:
+            waiting = self.pending.get(self._key(pkt))
+            before, payload_before, _, seq, ack = waiting.popleft() if waiting else (None,) * 5
+            if waiting is not None and not waiting:
+                del self.pending[self._key(pkt)]
             flow, direction = self.tracker.lookup(pkt)
-            name = flow.state.get("name", "?") if flow else "?"
-            entry = {"flow": name, "direction": direction, "seq": pkt.seq, "flags": pkt.flags}
+        name = flow.state.get("name", "?") if flow else "?"
+        entry = {"flow": name, "direction": direction, "seq": pkt.seq, "flags": pkt.flags}
+        if before is None:  # nothing came in like it: the kernel made it (SYNPROXY...)
             sent = f"sent by the kernel: {bytes(pkt.buf).hex()}"
             self.log.write({**entry, "field": "injected", "before": None, "after": sent})
-        if before is not None and before != after:
-            flow, direction = self.tracker.lookup(pkt)
-            name = flow.state.get("name", "?") if flow else "?"
-            entry = {"flow": name, "direction": direction, "seq": pkt.seq, "flags": pkt.flags}
-            entry.update(field="tcp.options (kernel)", before=before.hex(), after=after.hex())
-            self.log.write(entry)
-        packet.accept()
+            return
+        if before != bytes(pkt.options):
+            self.log.write({**entry, "field": "tcp.options (kernel)", "before": before.hex(),
+                            "after": bytes(pkt.options).hex()})  # fmt: skip
+        for name, old, new in (
+            ("tcp.seq (kernel)", seq, pkt.seq),
+            ("tcp.ack (kernel)", ack, pkt.ack),
+        ):
+            if old != new:
+                self.log.write({**entry, "field": name, "before": old, "after": new})
+        if payload_before != bytes(pkt.payload):
+            self.log.write({**entry, "field": "payload (kernel)", "before": payload_before.hex(),
+                            "after": bytes(pkt.payload).hex()})  # fmt: skip
 
     # --- loop -------------------------------------------------------------------------------
 
@@ -295,8 +338,10 @@ class Engine:
     def stop(self) -> None:
         """Log what only the kernel knows, release the queues, remove the rules: each step
         runs even if an earlier one failed, and a failure is reported on stderr."""
-        steps = [self.rules.remove_all, *(nfq.unbind for nfq in self.queues), self.log_consumed,
-                 self.write_stats]  # fmt: skip
+        time.sleep(0.05)  # the last packets leave
+        first = [self.egress.stop] if self.egress is not None else []
+        unbind = [nfq.unbind for nfq in self.queues]
+        steps = [*first, self.rules.remove_all, *unbind, self.log_consumed, self.write_stats]
         if getattr(self, "relay", None) is not None:
             from mbtest.middlebox.proxy import policy_routing
 
@@ -313,10 +358,9 @@ class Engine:
         """Packets the kernel took in and never forwarded (dropped, or answered itself); the
         last half second's are left out, as they may still have been on their way."""
         settled = time.monotonic() - 0.5
-        for key in [k for k, q in self.pending.items() if q and q[0][1] < settled][:1000]:
-            src, sport, dst, dport, seq, _, flags, _ = key
-            flow = f"{_endpoint(src, sport)} > {_endpoint(dst, dport)}"
-            entry = {"flow": flow, "direction": "?", "seq": seq, "flags": flags}
+        for key in [k for k, q in self.pending.items() if q and q[0][2] < settled][:1000]:
+            seq, flags = self.pending[key][0][3], key[-1]
+            entry = {"flow": "?", "direction": "?", "seq": seq, "flags": flags}
             self.log.write({**entry, "field": "packet", "before": "received", "after": "dropped"})
         self.pending.clear()
 

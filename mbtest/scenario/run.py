@@ -44,7 +44,7 @@ def run_scenario(scenario: Scenario, out_dir: str) -> dict[str, Any]:
         config = RunConfig(
             ip_version=scenario.ip_version, checksums=scenario.checksums,
             c2s_bytes=scenario.c2s_bytes, s2c_bytes=scenario.s2c_bytes, text=scenario.text,
-            port=scenario.port, connect_timeout=scenario.connect_timeout,
+            port=scenario.port, chunk=scenario.chunk, connect_timeout=scenario.connect_timeout,
             stall_timeout=scenario.stall_timeout, deadline=scenario.deadline,
         )  # fmt: skip
         bed = Testbed(topo, ip_version=scenario.ip_version, checksums=scenario.checksums,

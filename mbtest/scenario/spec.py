@@ -31,6 +31,7 @@ class Scenario:
     s2c_bytes: int = 300_000
     text: str | None = None
     port: int = 18080
+    chunk: int = 65536
     connect_timeout: float = 10.0
     stall_timeout: float = 4.0
     deadline: float = 30.0

@@ -38,6 +38,7 @@ class RunConfig:
     decode: bool = True
     text: str | None = None  # send this text repeated instead of random bytes
     port: int = PORT  # the server's port (21 for the FTP ALG's control connection)
+    chunk: int = 65536  # largest write; small ones (with TCP_NODELAY) make small segments
 
 
 def expected_subflows(topo: Topology, ip_version: int) -> int:
@@ -159,6 +160,7 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
                 config.stall_timeout,
                 config.deadline,
                 block,
+                config.chunk,
             )
             doc["transfer"] = result.to_json()
             timings["transfer"] = result.seconds
