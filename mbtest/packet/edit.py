@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from mbtest.errors import PacketError
 from mbtest.mptcp.crypto import ones_complement_sum
 from mbtest.mptcp.options import KIND as MPTCP_KIND
+from mbtest.packet.flags import TcpFlags
 
 _IPV6_EXTENSIONS = {0, 43, 60}
 NOP, EOL = 1, 0
@@ -51,7 +52,7 @@ def option_spans(raw: bytes | bytearray) -> list[OptionSpan]:
     return spans
 
 
-class TcpPacket:
+class TcpPacket(TcpFlags):
     """A mutable IPv4 or IPv6 packet carrying TCP."""
 
     def __init__(self, data: bytes | bytearray):
@@ -147,22 +148,6 @@ class TcpPacket:
     @window.setter
     def window(self, value: int) -> None:
         struct.pack_into("!H", self.buf, self.ip_len + 14, value & 0xFFFF)
-
-    @property
-    def syn(self) -> bool:
-        return bool(self.flags & 0x02)
-
-    @property
-    def is_ack(self) -> bool:
-        return bool(self.flags & 0x10)
-
-    @property
-    def rst(self) -> bool:
-        return bool(self.flags & 0x04)
-
-    @property
-    def fin(self) -> bool:
-        return bool(self.flags & 0x01)
 
     # --- options and payload ---------------------------------------------------------------
 

@@ -10,6 +10,8 @@ from mbtest.errors import CodecError, PacketError
 from mbtest.mptcp.options import KIND as MPTCP_KIND
 from mbtest.mptcp.options import MptcpOption, decode_value
 from mbtest.packet import pcap
+from mbtest.packet.edit import option_spans
+from mbtest.packet.flags import TcpFlags
 
 TCP_FLAG_NAMES = "FSRPAUEC"  # bit 0 (FIN) .. bit 7 (CWR)
 _FLAG_STRINGS = tuple(
@@ -21,7 +23,7 @@ _ETH_VLAN = {0x8100, 0x88A8}
 
 
 @dataclass(frozen=True, slots=True)
-class TcpSegment:
+class TcpSegment(TcpFlags):
     """A TCP segment and the IP header fields around it."""
 
     ip_version: int
@@ -44,18 +46,6 @@ class TcpSegment:
     def flag_string(self) -> str:
         return _FLAG_STRINGS[self.flags & 0xFF]
 
-    @property
-    def syn(self) -> bool:
-        return bool(self.flags & 0x02)
-
-    @property
-    def is_ack(self) -> bool:
-        return bool(self.flags & 0x10)
-
-    @property
-    def rst(self) -> bool:
-        return bool(self.flags & 0x04)
-
     def options(self) -> list[tuple[int, bytes]]:
         return tcp_options(self.options_raw)
 
@@ -73,23 +63,8 @@ class TcpSegment:
 
 def tcp_options(raw: bytes) -> list[tuple[int, bytes]]:
     """(kind, value) pairs of a TCP options field; EOL ends it, NOP has an empty value."""
-    out = []
-    pos, end = 0, len(raw)
-    while pos < end:
-        kind = raw[pos]
-        if kind == 0:
-            out.append((0, b""))
-            break
-        if kind == 1:
-            out.append((1, b""))
-            pos += 1
-            continue
-        if pos + 1 >= end or raw[pos + 1] < 2 or pos + raw[pos + 1] > end:
-            raise PacketError(f"TCP option kind {kind} at offset {pos} runs past the header")
-        length = raw[pos + 1]
-        out.append((kind, bytes(raw[pos + 2 : pos + length])))
-        pos += length
-    return out
+    return [(span.kind, bytes(raw[span.start + 2 : span.end]) if span.kind > 1 else b"")
+            for span in option_spans(raw)]  # fmt: skip
 
 
 def ip_packet(frame: pcap.Frame) -> bytes | None:
