@@ -4,7 +4,7 @@
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
 MBTEST   := $(VENV)/bin/mbtest
-DEB_PKGS := iptables nftables tcpdump tshark libnetfilter-queue-dev gcc iproute2 procps python3-venv
+DEB_PKGS := iptables nftables tcpdump tshark libnetfilter-queue-dev gcc iproute2 procps python3-venv chromium
 STAMP    := $(VENV)/.mbtest-installed
 
 .PHONY: setup system demo selfcheck test unit lint bench clean
@@ -33,6 +33,7 @@ $(STAMP): pyproject.toml
 demo: setup
 	-$(MBTEST) matrix -j 2
 	@echo "results: $$(readlink -f reports/latest)/results.jsonl"
+	@echo "report:  $$(readlink -f reports/latest)/report.html"
 
 # The kernel self-check: every MPTCP option Linux sends, decoded and verified.
 selfcheck: setup

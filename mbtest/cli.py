@@ -377,7 +377,14 @@ def matrix_command(topologies, behaviours, checksum, jobs, out_dir):
         finally:  # on Ctrl-C too: what finished is kept
             results = sorted(finished, key=lambda r: r["dir"])
             write_results(out_dir, results, started, jobs)
+    from mbtest.report.render import render
+
+    with open(os.path.join(out_dir, "matrix.json")) as f:
+        meta = json.load(f)
+    meta["started_text"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+    report = render([out_dir], os.path.join(out_dir, "report.html"), meta)
     print_matrix(results, out_dir)
+    click.echo(f"report: {report}")
     sys.exit(matrix.exit_status(results))
 
 
@@ -392,6 +399,30 @@ def write_results(out_dir: str, results: list, started: float, jobs: int) -> Non
             "command": " ".join(sys.argv), "kernel": os.uname().release}  # fmt: skip
     with open(os.path.join(out_dir, "matrix.json"), "w") as f:
         json.dump(meta, f, indent=2)
+
+
+@cli.command("report")
+@click.argument("results", nargs=-1, required=True)
+@click.option(
+    "-o", "--out", "out_file", default=None, help="HTML file (default: beside the first results)."
+)
+def report_command(results: tuple[str, ...], out_file: str | None) -> None:
+    """Render matrix results (results.jsonl files or their directories) into one HTML file."""
+    from mbtest.report.render import render
+
+    first = (
+        results[0] if os.path.isdir(results[0]) else os.path.dirname(os.path.abspath(results[0]))
+    )
+    meta_path = os.path.join(first, "matrix.json")
+    meta = {}
+    if os.path.exists(meta_path):
+        with open(meta_path) as f:
+            meta = json.load(f)
+        meta["started_text"] = time.strftime(
+            "%Y-%m-%d %H:%M:%S", time.localtime(meta.get("started", 0))
+        )
+    path = render(list(results), out_file or os.path.join(first, "report.html"), meta)
+    click.echo(f"report: {path}")
 
 
 def main() -> None:

@@ -1,0 +1,166 @@
+"""One self-contained HTML report from matrix results: inline CSS and SVG, no scripts and
+nothing fetched from the network; every string from the network or the user is escaped by
+the template engine (autoescaping), so a host name or a payload can never become markup."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections import Counter
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from mbtest import __version__
+from mbtest.errors import MbtestError
+from mbtest.report.ladder import ladder_svg
+
+VERDICTS = ("as-expected", "deviates", "inconclusive", "error")
+TEMPLATE = os.path.join(os.path.dirname(__file__), "report.html.j2")
+
+
+def load_results(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(directory of the results file, cell) for every line of every results.jsonl given."""
+    cells = []
+    for path in paths:
+        if os.path.isdir(path):
+            path = os.path.join(path, "results.jsonl")
+        try:
+            with open(path) as f:
+                lines = [line for line in f if line.strip()]
+        except FileNotFoundError:
+            raise MbtestError(f"{path}: no such results file") from None
+        for number, line in enumerate(lines, 1):
+            try:
+                cell = json.loads(line)
+            except ValueError:
+                raise MbtestError(f"{path} line {number} is not JSON") from None
+            if not isinstance(cell, dict) or "verdict" not in cell or "scenario" not in cell:
+                raise MbtestError(f"{path} line {number} is not an mbtest cell result")
+            cells.append((os.path.dirname(os.path.abspath(path)), cell))
+    return cells
+
+
+def _cell_view(base: str, cell: dict[str, Any], out_dir: str) -> dict[str, Any]:
+    scenario = cell["scenario"]
+    cell_dir = os.path.join(base, cell.get("dir", ""))
+    run: dict[str, Any] = {}
+    if cell.get("dir") and os.path.exists(os.path.join(cell_dir, "run.json")):
+        with open(os.path.join(cell_dir, "run.json")) as f:
+            run = json.load(f)
+    timelines = run.get("timelines", {})
+    ladder = ladder_svg(timelines.get("client.pcap", {}), timelines.get("server.pcap", {}))
+    log: list[dict[str, Any]] = []
+    for mb in run.get("middleboxes", {}).values():
+        path = os.path.join(cell_dir, mb.get("log", ""))
+        if os.path.isfile(path):
+            with open(path) as f:
+                log += [json.loads(line) for _, line in zip(range(30), f, strict=False)]
+    pcaps = [os.path.relpath(os.path.join(cell_dir, p), out_dir) for p in cell.get("captures", [])]
+    behaviour = ", ".join(scenario.get("middleboxes", {}).values()) or "none"
+    return {
+        "id": f"cell-{cell.get('dir') or scenario['name']}",
+        "name": scenario["name"],
+        "behaviour": behaviour.split(":")[0],
+        "spec": behaviour,
+        "variant": _variant(scenario),
+        "verdict": cell["verdict"],
+        "why": cell.get("why", []),
+        "expected": cell.get("expected", {}),
+        "facts": cell.get("facts", {}),
+        "label": _short_label(cell),
+        "log": log,
+        "ladder": Markup(ladder),  # built from escaped text only (ladder.py escapes labels)
+        "pcaps": pcaps,
+        "scenario": scenario,
+        "counters": run.get("counters", {}),
+        "sockets": run.get("sockets", {}),
+        "seconds": cell.get("seconds"),
+    }
+
+
+def _variant(scenario: dict[str, Any]) -> str:
+    """The grid column: topology and checksums (the slot names the placement)."""
+    csum = "on" if scenario.get("checksums") else "off"
+    return f"{scenario['topology']} · checksums {csum}"
+
+
+def _variant(scenario: dict[str, Any]) -> str:
+    """The grid column: topology and checksums (the slot names the placement)."""
+    csum = "on" if scenario.get("checksums") else "off"
+    return f"{scenario['topology']} · checksums {csum}"
+
+
+def _short_label(cell: dict[str, Any]) -> str:
+    facts = {k: v.get("value") for k, v in cell.get("facts", {}).items()}
+    if not facts.get("connected", True):
+        return "connect failed"
+    if facts.get("stalled"):
+        return "stalled"
+    if facts.get("fallback_at_handshake"):
+        return "TCP (handshake fallback)"
+    if facts.get("fallback_later"):
+        return "fell back later"
+    if facts.get("join_reset_reasons"):
+        return "join reset"
+    if "mptcp_negotiated" in facts:
+        return "MPTCP"
+    return cell["verdict"]
+
+
+def environment() -> dict[str, str]:
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "?"
+
+    sysctls = {}
+    for key in ("enabled", "checksum_enabled", "add_addr_timeout", "pm_type"):
+        try:
+            with open(f"/proc/sys/net/mptcp/{key}") as f:
+                sysctls[key] = f.read().strip()
+        except OSError:
+            continue
+    return {
+        "kernel": platform.release(),
+        "mptcp sysctls": ", ".join(f"{k}={v}" for k, v in sysctls.items()) or "none",
+        "mbtest": __version__,
+        "scapy": version("scapy"),
+        "pyroute2": version("pyroute2"),
+        "python": platform.python_version(),
+    }
+
+
+def render(paths: list[str], out_file: str, meta: dict[str, Any] | None = None) -> str:
+    """Write the report and return its path."""
+    loaded = load_results(paths)
+    out_dir = os.path.dirname(os.path.abspath(out_file))
+    cells = [_cell_view(base, cell, out_dir) for base, cell in loaded]
+    counts = Counter(c["verdict"] for c in cells)
+    if counts["error"]:
+        overall = "error"
+    elif counts["deviates"] or counts["inconclusive"]:
+        overall = "deviates"
+    else:
+        overall = "as-expected"
+    behaviours = list(dict.fromkeys(c["behaviour"] for c in cells))
+    variants = list(dict.fromkeys(c["variant"] for c in cells))
+    grid: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for c in cells:
+        grid.setdefault((c["behaviour"], c["variant"]), []).append(c)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.dirname(TEMPLATE)),
+                             autoescape=True)  # fmt: skip
+    html = env.get_template(os.path.basename(TEMPLATE)).render(
+        cells=cells, counts={v: counts.get(v, 0) for v in VERDICTS}, overall=overall,
+        behaviours=behaviours, variants=variants, grid=grid, verdicts=VERDICTS,
+        meta=meta or {}, environment=environment(),
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+    )  # fmt: skip
+    with open(out_file, "w") as f:
+        f.write(html)
+    return out_file
