@@ -155,12 +155,38 @@ def bench_matrix() -> dict[str, float]:
     return figures
 
 
+def bench_report(cells: int = 500) -> dict[str, float]:
+    """Time to render a report of 500 cells (recorded cells repeated)."""
+    import json as _json
+    from pathlib import Path
+
+    from mbtest.report.render import render
+    from tests.unit.test_report import results_dir
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = results_dir(Path(tmp))
+        lines = (base / "results.jsonl").read_text().splitlines()
+        many = []
+        for i in range(cells):
+            cell = _json.loads(lines[i % len(lines)])
+            cell["scenario"]["name"] += f"-{i}"
+            many.append(_json.dumps(cell))
+        (base / "results.jsonl").write_text("\n".join(many) + "\n")
+        seconds = best_of(3, lambda: render([str(base)], str(base / "report.html")))
+        size = os.path.getsize(base / "report.html")
+    return {
+        "report_500_cells_render_seconds": round(seconds, 2),
+        "report_500_cells_mbytes": round(size / 1e6, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", default="reports/bench.json")
     args = parser.parse_args()
     figures: dict[str, float] = {}
     figures.update(bench_decode())
+    figures.update(bench_report())
     if os.geteuid() == 0:
         figures.update(bench_testbeds())
         figures.update(bench_matrix())
