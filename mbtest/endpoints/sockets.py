@@ -59,7 +59,9 @@ def mptcp_info(sock: socket.socket) -> dict[str, int] | None:
     try:
         raw = sock.getsockopt(SOL_MPTCP, MPTCP_INFO, 256)
     except OSError as e:
-        if e.errno == errno.EOPNOTSUPP:
+        # EOPNOTSUPP: an MPTCP socket that fell back; ENOPROTOOPT: a plain TCP socket (after
+        # a fallback Linux may hand the subflow itself to accept()).
+        if e.errno in (errno.EOPNOTSUPP, errno.ENOPROTOOPT):
             return None
         raise
     raw = raw.ljust(_INFO.size, b"\0")[: _INFO.size]
@@ -76,7 +78,7 @@ def _subflow_getsockopt(
     length = ctypes.c_uint32(size)
     if _libc.getsockopt(sock.fileno(), SOL_MPTCP, option, buf, ctypes.byref(length)) != 0:
         err = ctypes.get_errno()
-        if err == errno.EOPNOTSUPP:
+        if err in (errno.EOPNOTSUPP, errno.ENOPROTOOPT):
             return []
         raise OSError(err, f"getsockopt MPTCP option {option}: {errno.errorcode.get(err, err)}")
     _, num, _, size_user = _SUBFLOW_DATA.unpack_from(buf.raw, 0)

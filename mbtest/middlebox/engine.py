@@ -341,7 +341,14 @@ class Engine:
         time.sleep(0.05)  # the last packets leave
         first = [self.egress.stop] if self.egress is not None else []
         unbind = [nfq.unbind for nfq in self.queues]
-        steps = [*first, self.rules.remove_all, *unbind, self.log_consumed, self.write_stats]
+        steps = [
+            *first,
+            self.rules.remove_all,
+            self.drain,
+            *unbind,
+            self.log_consumed,
+            self.write_stats,
+        ]
         if getattr(self, "relay", None) is not None:
             from mbtest.middlebox.proxy import policy_routing
 
@@ -353,6 +360,12 @@ class Engine:
                 step()
             except Exception as e:
                 print(f"while stopping: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+
+    def drain(self) -> None:
+        """Give a verdict to what is still queued: unbinding would drop it, and the slot's
+        captures would then show drops the behaviour never made."""
+        for nfq in self.queues:
+            nfq.run(block=False)
 
     def log_consumed(self) -> None:
         """Packets the kernel took in and never forwarded (dropped, or answered itself); the
