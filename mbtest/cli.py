@@ -434,9 +434,6 @@ def main() -> None:
     except MbtestError as e:
         click.echo(f"mbtest: {e}", err=True)
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        click.echo("mbtest: interrupted", err=True)
-        sys.exit(130)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)

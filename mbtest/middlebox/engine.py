@@ -97,7 +97,6 @@ class EgressWatch:
 class Log:
     def __init__(self, path: str, behaviour: Behaviour):
         self.file = open(path, "a", buffering=1 << 20)  # noqa: SIM115  (closed in close())
-        self.name = behaviour.NAME
         self.prefix = '{"t": %.6f, "behaviour": ' + json.dumps(behaviour.NAME) + ", "
         self.encode = json.JSONEncoder().encode
         self.count = 0
@@ -315,10 +314,7 @@ class Engine:
     # --- loop -------------------------------------------------------------------------------
 
     def serve(self) -> None:
-        fds = {nfq.get_fd(): nfq for nfq in self.queues}
-        sockets = {fd: socket.socket(fileno=fd) for fd in fds}
-        for sock in sockets.values():
-            sock.setblocking(False)
+        fds = {nfq.get_fd(): nfq for nfq in self.queues}  # run(block=False) never waits
         tick = self.behaviour.TICK
         while not self.stopping:
             if not fds:
@@ -330,8 +326,6 @@ class Engine:
             self.log.flush()
             if tick:
                 self.apply(self.behaviour.tick(time.monotonic()))
-        for sock in sockets.values():
-            sock.detach()
         if self.failure is not None:
             raise MbtestError(f"behaviour {self.behaviour.NAME} failed: {self.failure!r}")
 
