@@ -425,6 +425,94 @@ def report_command(results: tuple[str, ...], out_file: str | None) -> None:
     click.echo(f"report: {path}")
 
 
+@cli.command("probe")
+@click.argument("target", required=False)
+@click.option("-p", "--port", default=80, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--probe", "probes", multiple=True, metavar="NAME|FILE",
+    help="A probe from probes/ or a probe file (default: all of probes/).",
+)  # fmt: skip
+@click.option("--max-ttl", default=30, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--timeout", default=2.0, show_default=True, type=click.FloatRange(0.05, 30),
+    help="Longest wait for answers after a round of probes (per try with --serial).",
+)  # fmt: skip
+@click.option("--tries", default=3, show_default=True, type=click.IntRange(1, 10),
+              help="Rounds for silent hops (tries per TTL with --serial).")  # fmt: skip
+@click.option("-4", "ipv4", is_flag=True, help="Probe over IPv4.")
+@click.option("-6", "ipv6", is_flag=True, help="Probe over IPv6.")
+@click.option("--json", "as_json", is_flag=True, help="Print the schema-versioned JSON result.")
+@click.option("-n", "numeric", is_flag=True, help="No reverse DNS names for routers.")
+@click.option("--serial", is_flag=True, help="One TTL at a time, as traceroute does (slower).")
+@click.option("-o", "--out", "out_file", default=None, help="Also write the JSON result here.")
+@click.option("--html", "html_file", default=None, help="Also write an HTML report here.")
+@click.option("--from", "from_node", default=None, metavar="NODE",
+              help="Run inside this node of a testbed brought up with topo up.")  # fmt: skip
+@click.option("--testbed", "run_id", default=None, help="Which testbed (default: the only one).")
+@click.option("--list", "list_probes", is_flag=True, help="List the probes and exit.")
+def probe_command(target, port, probes, max_ttl, timeout, tries, ipv4, ipv6, as_json, numeric,
+                  serial, out_file, html_file, from_node, run_id, list_probes):  # fmt: skip
+    """Send MPTCP probes toward TARGET with every TTL at once; say which field changed where."""
+    from mbtest.probe import loader
+    from mbtest.probe.run import ProbeOptions, run
+
+    if list_probes:
+        for name in loader.available():
+            click.echo(f"{name:15} {loader.load(name).summary}")
+        return
+    if not target:
+        raise MbtestError("probe needs a TARGET host name or address (or --list)")
+    if ipv4 and ipv6:
+        raise MbtestError("choose one of -4 and -6, not both")
+    if from_node:
+        _enter_testbed_node(from_node, run_id)
+    options = ProbeOptions(
+        port=port, probes=tuple(probes) or loader.DEFAULT, max_ttl=max_ttl, timeout=timeout,
+        tries=tries, version=4 if ipv4 else 6 if ipv6 else None, resolve_names=not numeric,
+        serial=serial,
+    )  # fmt: skip
+    doc = run(target, options, command=" ".join(["mbtest", *sys.argv[1:]]))
+    if out_file:
+        with open(out_file, "w") as f:
+            json.dump(doc, f, indent=2)
+    if html_file:
+        from mbtest.report.render import render
+
+        data_file = out_file or os.path.splitext(html_file)[0] + ".json"
+        if not out_file:
+            with open(data_file, "w") as f:
+                json.dump(doc, f, indent=2)
+        render([data_file], html_file, {"command": doc["command"]})
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        from mbtest.ui import print_probes
+
+        print_probes(doc)
+        if html_file:
+            click.echo(f"report: {html_file}")
+    sys.exit(2 if any(p.get("error") for p in doc["probes"]) else 0)
+
+
+def _enter_testbed_node(node: str, run_id: str | None) -> None:
+    """Move this process into a testbed node's namespace (everything it starts follows)."""
+    from mbtest.testbed import builder, netns
+
+    beds = [b for b in builder.running() if run_id in (None, b["run_id"])]
+    if not beds:
+        raise MbtestError("no testbed is up" + (f" with run id {run_id}" if run_id else "")
+                          + " (start one with mbtest topo up)")  # fmt: skip
+    if len(beds) > 1:
+        ids = ", ".join(b["run_id"] for b in beds)
+        raise MbtestError(f"several testbeds are up ({ids}): choose one with --testbed")
+    namespaces = beds[0].get("namespaces", {})
+    if node not in namespaces:
+        raise MbtestError(f"testbed {beds[0]['run_id']} has no node {node!r} "
+                          f"(nodes: {', '.join(namespaces)})")  # fmt: skip
+    netns.require_root()
+    netns.enter(namespaces[node])
+
+
 def main() -> None:
     """Entry point: every MbtestError is one line on stderr and a non-zero exit."""
     signal.signal(signal.SIGTERM, _on_signal)

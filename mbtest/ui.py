@@ -185,3 +185,46 @@ def print_matrix(results: list[dict], out_dir: str, console: Console | None = No
         counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
     console.print(Text(" ".join(f"{k}: {v}" for k, v in sorted(counts.items()))))
     console.print(Text(f"results: {out_dir}/results.jsonl"))
+
+
+def print_probes(doc: dict, console: Console | None = None) -> None:
+    """One table per probe: hop, router, RTT, quote, changes (first appearances marked)."""
+    console = console or Console()
+    target = doc["target"]
+    console.print(
+        f"[bold]{target['name']}[/bold] ({target['address']}) port {target['port']}, "
+        f"from {doc['source']}, {doc['mode']} sweep, {doc['seconds']} s"
+    )
+    for probe in doc["probes"]:
+        title = f"{probe['name']}: {probe['summary']}"
+        if probe.get("error"):
+            console.print(Text(f"{title}\n  not run: {probe['error']}", style="red"))
+            continue
+        table = Table(title=title, title_justify="left", show_lines=False)
+        for name in ("hop", "router", "RTT ms", "quote", "changes (* first seen here)"):
+            table.add_column(name, overflow="fold")
+        for hop in probe["hops"]:
+            if hop["silent"]:
+                table.add_row(str(hop["ttl"]), Text("* silent *", style="dim"), "", "", "")
+                continue
+            router = hop["router"] + (f"\n{hop['name']}" if hop.get("name") else "")
+            changes = Text()
+            for change in hop["changes"]:
+                line = ("* " if change["first"] else "  ") + change["text"]
+                changes.append(("\n" if changes.plain else "") + line,
+                               style="bold yellow" if change["first"] else "")  # fmt: skip
+            extra = "" if hop["icmp"] == "time exceeded" else f"\n{hop['icmp']}"
+            table.add_row(str(hop["ttl"]), router + extra, f"{hop['rtt_ms']:.1f}", hop["quote"],
+                          changes or Text("-", style="dim"))  # fmt: skip
+        console.print(table)
+        dest = probe["destination"]
+        where = f" at hop {dest['ttl']}" if dest.get("ttl") else ""
+        check = f" ({dest['check']})" if dest.get("check") else ""
+        console.print(f"  destination{where}: {dest['text']}{check}")
+        first = probe["first_change"]
+        if first:
+            console.print(f"  first change at hop {first['ttl']} ({first['router']})")
+        else:
+            console.print("  no change on the path")
+        for note in probe["notes"]:
+            console.print(f"  note: {note}", style="dim")

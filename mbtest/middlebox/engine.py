@@ -14,7 +14,6 @@ import json
 import select
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -25,37 +24,8 @@ from mbtest.errors import MbtestError
 from mbtest.middlebox import catalog
 from mbtest.middlebox.base import Behaviour, Verdict
 from mbtest.middlebox.flows import FlowTracker
+from mbtest.netfilter import TOOLS, RuleOwner
 from mbtest.packet.edit import TcpPacket
-
-TOOLS = ("iptables", "ip6tables")
-
-
-class RuleOwner:
-    """Installs iptables rules and nftables tables, and removes exactly those again."""
-
-    def __init__(self) -> None:
-        self.installed: list[tuple[str, list[str]]] = []
-
-    def add(self, tool: str, args: list[str]) -> None:
-        _run(tool, args)
-        self.installed.append((tool, args))
-
-    def remove_all(self) -> None:
-        for tool, args in reversed(self.installed):
-            undo = (
-                args if tool == "nft" else ["-w", *["-D" if a in ("-A", "-I") else a for a in args]]
-            )
-            subprocess.run([tool, *undo], capture_output=True, timeout=10)
-        self.installed.clear()
-
-
-def _run(tool: str, args: list[str]) -> None:
-    try:
-        done = subprocess.run([tool, "-w", *args], capture_output=True, text=True, timeout=10)
-    except FileNotFoundError:
-        raise MbtestError(f"{tool} is not installed: run `make setup`") from None
-    if done.returncode != 0:
-        raise MbtestError(f"{tool} {' '.join(args)} failed: {done.stderr.strip().splitlines()[-1]}")
 
 
 class EgressWatch:

@@ -138,6 +138,11 @@ def parse_tcp(packet: bytes) -> TcpSegment | None:
 _TCP = struct.Struct("!HHIIBBHHH")
 
 
+def parse_tcp_segment(seg: bytes, version: int, src: str, dst: str) -> TcpSegment:
+    """A TCP segment read without its IP header (an IPv6 raw socket gives no header)."""
+    return _parse_tcp_header(seg, version, src, dst, 0, 0)
+
+
 def _parse_tcp_header(seg: bytes, ipv: int, src: str, dst: str, ttl: int, ip_id: int) -> TcpSegment:
     if len(seg) < 20:
         raise PacketError(f"TCP header truncated: {len(seg)} bytes from {src} to {dst}")

@@ -18,6 +18,7 @@ from mbtest.errors import EnvironmentProblem, MbtestError
 from mbtest.middlebox import catalog
 from mbtest.middlebox.base import Behaviour
 from mbtest.middlebox.process import MiddleboxProcess
+from mbtest.netfilter import RuleOwner
 from mbtest.testbed import links, netns
 from mbtest.testbed.topology import Topology
 
@@ -148,6 +149,9 @@ class Testbed:
                 pm.add_endpoint(
                     self.ns(node.name), endpoint.address, endpoint.id, flags, endpoint.port
                 )
+        for node in topo.nodes.values():
+            if not node.icmp_errors:
+                silence_icmp_errors(self.ns(node.name))
         self.start_middleboxes()
         self.build_seconds = time.monotonic() - start
 
@@ -226,6 +230,28 @@ class Testbed:
         with open(self.state_path + ".tmp", "w") as f:
             json.dump(state, f)
         os.replace(self.state_path + ".tmp", self.state_path)
+
+
+SILENCE_RULES = (
+    ("iptables", ["-A", "OUTPUT", "-p", "icmp", "--icmp-type", "time-exceeded", "-j", "DROP"]),
+    ("iptables", ["-A", "OUTPUT", "-p", "icmp", "--icmp-type", "destination-unreachable",
+                  "-j", "DROP"]),
+    ("ip6tables", ["-A", "OUTPUT", "-p", "icmpv6", "--icmpv6-type", "time-exceeded", "-j", "DROP"]),
+    ("ip6tables", ["-A", "OUTPUT", "-p", "icmpv6", "--icmpv6-type", "destination-unreachable",
+                   "-j", "DROP"]),
+)  # fmt: skip
+
+
+def silence_icmp_errors(ns: str) -> None:
+    """Make a router send no ICMP errors, as many Internet routers do (the rules go with
+    the namespace)."""
+
+    def install() -> None:
+        owner = RuleOwner()
+        for tool, args in SILENCE_RULES:
+            owner.add(tool, args)
+
+    netns.call_in(ns, install)
 
 
 def running() -> list[dict]:

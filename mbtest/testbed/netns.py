@@ -49,6 +49,13 @@ def _setns(name: str) -> None:
         os.close(fd)
 
 
+def enter(name: str) -> None:
+    """Move the calling thread into a namespace for good (a CLI run from a testbed node)."""
+    if not exists(name):
+        raise MbtestError(f"namespace {name} does not exist")
+    _setns(name)
+
+
 def require_root() -> None:
     if os.geteuid() != 0:
         raise EnvironmentProblem("mbtest needs root for network namespaces: run it with sudo")

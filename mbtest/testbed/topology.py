@@ -68,6 +68,7 @@ class Node:
     limits: dict[str, int] = field(default_factory=dict)  # subflows, add_addr_accepted
     endpoints: list[Endpoint] = field(default_factory=list)
     middlebox: str | None = None  # a slot's default behaviour spec
+    icmp_errors: bool = True  # False: a router that never sends ICMP errors (a silent hop)
 
     @property
     def forwards(self) -> bool:
@@ -256,7 +257,8 @@ def _table_list(data: dict[str, Any], key: str, where: str) -> list[dict[str, An
 def _parse_node(raw: dict[str, Any], where: str) -> Node:
     _no_unknown(
         raw,
-        {"name", "role", "sysctls", "routes", "rules", "limits", "endpoints", "middlebox"},
+        {"name", "role", "sysctls", "routes", "rules", "limits", "endpoints", "middlebox",
+         "icmp_errors"},
         where,
     )
     name = raw.get("name")
@@ -307,9 +309,16 @@ def _parse_node(raw: dict[str, Any], where: str) -> Node:
         raise TopologyError(
             f"{here}: only the client and the server have MPTCP endpoints and limits"
         )
-    return Node(
+    icmp_errors = raw.get("icmp_errors", True)
+    if not isinstance(icmp_errors, bool):
+        raise TopologyError(f"{here}: icmp_errors must be true or false")
+    if not icmp_errors and role not in ("router", "slot"):
+        raise TopologyError(f"{here}: only routers and slots can be silent (icmp_errors)")
+    node = Node(
         name, role, {k: str(v) for k, v in sysctls.items()}, routes, rules, limits, endpoints
     )
+    node.icmp_errors = icmp_errors
+    return node
 
 
 def _parse_link(raw: dict[str, Any], where: str, number: int) -> Link:
@@ -446,22 +455,27 @@ def _on_link(topo: Topology, node: str, via: str) -> bool:
 
 def _expand_chain(chain: dict[str, Any], params: dict[str, Any], where: str) -> dict[str, Any]:
     """client - r1 - ... - rN - server, the router at hop ``slot_at`` being a middlebox slot."""
-    _no_unknown(chain, {"routers", "slot_at"}, f"{where}: chain")
+    _no_unknown(chain, {"routers", "slot_at", "silent_at"}, f"{where}: chain")
 
-    def value(key: str) -> int:
-        raw = chain.get(key)
+    def value(key: str, default: int | None = None) -> int:
+        raw = chain.get(key, default)
         if isinstance(raw, str) and raw.startswith("$"):
             raw = params.get(raw[1:])
         if not isinstance(raw, int):
             raise TopologyError(f"{where}: chain {key} must be an integer")
         return raw
 
-    routers, slot_at = value("routers"), value("slot_at")
+    routers, slot_at, silent_at = value("routers"), value("slot_at"), value("silent_at", 0)
     if not 1 <= routers <= 30:
         raise TopologyError(f"{where}: chain routers must be between 1 and 30, not {routers}")
     if not 1 <= slot_at <= routers:
         raise TopologyError(
             f"{where}: slot_at must be a hop between 1 and {routers}, not {slot_at}"
+        )
+    if not 0 <= silent_at <= routers or (silent_at and silent_at == slot_at):
+        raise TopologyError(
+            f"{where}: silent_at must be 0 (none) or a router hop from 1 to {routers} other "
+            f"than the slot's, not {silent_at}"
         )
     names = (
         ["client"]
@@ -503,7 +517,10 @@ def _expand_chain(chain: dict[str, Any], params: dict[str, Any], where: str) -> 
         routes.append({"to": "default", "via": f"10.200.{i - 1}.1"})  # the rest: toward the client
         routes.append({"to": "default", "via": f"fd00:200:{i - 1:x}::1"})
         role = "slot" if name.startswith("slot") else "router"
-        nodes.append({"name": name, "role": role, "routes": routes})
+        node = {"name": name, "role": role, "routes": routes}
+        if i == silent_at:
+            node["icmp_errors"] = False
+        nodes.append(node)
     nodes.append(
         {
             "name": "server",

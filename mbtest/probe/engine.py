@@ -1,0 +1,219 @@
+"""The TTL sweep: one probe segment sent with TTLs 1..N, answers matched back to their TTL.
+
+``parallel`` sends every TTL at once, waits while answers keep coming (no longer than the
+timeout, and no longer than a grace period after the last answer once round-trip times are
+known), then re-sends only the TTLs that stayed silent below the destination. ``serial`` is
+the one-TTL-at-a-time method of classic traceroute and tracebox (a timeout per try, several
+tries per TTL), kept as the baseline the benchmark compares with.
+
+Each TTL's packet carries its own IPv4 ID / IPv6 flow label and its own TCP key (sequence
+number, or TSval inside a connection), so a quote still matches when a middlebox rewrote one.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import time
+from dataclasses import dataclass, field
+
+from mbtest.packet.headers import TcpSegment
+from mbtest.probe import wire
+from mbtest.probe.quote import IcmpError, View
+from mbtest.probe.rawio import Arrival
+
+MIN_GRACE = 0.1  # seconds of quiet after the last answer before a round ends
+RTT_FACTOR = 3.0  # ... or this many times the slowest round trip seen, if longer
+
+
+@dataclass
+class HopAnswer:
+    ttl: int
+    router: str
+    rtt: float
+    icmp: IcmpError
+
+    @property
+    def quote(self) -> View:
+        return View(self.icmp.quote)
+
+
+@dataclass
+class Reply:
+    """A segment from the target on the probe's 4-tuple."""
+
+    ttl: int | None  # the TTL whose packet it answers, when that can be told
+    rtt: float | None
+    segment: TcpSegment
+
+
+@dataclass
+class Sweep:
+    segment: wire.Segment
+    max_ttl: int
+    rng: random.Random = field(default_factory=random.Random)
+    sent: dict[int, tuple[float, int]] = field(default_factory=dict)  # ttl -> (time, tries)
+    answers: dict[int, HopAnswer] = field(default_factory=dict)
+    replies: list[Reply] = field(default_factory=list)
+    unmatched: int = 0  # ICMP errors about this probe that could not be tied to a TTL
+    last_arrival: float = 0.0
+    packets_sent: int = 0
+    rounds: int = 0
+
+    def __post_init__(self) -> None:
+        span = 0xFFFF if self.segment.version == 4 else 0xFFFFF
+        self.id_base = self.rng.randrange(1, span - self.max_ttl)
+        self.tsval_base = None
+        if self.segment.vary == "tsval" and self.segment.ts_offset is not None:
+            self.tsval_base = struct.unpack_from("!I", self.segment.options,
+                                                 self.segment.ts_offset)[0]  # fmt: skip
+
+    # --- packets -------------------------------------------------------------------------
+
+    def packet(self, ttl: int) -> bytes:
+        return wire.packet(self.segment, ttl, self.id_base + ttl, ttl)
+
+    def send(self, io, ttl: int) -> None:
+        at = io.send(self.packet(ttl), self.segment.dst)
+        self.sent[ttl] = (at, self.sent.get(ttl, (0.0, 0))[1] + 1)
+        self.packets_sent += 1
+
+    # --- matching ------------------------------------------------------------------------
+
+    def _in_range(self, offset: int | None) -> int | None:
+        return offset if offset is not None and 1 <= offset <= self.max_ttl else None
+
+    def match_quote(self, view: View) -> int | None:
+        """The TTL of the packet a quote holds, or None when it is not one of this sweep's."""
+        seg = self.segment
+        if view.protocol != 6:
+            return None
+        fields = view.ip_fields()
+        if fields.get("dst") != seg.dst and view.dport != seg.dport:
+            return None
+        if fields.get("src") != seg.src and view.sport != seg.sport:
+            return None
+        candidates = []
+        if view.ip_id is not None:
+            candidates.append(view.ip_id - self.id_base)
+        if seg.vary == "seq" and view.seq is not None:
+            candidates.append((view.seq - seg.seq) & 0xFFFFFFFF)
+        if self.tsval_base is not None and (tsval := view.tsval()) is not None:
+            candidates.append((tsval - self.tsval_base) & 0xFFFFFFFF)
+        return next((t for t in map(self._in_range, candidates) if t), None)
+
+    def match_reply(self, seg: TcpSegment) -> int | None:
+        if self.segment.vary == "seq" and seg.is_ack:
+            return self._in_range((seg.ack - 1 - self.segment.seq) & 0xFFFFFFFF)
+        if self.tsval_base is not None:
+            for kind, value in seg.options():
+                if kind == 8 and len(value) == 8:
+                    tsecr = struct.unpack("!I", value[4:])[0]
+                    return self._in_range((tsecr - self.tsval_base) & 0xFFFFFFFF)
+        return None
+
+    def is_reply(self, seg: TcpSegment) -> bool:
+        s = self.segment
+        return seg.src == s.dst and seg.sport == s.dport and seg.dport == s.sport
+
+    def feed(self, arrival: Arrival) -> None:
+        if arrival.icmp is not None:
+            view = View(arrival.icmp.quote)
+            ttl = self.match_quote(view)
+            if ttl is None:
+                if view.protocol == 6 and view.dport == self.segment.dport:
+                    self.unmatched += 1
+                return
+            if ttl not in self.answers:
+                rtt = arrival.time - self.sent.get(ttl, (arrival.time, 0))[0]
+                self.answers[ttl] = HopAnswer(ttl, arrival.icmp.router, rtt, arrival.icmp)
+                self.last_arrival = arrival.time
+        elif arrival.tcp is not None and self.is_reply(arrival.tcp):
+            ttl = self.match_reply(arrival.tcp)
+            rtt = arrival.time - self.sent[ttl][0] if ttl in self.sent else None
+            self.replies.append(Reply(ttl, rtt, arrival.tcp))
+            self.last_arrival = arrival.time
+
+    # --- state ---------------------------------------------------------------------------
+
+    @property
+    def end_ttl(self) -> int | None:
+        """Where the path ends: the destination's distance, or a hop that said unreachable."""
+        ends = [r.ttl for r in self.replies if r.ttl is not None]
+        ends += [a.ttl for a in self.answers.values() if not a.icmp.expired]
+        if ends:
+            return min(ends)
+        if self.replies:  # answered, but not in a way that names the TTL
+            return max((t for t, a in self.answers.items() if a.icmp.expired), default=0) + 1
+        return None
+
+    @property
+    def max_rtt(self) -> float:
+        rtts = [a.rtt for a in self.answers.values()]
+        rtts += [r.rtt for r in self.replies if r.rtt is not None]
+        return max(rtts, default=0.0)
+
+    def silent_below(self) -> list[int]:
+        """TTLs still without an answer that are worth asking again."""
+        end = self.end_ttl
+        if end is not None:
+            upper = end - 1
+        elif self.answers:
+            upper = max(self.answers)
+        else:
+            upper = self.max_ttl
+        return [t for t in range(1, upper + 1) if t not in self.answers]
+
+    def complete(self) -> bool:
+        return self.end_ttl is not None and not self.silent_below()
+
+    def answered(self, ttl: int) -> bool:
+        end = self.end_ttl
+        return ttl in self.answers or (end is not None and end <= ttl)
+
+
+# --- drivers -------------------------------------------------------------------------------
+
+
+def _collect(io, sweep: Sweep, until: float) -> None:
+    for arrival in io.receive(until):
+        sweep.feed(arrival)
+
+
+def parallel(io, sweep: Sweep, timeout: float, tries: int, pace: float = 0.001) -> None:
+    """All TTLs at once, then the silent ones again, `tries` rounds at most."""
+    to_send = list(range(1, sweep.max_ttl + 1))
+    while to_send and sweep.rounds < tries:
+        sweep.rounds += 1
+        for ttl in to_send:
+            sweep.send(io, ttl)
+            for arrival in io.poll():
+                sweep.feed(arrival)
+            if pace:
+                time.sleep(pace)
+        last_send = time.monotonic()
+        while not sweep.complete():
+            end = last_send + timeout
+            if sweep.answers or sweep.replies:
+                grace = max(MIN_GRACE, RTT_FACTOR * sweep.max_rtt)
+                end = min(end, max(last_send, sweep.last_arrival) + grace)
+            if time.monotonic() >= end:
+                break
+            _collect(io, sweep, end)
+        to_send = sweep.silent_below()
+
+
+def serial(io, sweep: Sweep, timeout: float, tries: int) -> None:
+    """One TTL at a time: wait for its answer or the timeout, up to `tries` times each."""
+    for ttl in range(1, sweep.max_ttl + 1):
+        for _ in range(tries):
+            sweep.rounds = max(sweep.rounds, sweep.sent.get(ttl, (0, 0))[1] + 1)
+            sweep.send(io, ttl)
+            end = time.monotonic() + timeout
+            while not sweep.answered(ttl) and time.monotonic() < end:
+                _collect(io, sweep, end)
+            if sweep.answered(ttl):
+                break
+        end_ttl = sweep.end_ttl
+        if end_ttl is not None and end_ttl <= ttl:
+            return

@@ -1,0 +1,137 @@
+"""Pure: a swept probe turned into its result: hops with their changes, the first hop that
+shows each change, and the destination's answer apart from what the path did."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mbtest.packet.headers import parse_tcp
+from mbtest.probe.describe import answer, options_short
+from mbtest.probe.diff import Change, diff, flag_string
+from mbtest.probe.engine import Sweep
+from mbtest.probe.quote import View
+
+SCHEMA = "mbtest.probe/1"
+
+
+def covers(view: View, field: str) -> bool:
+    """Whether a quote reaches the field a change is about."""
+    if field.startswith("ip.") or field in ("source", "destination"):
+        return view.ip_len is not None
+    if field.startswith("tcp.options") or field[:1].isupper():
+        return view.options is not None
+    if field.startswith("payload"):
+        return view.payload is not None
+    return field in view.tcp_fields()
+
+
+def _key(change: dict[str, Any]) -> tuple[str, str]:
+    return change["field"], change["text"]
+
+
+def sent_view(sweep: Sweep) -> dict[str, Any]:
+    """The probe as sent (its TTL-1 packet), for the reader."""
+    raw = sweep.packet(1)
+    seg = parse_tcp(raw)
+    assert seg is not None
+    key = "sequence number" if sweep.segment.vary == "seq" else "TSval"
+    return {
+        "src": f"{seg.src}:{seg.sport}" if seg.ip_version == 4 else f"[{seg.src}]:{seg.sport}",
+        "dst": f"{seg.dst}:{seg.dport}" if seg.ip_version == 4 else f"[{seg.dst}]:{seg.dport}",
+        "flags": flag_string(seg.flags), "seq": seg.seq, "ack": seg.ack, "window": seg.window,
+        "options": options_short(seg), "options_hex": seg.options_raw.hex(),
+        "payload_bytes": len(seg.payload), "hex": raw.hex(),
+        "per_ttl": f"IP {'ID' if seg.ip_version == 4 else 'flow label'} and {key} + TTL",
+    }  # fmt: skip
+
+
+def probe_result(name: str, summary: str, sweep: Sweep, notes: list[str], seconds: float,
+                 names: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+    names = names or {}
+    target = sweep.segment.dst
+    end = sweep.end_ttl
+    at_target = end is not None and end in sweep.answers and sweep.answers[end].router == target
+    if end is not None:
+        last = end - 1 if at_target or end not in sweep.answers else end
+    else:
+        last = max(sweep.answers, default=0)
+    hops: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    previous: tuple[View, list[dict[str, Any]]] | None = None
+    for ttl in range(1, last + 1):
+        hop = sweep.answers.get(ttl)
+        if hop is None:
+            hops.append({"ttl": ttl, "silent": True, "router": None, "changes": []})
+            continue
+        quote = hop.quote
+        changes = [c.as_dict() for c in diff(View(sweep.packet(ttl)), quote)]
+        for change in changes:
+            change["first"] = _key(change) not in seen
+            seen.add(_key(change))
+        since: list[dict[str, str]] = []
+        if previous is not None:
+            before_view, before = previous
+            now_keys, before_keys = {_key(c) for c in changes}, {_key(c) for c in before}
+            since += [{"change": "appeared", "text": c["text"]} for c in changes
+                      if _key(c) not in before_keys and covers(before_view, c["field"])]
+            since += [{"change": "disappeared", "text": c["text"]} for c in before
+                      if _key(c) not in now_keys and covers(quote, c["field"])]  # fmt: skip
+        previous = (quote, changes)
+        hops.append({
+            "ttl": ttl, "silent": False, "router": hop.router, "name": names.get(hop.router),
+            "rtt_ms": round(hop.rtt * 1000, 3), "icmp": hop.icmp.what,
+            "quote": quote.quote_class(), "quote_bytes": len(hop.icmp.quote),
+            "rfc4884_extensions": hop.icmp.extensions, "changes": changes,
+            "since_previous": since,
+        })  # fmt: skip
+    first = next((h for h in hops if h["changes"]), None)
+    return {
+        "name": name,
+        "summary": summary,
+        "notes": notes,
+        "sent": sent_view(sweep),
+        "hops": hops,
+        "first_change": None if first is None else {
+            "ttl": first["ttl"], "router": first["router"],
+            "changes": [c["text"] for c in first["changes"]],
+        },
+        "destination": destination(sweep, at_target),
+        "packets_sent": sweep.packets_sent,
+        "rounds": sweep.rounds,
+        "unmatched_icmp": sweep.unmatched,
+        "seconds": round(seconds, 3),
+    }  # fmt: skip
+
+
+def destination(sweep: Sweep, icmp_from_target: bool) -> dict[str, Any]:
+    """The target's own answer, told apart from what the path did to the probe."""
+    end = sweep.end_ttl
+    base = {"address": sweep.segment.dst, "ttl": end}
+    if sweep.replies:
+        reply = next((r for r in sweep.replies if r.ttl == end), sweep.replies[0])
+        out = {**base, "reached": True, **answer(reply.segment, b"\x1e" in _option_kinds(sweep))}
+        out["rtt_ms"] = None if reply.rtt is None else round(reply.rtt * 1000, 3)
+        out["answers"] = len(sweep.replies)
+        if sweep.segment.check is not None:
+            out["check"] = sweep.segment.check(reply.segment)
+        return out
+    if icmp_from_target and end is not None:
+        hop = sweep.answers[end]
+        return {**base, "reached": True, "kind": "ICMP", "text": f"ICMP {hop.icmp.what}",
+                "rtt_ms": round(hop.rtt * 1000, 3)}  # fmt: skip
+    return {**base, "reached": False, "kind": "silence", "text": "no answer from the target"}
+
+
+def _option_kinds(sweep: Sweep) -> bytes:
+    seg = parse_tcp(sweep.packet(1))
+    return bytes(kind for kind, _ in seg.options()) if seg else b""
+
+
+def changes_of(result: dict[str, Any]) -> list[Change]:
+    """Every change a probe result reports, once, in the order hops first show them."""
+    out = []
+    for hop in result["hops"]:
+        for c in hop["changes"]:
+            if c.get("first"):
+                out.append(Change(c["field"], c["text"], c.get("before"), c.get("after")))
+    return out

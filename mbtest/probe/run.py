@@ -1,0 +1,184 @@
+"""Run probes against a target: resolve and vet it, open the raw sockets and the RST guard,
+sweep each probe, and close everything again however the run ends."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mbtest.errors import MbtestError
+from mbtest.probe import engine, loader
+from mbtest.probe.guard import RstGuard
+from mbtest.probe.rawio import RawSockets
+from mbtest.probe.result import SCHEMA, probe_result
+from mbtest.probe.session import ProbeSetupError, Session
+from mbtest.probe.wire import Segment
+from mbtest.testbed import netns
+
+
+class TargetError(MbtestError):
+    """A target that cannot or must not be probed."""
+
+
+@dataclass
+class ProbeOptions:
+    port: int = 80
+    probes: tuple[str, ...] = loader.DEFAULT
+    max_ttl: int = 30
+    timeout: float = 2.0
+    tries: int = 3
+    version: int | None = None  # 4, 6, or whatever the name resolves to first
+    resolve_names: bool = True
+    serial: bool = False
+    pace: float = 0.001
+    seed: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve(target: str, version: int | None) -> tuple[str, int]:
+    """The address to probe, or one clear sentence on why there is none."""
+    family = {4: socket.AF_INET, 6: socket.AF_INET6, None: socket.AF_UNSPEC}[version]
+    try:
+        infos = socket.getaddrinfo(target, None, family, socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        want = f" as IPv{version}" if version else ""
+        raise TargetError(f"cannot resolve {target!r}{want}: {getattr(e, 'strerror', e)}") from None
+    address = ipaddress.ip_address(infos[0][4][0])
+    if address.is_unspecified:
+        raise TargetError(f"{target} is the unspecified address: nothing to probe")
+    if address.is_multicast:
+        raise TargetError(f"{target} is a multicast address: probes go to one host only")
+    if address.version == 4 and address == ipaddress.IPv4Address("255.255.255.255"):
+        raise TargetError(f"{target} is the broadcast address: probes go to one host only")
+    if address.version == 4 and str(address) in _local_broadcasts():
+        raise TargetError(f"{target} is a subnet broadcast address here: probes go to one host")
+    return str(address), address.version
+
+
+def _local_broadcasts() -> set[str]:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        return {a.get_attr("IFA_BROADCAST") for a in ipr.get_addr(family=socket.AF_INET)} - {None}
+
+
+def source_for(address: str, version: int) -> str:
+    """The local address the kernel would use toward the target."""
+    family = socket.AF_INET if version == 4 else socket.AF_INET6
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((address, 9))
+        except OSError as e:
+            raise TargetError(f"{address} is unreachable from here: {e.strerror}") from None
+        return probe.getsockname()[0]
+
+
+def reverse_names(addresses: set[str], deadline: float = 2.0) -> dict[str, str]:
+    """Reverse DNS for the routers seen, all at once, giving up at the deadline."""
+    names: dict[str, str] = {}
+
+    def lookup(address: str) -> None:
+        with contextlib.suppress(OSError):
+            names[address] = socket.gethostbyaddr(address)[0]
+
+    threads = [threading.Thread(target=lookup, args=(a,), daemon=True) for a in addresses]
+    for t in threads:
+        t.start()
+    end = time.monotonic() + deadline
+    for t in threads:
+        t.join(max(0.0, end - time.monotonic()))
+    return dict(names)
+
+
+def _reset_answered_syns(session: Session, sweep: engine.Sweep) -> None:
+    """Free what SYN/ACKs from the target hold there: one RST per answered SYN."""
+    for reply in sweep.replies:
+        seg = reply.segment
+        if seg.syn and seg.is_ack:
+            session.send(Segment(session.source, session.target, seg.dport, seg.sport, seg.ack,
+                                 flags="R"))  # fmt: skip
+
+
+def run_probe(
+    spec: loader.ProbeSpec, io: RawSockets, guard: RstGuard, address: str, source: str,
+    options: ProbeOptions, rng: random.Random,
+) -> tuple[dict, set[str]]:  # fmt: skip
+    session = Session(io, guard, address, options.port, source, options.timeout, rng)
+    started = time.monotonic()
+    try:
+        try:
+            segment = spec.build(session)
+        except ProbeSetupError as e:
+            return _failed(spec, str(e), session.notes, started), set()
+        except MbtestError:
+            raise
+        except Exception as e:  # a user's probe file: say what broke, keep the other probes
+            why = f"probe {spec.name} ({spec.path}) failed: {type(e).__name__}: {e}"
+            return _failed(spec, why, session.notes, started), set()
+        if not isinstance(segment, Segment):
+            why = f"probe {spec.name}: build() returned {type(segment).__name__}, not a Segment"
+            return _failed(spec, why, session.notes, started), set()
+        sweep = engine.Sweep(segment, options.max_ttl, rng)
+        if options.serial:
+            engine.serial(io, sweep, options.timeout, options.tries)
+        else:
+            engine.parallel(io, sweep, options.timeout, options.tries, options.pace)
+        _reset_answered_syns(session, sweep)
+    finally:
+        session.close()
+    routers = {a.router for a in sweep.answers.values()}
+    result = probe_result(spec.name, spec.summary, sweep, session.notes,
+                          time.monotonic() - started)  # fmt: skip
+    return result, routers
+
+
+def _failed(spec: loader.ProbeSpec, why: str, notes: list[str], started: float) -> dict:
+    return {"name": spec.name, "summary": spec.summary, "notes": notes, "error": why,
+            "hops": [], "first_change": None, "destination": None,
+            "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
+
+
+def run(target: str, options: ProbeOptions, command: str = "") -> dict[str, Any]:
+    """Probe a target with every chosen probe; the schema-versioned result document."""
+    specs = [loader.load(p) for p in options.probes]
+    netns.require_root()
+    address, version = resolve(target, options.version)
+    source = source_for(address, version)
+    rng = random.Random(options.seed)
+    started, wall = time.monotonic(), datetime.now(UTC)
+    results: list[dict] = []
+    routers: set[str] = set()
+    io = RawSockets(version)
+    try:
+        with RstGuard(netns.new_run_id(), version) as guard:
+            for spec in specs:
+                result, seen = run_probe(spec, io, guard, address, source, options, rng)
+                results.append(result)
+                routers |= seen
+    finally:
+        io.close()
+    if options.resolve_names and routers:
+        names = reverse_names(routers)
+        for result in results:
+            for hop in result["hops"]:
+                hop["name"] = names.get(hop.get("router") or "")
+    return {
+        "schema": SCHEMA,
+        "target": {"name": target, "address": address, "port": options.port, "ip_version": version},
+        "source": source,
+        "mode": "serial" if options.serial else "parallel",
+        "max_ttl": options.max_ttl,
+        "timeout": options.timeout,
+        "tries": options.tries,
+        "started": wall.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "seconds": round(time.monotonic() - started, 3),
+        "command": command,
+        "probes": results,
+    }

@@ -1,0 +1,216 @@
+"""What a probe file gets: the target, fresh ports, usual TCP options, and userspace MPTCP
+handshakes whose keys, tokens and sequence numbers later probe segments can use.
+
+Everything the session opens (reserved ports, connections at the target, firewall rules)
+is closed by ``close``, which the runner calls however the probe ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mbtest.errors import MbtestError
+from mbtest.mptcp import crypto
+from mbtest.mptcp.options import Dss, MpCapable, MpFastclose, MptcpOption
+from mbtest.packet.headers import TcpSegment
+from mbtest.probe import wire
+from mbtest.probe.guard import RstGuard
+from mbtest.probe.rawio import RawSockets
+
+SETUP_TTL = 64
+
+
+class ProbeSetupError(MbtestError):
+    """A stateful probe could not set up its connection with the target."""
+
+
+@dataclass
+class Connection:
+    """An MPTCP connection with the target, set up from userspace (RFC 8684 §3.1, v1)."""
+
+    session: Session
+    sport: int
+    iss: int  # our initial sequence number
+    irs: int  # the target's
+    local_key: int
+    remote_key: int
+    checksums: bool  # DSS checksums negotiated (flag A from either side)
+    ts_recent: int | None  # the target's last TSval, None without timestamps
+    sent_data: int = 0
+
+    @property
+    def remote_token(self) -> int:
+        return crypto.token(self.remote_key)
+
+    @property
+    def local_idsn(self) -> int:
+        return crypto.idsn(self.local_key)
+
+    @property
+    def remote_idsn(self) -> int:
+        return crypto.idsn(self.remote_key)
+
+    def segment(
+        self,
+        *mptcp: MptcpOption,
+        payload: bytes = b"",
+        flags: str = "A",
+        check: Callable[[TcpSegment], str | None] | None = None,
+    ) -> wire.Segment:
+        """A segment inside the connection, the next data in sequence (swept by TSval)."""
+        parts: list[bytes | MptcpOption] = []
+        if self.ts_recent is not None:
+            parts.append(wire.timestamps(self.session.tsval(), self.ts_recent))
+        seg = wire.Segment(
+            self.session.source, self.session.target, self.sport, self.session.port,
+            (self.iss + 1 + self.sent_data) & 0xFFFFFFFF, (self.irs + 1) & 0xFFFFFFFF, flags,
+            options=b"", payload=payload, vary="tsval", check=check,
+        )  # fmt: skip
+        self.sent_data += len(payload)
+        return seg.with_options(wire.options_bytes([*parts, *mptcp]))
+
+    def data_mapping(self, payload: bytes) -> Dss:
+        """A DSS carrying a data ack and the mapping of `payload` as the next data, with its
+        checksum when checksums are in use."""
+        dsn = (self.local_idsn + 1 + self.sent_data) & (2**64 - 1)
+        subflow_seq = 1 + self.sent_data
+        checksum = (
+            crypto.dss_checksum(dsn, subflow_seq, len(payload), payload)
+            if self.checksums
+            else None
+        )
+        return Dss(
+            data_ack=(self.remote_idsn + 1) & 0xFFFFFFFF, data_ack_8_bytes=False, dsn=dsn,
+            subflow_seq=subflow_seq, data_length=len(payload), checksum=checksum,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        """Tell the target the connection is over: a RST carrying MP_FASTCLOSE (§3.5)."""
+        seg = wire.Segment(
+            self.session.source, self.session.target, self.sport, self.session.port,
+            (self.iss + 1 + self.sent_data) & 0xFFFFFFFF, (self.irs + 1) & 0xFFFFFFFF, "RA",
+            options=wire.options_bytes([MpFastclose(receiver_key=self.remote_key)]),
+        )  # fmt: skip
+        self.session.send(seg)
+
+
+@dataclass
+class Session:
+    io: RawSockets
+    guard: RstGuard
+    target: str
+    port: int
+    source: str
+    timeout: float = 2.0
+    rng: random.Random = field(default_factory=random.Random)
+    notes: list[str] = field(default_factory=list)
+    connections: list[Connection] = field(default_factory=list)
+    _ports: list[socket.socket] = field(default_factory=list)
+    _ts_origin: float = field(default_factory=time.monotonic)
+    _ts_base: int = 0
+
+    def __post_init__(self) -> None:
+        self._ts_base = self.rng.randrange(1 << 31)
+
+    @property
+    def version(self) -> int:
+        return self.io.version
+
+    def note(self, text: str) -> None:
+        """Something the reader of the result should know (a fallback the probe took...)."""
+        self.notes.append(text)
+
+    def tsval(self) -> int:
+        return (self._ts_base + int((time.monotonic() - self._ts_origin) * 1000)) & 0xFFFFFFFF
+
+    def new_port(self) -> int:
+        """A local port no other socket uses, its stray RSTs dropped while the probe runs."""
+        family = socket.AF_INET if self.version == 4 else socket.AF_INET6
+        holder = socket.socket(family, socket.SOCK_STREAM)
+        holder.bind((self.source, 0))
+        self._ports.append(holder)
+        port = holder.getsockname()[1]
+        self.guard.protect(self.source, port, self.target, self.port)
+        return port
+
+    def usual_options(self) -> list[bytes]:
+        """MSS, SACK permitted, timestamps and window scale, laid out as Linux does."""
+        mss = 1460 if self.version == 4 else 1440
+        return [wire.mss(mss), wire.sack_permitted_timestamps(self.tsval()), wire.window_scale(7)]
+
+    def syn(
+        self,
+        *mptcp: MptcpOption,
+        sport: int | None = None,
+        check: Callable[[TcpSegment], str | None] | None = None,
+    ) -> wire.Segment:
+        """A SYN with the usual options and the given MPTCP options (swept by sequence)."""
+        options = wire.options_bytes([*self.usual_options(), *mptcp])
+        return wire.Segment(
+            self.source, self.target, sport or self.new_port(), self.port,
+            self.rng.randrange(1 << 32), 0, "S", options=options, check=check,
+        )  # fmt: skip
+
+    def send(self, seg: wire.Segment, ttl: int = SETUP_TTL) -> float:
+        return self.io.send(wire.packet(seg, ttl, self.rng.randrange(1, 0xFFFF), 0), seg.dst)
+
+    def exchange(self, seg: wire.Segment, want: Callable[[TcpSegment], bool],
+                 tries: int = 3) -> TcpSegment | None:  # fmt: skip
+        """Send a setup segment and wait for the target's answer that `want` accepts."""
+        for _ in range(tries):
+            self.send(seg)
+            end = time.monotonic() + self.timeout
+            while time.monotonic() < end:
+                for arrival in self.io.receive(end):
+                    got = arrival.tcp
+                    if (got is not None and got.src == self.target and got.sport == self.port
+                            and got.dport == seg.sport and want(got)):  # fmt: skip
+                        return got
+        return None
+
+    def handshake(self, checksums: bool = False) -> Connection:
+        """A full MP_CAPABLE v1 handshake with the target, or ProbeSetupError saying why not."""
+        syn = self.syn(MpCapable(version=1, checksum_required=checksums))
+        answer = self.exchange(syn, lambda s: s.rst or (s.syn and s.is_ack and
+                                                         s.ack == (syn.seq + 1) & 0xFFFFFFFF))
+        if answer is None:
+            raise ProbeSetupError(
+                f"{self.target} port {self.port} did not answer an MP_CAPABLE SYN"
+            )
+        if answer.rst:
+            raise ProbeSetupError(f"{self.target} refused port {self.port} (RST)")
+        mpc = next((o for o in answer.mptcp_options() if isinstance(o, MpCapable)), None)
+        if mpc is None or mpc.sender_key is None:
+            self.send(wire.Segment(self.source, self.target, syn.sport, self.port, answer.ack,
+                                   flags="R"))  # fmt: skip
+            raise ProbeSetupError(
+                f"{self.target} port {self.port} answered without MP_CAPABLE: no MPTCP there"
+            )
+        ts_recent = None
+        for kind, value in answer.options():
+            if kind == 8 and len(value) == 8:
+                ts_recent = int.from_bytes(value[:4], "big")
+        conn = Connection(
+            self, syn.sport, syn.seq, answer.seq, self.rng.randrange(1, 1 << 64), mpc.sender_key,
+            checksums or mpc.checksum_required, ts_recent,
+        )  # fmt: skip
+        third = MpCapable(version=1, checksum_required=checksums, sender_key=conn.local_key,
+                          receiver_key=conn.remote_key)  # fmt: skip
+        ack = conn.segment(third)
+        self.send(ack)
+        self.connections.append(conn)
+        return conn
+
+    def close(self) -> None:
+        for conn in self.connections:
+            with contextlib.suppress(OSError):
+                conn.close()
+        self.connections.clear()
+        for holder in self._ports:
+            holder.close()
+        self._ports.clear()
