@@ -349,7 +349,11 @@ class Engine:
         """NAT's ground truth: each tracked connection whose reply tuple shows a rewrite."""
         from pyroute2 import Conntrack
 
-        with Conntrack() as ct:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            self._log_conntrack_family(Conntrack, family)
+
+    def _log_conntrack_family(self, conntrack, family: int) -> None:
+        with conntrack(nfgen_family=family) as ct:
             for entry in ct.dump_entries():
                 orig, reply = entry.tuple_orig, entry.tuple_reply
                 if orig.proto != socket.IPPROTO_TCP:

@@ -197,15 +197,14 @@ def _removed(name: str, span: OptionSpan, b_raw: bytes, a_raw: bytes,
     there = bytes(a_raw[span.start : span.end])
     eol = next((s.start for s in a_spans if s.kind == EOL), None)
     if len(there) == size and there == bytes([NOP]) * size:
-        how = f"replaced by {size} NOPs"
+        how = f": replaced by {size} NOPs"
     elif eol is not None and eol <= span.start:
-        how = f"cut off by an EOL at byte {eol}"
+        how = f": cut off by an EOL at byte {eol}"
     elif (after.header_length or 0) < (before.header_length or 0):
-        how = f"removed, the TCP header shrank by {before.header_length - after.header_length}"
-        how += " bytes"
+        how = f", the TCP header shrank by {before.header_length - after.header_length} bytes"
     else:
-        how = "gone"
-    return Change("tcp.options", f"{name} removed: {how}", bytes(b_raw[span.start:span.end]).hex(),
+        how = ""
+    return Change("tcp.options", f"{name} removed{how}", bytes(b_raw[span.start:span.end]).hex(),
                   there.hex() or None)  # fmt: skip
 
 

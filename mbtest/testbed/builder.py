@@ -171,6 +171,8 @@ class Testbed:
         chosen = {n.name: n.middlebox for n in self.topology.slots if n.middlebox}
         chosen.update(self.middleboxes)
         for slot, spec in chosen.items():
+            if slot in self.processes:
+                continue  # already running
             if slot not in self.topology.nodes or self.topology.nodes[slot].role != "slot":
                 slots = ", ".join(n.name for n in self.topology.slots) or "none"
                 raise MbtestError(
@@ -185,6 +187,18 @@ class Testbed:
             )
             self.processes[slot] = process
             process.start()
+
+    def replace_middlebox(self, slot: str, spec: str | Behaviour | None) -> None:
+        """Stop the slot's middlebox and start another one (None: leave the slot empty)."""
+        if slot in self.processes:
+            self.processes.pop(slot).stop()
+        self.middleboxes = {s: m for s, m in self.middleboxes.items() if s != slot}
+        for node in self.topology.slots:
+            if node.name == slot:
+                node.middlebox = None
+        if spec is not None:
+            self.middleboxes[slot] = spec
+            self.start_middleboxes()
 
     def stop_middleboxes(self) -> None:
         """Stop every middlebox (each removes its rules, flushes its log, writes its counts)."""

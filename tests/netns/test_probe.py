@@ -1,0 +1,173 @@
+"""Probes on the long path: each behaviour that changes packets in flight is reported first at
+the router right after the slot, on the field the middlebox's own log names; a clean path
+shows no change; a silent router is a silent hop with the hops after it still found."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from mbtest.probe.result import SCHEMA
+from mbtest.probe.run import ProbeOptions, run
+from mbtest.testbed import builder, netns, topology
+
+SLOT_AT, SILENT_AT, PORT = 4, 2, 80
+IPPROTO_MPTCP = 262
+
+# (behaviour spec, probe that sees it). Each changes the client's packets after the slot's
+# own TTL check, so the first router to quote the change is hop SLOT_AT + 1.
+CASES = [
+    ("strip-option:mode=nop", "mp_capable"),
+    ("strip-option:mode=remove", "mp_capable"),
+    ("strip-option:mode=eol", "mp_capable"),
+    ("kernel-optstrip", "mp_capable"),
+    ("mangle-option:field=MP_CAPABLE.checksum_required,value=true", "mp_capable"),
+    ("mangle-option:field=MP_CAPABLE.extensibility,value=true", "mp_capable"),
+    ("mangle-option:field=MP_CAPABLE.hmac_sha256,value=false", "mp_capable"),
+    ("mangle-option:field=MP_CAPABLE.version,value=1", "mp_capable_v0"),
+    ("mangle-option:field=MP_JOIN.token,value=0x12345678", "mp_join"),
+    ("mangle-option:field=ADD_ADDR.address,value=ADDRESS", "add_addr"),
+    ("mangle-option:field=ADD_ADDR.port,value=4242", "add_addr"),
+    ("mangle-option:field=DSS.dsn,value=7", "dss"),
+    ("seq-rewrite", "mp_capable"),
+    ("mss-clamp:value=1200", "mp_capable"),
+    ("window-shrink", "dss"),
+    ("ipid-rewrite", "mp_capable"),
+    ("payload-flip", "dss"),
+    ("payload-rewrite:find=DSS,replace=Data Sequence Signal", "dss"),
+]
+
+
+def truth_field(entry: dict) -> str:
+    """A ground-truth log field as the probe names it: engine notes and byte ranges dropped."""
+    return re.sub(r" \(.*\)$|\[.*\]$", "", entry["field"])
+
+
+@pytest.fixture(scope="module", params=[4, 6], ids=["ipv4", "ipv6"])
+def path(request, tmp_path_factory):
+    version = request.param
+    if os.geteuid() != 0:
+        pytest.skip("namespace tests need root")
+    topo = topology.load("long-path", {"slot_at": SLOT_AT, "silent_at": SILENT_AT})
+    logs = tmp_path_factory.mktemp(f"logs{version}")
+    with builder.Testbed(topo, ip_version=version, log_dir=str(logs)) as bed:
+        family = socket.AF_INET if version == 4 else socket.AF_INET6
+
+        def listen():
+            sock = socket.socket(family, socket.SOCK_STREAM, IPPROTO_MPTCP)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("::" if version == 6 else "0.0.0.0", PORT))
+            sock.listen(64)
+            return sock
+
+        listener = netns.call_in(bed.server_ns, listen)
+        try:
+            yield bed, topo.addresses("server", version)[0], version, logs
+        finally:
+            listener.close()
+
+
+def probe(bed, target, *names, **options):
+    options = ProbeOptions(port=PORT, probes=names, resolve_names=False, timeout=1.0, **options)
+    return netns.call_in(bed.client_ns, run, target, options, timeout=120)
+
+
+def test_clean_path_shows_no_change_and_a_silent_hop(path):
+    bed, target, _version, _ = path
+    doc = probe(bed, target, "plain_syn", "mp_capable", "mp_capable_v0", "mp_join", "dss",
+                "add_addr")  # fmt: skip
+    assert doc["schema"] == SCHEMA
+    routers = len(bed.topology.nodes) - 2
+    for result in doc["probes"]:
+        assert "error" not in result, result.get("error")
+        hops = result["hops"]
+        assert [h["ttl"] for h in hops] == list(range(1, routers + 1)), result["name"]
+        assert [h["ttl"] for h in hops if h["silent"]] == [SILENT_AT]
+        assert all(h["quote"] == "full" for h in hops if not h["silent"])
+        assert result["first_change"] is None, (result["name"], result["first_change"])
+        assert result["destination"]["reached"] and result["destination"]["ttl"] == routers + 1
+        # only the silent hop is asked again
+        assert result["packets_sent"] == 30 + result["rounds"] - 1
+    answers = {r["name"]: r["destination"] for r in doc["probes"]}
+    assert answers["plain_syn"]["kind"] == "SYN/ACK" and not answers["plain_syn"]["mptcp"]
+    assert answers["mp_capable"]["mptcp"][0].startswith("MP_CAPABLE v1")
+    assert "plain TCP" in answers["mp_capable_v0"]["text"]  # Linux speaks v1 only
+    assert answers["mp_join"]["check"] == "its HMAC is valid"
+    assert answers["dss"]["check"] == "the data is acknowledged at the MPTCP level"
+    assert answers["add_addr"]["check"] == "the target echoed the address"
+
+
+@pytest.mark.parametrize("spec,probe_name", CASES, ids=[c[0].split(",")[0] for c in CASES])
+def test_change_first_seen_after_the_slot(path, spec, probe_name):
+    bed, target, version, logs = path
+    spec = spec.replace("ADDRESS", "10.9.9.9" if version == 4 else "fd00:9::9")
+    if "ADD_ADDR.port" in spec and version == 6:
+        pytest.skip("an IPv6 ADD_ADDR with a port does not fit beside timestamps")
+    if spec == "ipid-rewrite" and version == 6:
+        pytest.skip("IPv6 has no identification field")
+    bed.replace_middlebox("slot4", spec)
+    try:
+        doc = probe(bed, target, probe_name)
+    finally:
+        bed.replace_middlebox("slot4", None)
+    log_path = logs / "middlebox-slot4.jsonl"
+    entries = [json.loads(line) for line in log_path.read_text().splitlines()]
+    log_path.unlink()
+    truth = {truth_field(e) for e in entries if e["direction"] == "c>s"}
+    assert truth, f"{spec} changed nothing on the way to the server"
+    result = doc["probes"][0]
+    assert "error" not in result, result.get("error")
+    first = result["first_change"]
+    assert first is not None, f"{probe_name} saw nothing of {spec} (log: {truth})"
+    assert first["ttl"] == SLOT_AT + 1, first
+    hop = next(h for h in result["hops"] if h["ttl"] == SLOT_AT + 1)
+    seen = {c["field"] for c in hop["changes"] if c["first"]}
+    assert any(f == t or f.startswith(t + ".") for f in seen for t in truth), (seen, truth)
+    before = [h for h in result["hops"] if h["ttl"] <= SLOT_AT]
+    assert all(not h["changes"] for h in before)
+
+
+def test_nat_is_hidden_by_quote_translation(path):
+    """A NAT that follows RFC 5508 translates the packet quoted in ICMP errors back: Linux
+    NAT does, so no router after it shows the new source, and the probe must not invent one."""
+    bed, target, _, logs = path
+    bed.replace_middlebox("slot4", "nat")
+    try:
+        doc = probe(bed, target, "mp_capable")
+    finally:
+        bed.replace_middlebox("slot4", None)
+    log_path = logs / "middlebox-slot4.jsonl"
+    fields = {json.loads(line)["field"] for line in log_path.read_text().splitlines()}
+    log_path.unlink()
+    assert "source" in fields
+    result = doc["probes"][0]
+    assert result["first_change"] is None
+    assert result["destination"]["reached"]
+
+
+def test_serial_mode_finds_the_same_path(path):
+    bed, target, _, _ = path
+    doc = probe(bed, target, "mp_capable", serial=True, tries=2)
+    result = doc["probes"][0]
+    assert doc["mode"] == "serial"
+    assert [h["ttl"] for h in result["hops"] if h["silent"]] == [SILENT_AT]
+    assert result["destination"]["ttl"] == len(bed.topology.nodes) - 1
+
+
+def test_cli_from_a_testbed_node_and_its_rules_are_gone(path):
+    bed, target, version, _ = path
+    argv = [sys.executable, "-m", "mbtest.cli", "probe", target, "--from", "client", "--testbed",
+            bed.run_id, "--probe", "mp_capable", "--json", "-n", "--timeout", "1",
+            "--port", str(PORT), f"-{version}"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["probes"][0]["destination"]["reached"]
+    tool = "iptables" if version == 4 else "ip6tables"
+    rules = netns.call_in(bed.client_ns, subprocess.run, [tool, "-S", "OUTPUT"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert "mbtest-probe" not in rules.stdout
