@@ -148,8 +148,8 @@ def _failed(spec: loader.ProbeSpec, why: str, notes: list[str], started: float) 
 def run(target: str, options: ProbeOptions, command: str = "") -> dict[str, Any]:
     """Probe a target with every chosen probe; the schema-versioned result document."""
     specs = [loader.load(p) for p in options.probes]
-    netns.require_root()
     address, version = resolve(target, options.version)
+    netns.require_root()
     source = source_for(address, version)
     rng = random.Random(options.seed)
     started, wall = time.monotonic(), datetime.now(UTC)

@@ -8,9 +8,11 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
+from mbtest.probe import guard
 from mbtest.probe.result import SCHEMA
 from mbtest.probe.run import ProbeOptions, run
 from mbtest.testbed import builder, netns, topology
@@ -171,3 +173,48 @@ def test_cli_from_a_testbed_node_and_its_rules_are_gone(path):
     rules = netns.call_in(bed.client_ns, subprocess.run, [tool, "-S", "OUTPUT"],
                           capture_output=True, text=True)  # fmt: skip
     assert "mbtest-probe" not in rules.stdout
+
+
+def rules_in(bed, version):
+    tool = "iptables" if version == 4 else "ip6tables"
+    done = netns.call_in(bed.client_ns, subprocess.run, [tool, "-S", "OUTPUT"],
+                         capture_output=True, text=True)  # fmt: skip
+    return [line for line in done.stdout.splitlines() if "mbtest-probe" in line]
+
+
+def test_sigterm_mid_probe_removes_the_rst_rule(path):
+    bed, _target, version, _ = path
+    silent_host = "10.200.9.99" if version == 4 else "fd00:200:9::99"
+    argv = [sys.executable, "-m", "mbtest.cli", "probe", silent_host, "--from", "client",
+            "--testbed", bed.run_id, "--probe", "dss", "--timeout", "5", "-n"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            if rules_in(bed, version):
+                break
+            time.sleep(0.05)
+        assert rules_in(bed, version), "the probe never installed its RST rule"
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and "SIGTERM" in err and "Traceback" not in err
+    assert rules_in(bed, version) == []
+
+
+def test_cleanup_removes_rules_whose_probe_was_killed(path):
+    bed, _, version, _ = path
+    tool = "iptables" if version == 4 else "ip6tables"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for pid in (dead.pid, os.getpid()):
+        rule = ["-I", "OUTPUT", "-p", "tcp", "-m", "comment", "--comment",
+                f"mbtest-probe-abc123-{pid}", "-j", "DROP"]  # fmt: skip
+        netns.call_in(bed.client_ns, subprocess.run, [tool, *rule], check=True)
+    removed = netns.call_in(bed.client_ns, guard.remove_orphans)
+    assert removed == [f"{tool} rule mbtest-probe-abc123-{dead.pid}"]
+    left = rules_in(bed, version)
+    assert len(left) == 1 and str(os.getpid()) in left[0]
+    netns.call_in(bed.client_ns, subprocess.run,
+                  [tool, "-D", "OUTPUT", "-p", "tcp", "-m", "comment", "--comment",
+                   f"mbtest-probe-abc123-{os.getpid()}", "-j", "DROP"], check=True)  # fmt: skip

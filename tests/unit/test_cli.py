@@ -69,3 +69,44 @@ def test_bad_parameters_are_one_clear_error():
     assert "Invalid value for '--size'" in run.stderr and "Traceback" not in run.stderr
     run = mbtest("no-such-command")
     assert run.returncode == 2 and "No such command" in run.stderr
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["224.0.0.1"], "multicast"),
+        (["0.0.0.0"], "unspecified"),
+        (["255.255.255.255"], "broadcast"),
+        (["no-such-host.invalid"], "cannot resolve"),
+        (["10.0.0.1", "--probe", "nosuch"], "unknown probe 'nosuch'"),
+        (["10.0.0.1", "--max-ttl", "0"], "--max-ttl"),
+        (["10.0.0.1", "-4", "-6"], "choose one of -4 and -6"),
+        (["::1", "-4"], "cannot resolve"),
+        ([], "needs a TARGET"),
+    ],
+)
+def test_probe_bad_input_is_one_clear_line(args, message):
+    run = mbtest("probe", *args)
+    assert run.returncode != 0
+    assert message in run.stderr and "Traceback" not in run.stderr
+    said = [line for line in run.stderr.splitlines() if line.startswith(("mbtest:", "Error:"))]
+    assert len(said) == 1, run.stderr  # one sentence (click adds its usage line to its own)
+
+
+def test_probe_files_that_cannot_be_used_are_one_clear_line(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("def build(session:\n")
+    empty = tmp_path / "empty.py"
+    empty.write_text('"""No build function."""\n')
+    for path, message in ((broken, "line 1"), (empty, "defines no build(session)")):
+        run = mbtest("probe", "10.0.0.1", "--probe", str(path))
+        assert run.returncode == 2 and message in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
+
+
+def test_probe_list_names_every_probe():
+    run = mbtest("probe", "--list")
+    assert run.returncode == 0
+    names = [line.split()[0] for line in run.stdout.splitlines()]
+    assert names == sorted(["add_addr", "dss", "mp_capable", "mp_capable_v0", "mp_join",
+                            "plain_syn"])  # fmt: skip

@@ -1,0 +1,261 @@
+"""The probe's pure core without root: packets, ICMP quotes, field-level diffs checked against
+the middlebox behaviours' own logs, TTL matching, and the sweep logic on a simulated path."""
+
+import ipaddress
+import random
+import re
+import struct
+
+import pytest
+
+from mbtest.errors import MbtestError
+from mbtest.middlebox import catalog
+from mbtest.middlebox.flows import FlowTracker
+from mbtest.mptcp import crypto
+from mbtest.mptcp.options import AddAddr, Dss, MpCapable, MpJoinSyn
+from mbtest.packet.edit import TcpPacket
+from mbtest.packet.headers import parse_tcp
+from mbtest.probe import engine, wire
+from mbtest.probe.diff import diff
+from mbtest.probe.quote import View, parse_icmp
+from mbtest.probe.rawio import Arrival
+from mbtest.probe.result import probe_result
+
+SRC, DST = "10.0.0.1", "10.0.9.2"
+SRC6, DST6 = "fd00::1", "fd00:9::2"
+USUAL = [wire.mss(1460), wire.sack_permitted_timestamps(1000), wire.window_scale(7)]
+
+
+def syn(*mptcp, v6=False):
+    src, dst = (SRC6, DST6) if v6 else (SRC, DST)
+    options = wire.options_bytes([*USUAL, *mptcp])
+    return wire.Segment(src, dst, 40000, 80, 1_000_000, 0, "S", options=options)
+
+
+def data_segment(v6=False):
+    payload = b"mbtest DSS probe payload\n"
+    dss = Dss(data_ack=5, data_ack_8_bytes=False, dsn=1001, subflow_seq=1,
+              data_length=len(payload), checksum=crypto.dss_checksum(1001, 1, len(payload), payload))  # fmt: skip
+    src, dst = (SRC6, DST6) if v6 else (SRC, DST)
+    seg = wire.Segment(src, dst, 40000, 80, 5001, 7001, "PA", payload=payload, vary="tsval")
+    return seg.with_options(wire.options_bytes([wire.timestamps(500, 600), dss]))
+
+
+def icmp_v4(router_quote: bytes, kind=11, code=0, length_words=0, extension=b""):
+    return bytes([kind, code, 0, 0, 0, length_words, 0, 0]) + router_quote + extension
+
+
+# --- packets --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("v6", [False, True])
+def test_each_ttl_gets_its_own_id_and_key_and_valid_checksums(v6):
+    seg = syn(MpCapable(version=1), v6=v6)
+    a, b = TcpPacket(wire.packet(seg, 3, 100 + 3, 3)), TcpPacket(wire.packet(seg, 4, 100 + 4, 4))
+    assert a.checksums_valid() and b.checksums_valid()
+    assert View(bytes(a.buf)).ip_id == 103 and View(bytes(b.buf)).ip_id == 104
+    assert (a.seq, b.seq) == (seg.seq + 3, seg.seq + 4)
+    hop_limit = a.buf[7] if v6 else a.buf[8]
+    assert hop_limit == 3
+    inside = data_segment(v6)
+    c = TcpPacket(wire.packet(inside, 5, 1, 5))
+    assert c.seq == inside.seq and View(bytes(c.buf)).tsval() == 505
+
+
+def test_options_that_do_not_fit_are_refused():
+    with pytest.raises(MbtestError, match="more than 40"):
+        wire.options_bytes([*USUAL, AddAddr(address=ipaddress.ip_address("fd00::1"), port=1,
+                                            hmac=1)])  # fmt: skip
+
+
+# --- quotes ---------------------------------------------------------------------------------
+
+
+def test_icmp_quotes_honour_rfc4884_lengths_and_are_classified():
+    packet = wire.packet(syn(MpCapable(version=1)), 1, 7, 1)
+    padded = packet + bytes(-len(packet) % 4)
+    error = parse_icmp(icmp_v4(padded, length_words=len(padded) // 4, extension=b"\x20" * 8),
+                       "10.0.1.1", 4)  # fmt: skip
+    assert error.expired and error.extensions and error.quote == padded
+    assert View(error.quote).quote_class() == "full"
+    assert View(packet[:20]).quote_class() == "IP header only"
+    assert View(packet[:28]).quote_class() == "8 bytes"
+    assert View(packet[:40]).quote_class() == "partial"
+    assert View(b"").quote_class() == "none"
+    unreachable = parse_icmp(icmp_v4(packet, kind=3, code=13), "10.0.1.1", 4)
+    assert not unreachable.expired and unreachable.what == "unreachable: administratively prohibited"
+    assert parse_icmp(bytes([8, 0, 0, 0, 0, 0, 0, 0]), "10.0.1.1", 4) is None  # an echo request
+    v6 = parse_icmp(bytes([3, 0, 0, 0, 0, 0, 0, 0]) + wire.packet(syn(v6=True), 1, 1, 1), "fd00::9", 6)
+    assert v6.expired and View(v6.quote).quote_class() == "full"
+
+
+def test_a_short_quote_reports_nothing_it_cannot_see():
+    sent = wire.packet(syn(MpCapable(version=1)), 1, 7, 1)
+    stripped = TcpPacket(sent)
+    stripped.options = bytes(stripped.options).replace(MpCapable(version=1).encode(), b"\x01" * 4)
+    assert diff(View(sent), View(stripped.to_bytes()[:28])) == []
+
+
+# --- diffs, checked against what the behaviours log ------------------------------------------
+
+
+def through(spec, packets):
+    """Run packets through a catalog behaviour: (output packets, logged fields)."""
+    behaviour, tracker = catalog.build(spec), FlowTracker()
+    out, fields = [], set()
+    for data in packets:
+        pkt = TcpPacket(data)
+        verdict = behaviour.handle(pkt, tracker.observe(pkt))
+        out.append(verdict.packet if verdict.action == "modified" else data)
+        fields |= {re.sub(r" \(.*\)$|\[.*\]$", "", c["field"]) for c in verdict.changes}
+    return out, fields
+
+
+def handshake_then(seg, v6=False):
+    """A tracked flow's handshake before the probe segment, so segment filters apply."""
+    src, dst = (SRC6, DST6) if v6 else (SRC, DST)
+    first = wire.Segment(src, dst, 40000, 80, seg.seq - 1, 0, "S",
+                         options=wire.options_bytes([MpCapable(version=1)]))  # fmt: skip
+    answer = wire.Segment(dst, src, 80, 40000, seg.ack - 1, seg.seq, "SA",
+                          options=wire.options_bytes([MpCapable(version=1, sender_key=9)]))  # fmt: skip
+    return [wire.packet(first, 64, 1, 0), wire.packet(answer, 64, 1, 0)]
+
+
+CASES = [
+    ("strip-option:mode=nop", syn(MpCapable(version=1)), "MP_CAPABLE removed: replaced by 4 NOPs"),
+    ("strip-option:mode=remove", syn(MpCapable(version=1)),
+     "MP_CAPABLE removed, the TCP header shrank by 4 bytes"),
+    ("strip-option:mode=eol", syn(MpCapable(version=1)), "MP_CAPABLE removed: cut off by an EOL"),
+    ("mangle-option:field=MP_CAPABLE.checksum_required,value=true", syn(MpCapable(version=1)),
+     "MP_CAPABLE flag A 0 -> 1"),
+    ("mangle-option:field=MP_JOIN.token,value=7", syn(MpJoinSyn(token=5, nonce=1)),
+     "MP_JOIN token changed: 5 -> 7"),
+    ("seq-rewrite:delta=12345", syn(MpCapable(version=1)), "TCP seq +12345"),
+    ("ipid-rewrite", syn(MpCapable(version=1)), "IP ID"),
+    ("window-shrink", data_segment(), "TCP window 64240 -> 32120"),
+    ("mangle-option:field=DSS.dsn,value=7", data_segment(), "DSS data sequence number 1001 -> 7"),
+    ("payload-flip", data_segment(), "payload changed: 1 of 25 bytes, first at byte 0"),
+    ("payload-rewrite:find=DSS,replace=Data Sequence Signal", data_segment(),
+     "payload 25 -> 42 bytes (17 added)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("spec,seg,text", CASES, ids=[c[0] for c in CASES])
+def test_diff_names_what_the_behaviour_logged(spec, seg, text):
+    sent = wire.packet(seg, 5, 77, 5)
+    packets = handshake_then(seg) if seg.flags != "S" else []
+    out, logged = through(spec, [*packets, sent])
+    changes = diff(View(sent), View(out[-1]))
+    assert any(c.text.startswith(text) for c in changes), [c.text for c in changes]
+    assert logged and all(any(c.field == f or c.field.startswith(f + ".") for c in changes)
+                          for f in logged), (logged, [c.field for c in changes])  # fmt: skip
+
+
+def test_add_addr_address_nat_source_mss_and_moves_are_worded_as_a_reader_expects():
+    base = wire.Segment(SRC, DST, 40000, 80, 1, 2, "A", vary="tsval")
+    option = AddAddr(address=ipaddress.ip_address("10.0.2.1"), address_id=1, hmac=5)
+    sent = wire.packet(base.with_options(wire.options_bytes([option])), 5, 1, 0)
+    moved = AddAddr(address=ipaddress.ip_address("10.9.9.9"), address_id=1, hmac=5)
+    after = wire.packet(base.with_options(wire.options_bytes([moved])), 5, 1, 0)
+    assert [c.text for c in diff(View(sent), View(after))] == [
+        "ADD_ADDR address 10.0.2.1 -> 10.9.9.9"
+    ]
+    natted = TcpPacket(sent)
+    natted.buf[12:16] = ipaddress.ip_address("10.0.5.1").packed
+    struct.pack_into("!H", natted.buf, 20, 61000)
+    texts = [c.text for c in diff(View(sent), View(natted.to_bytes()))]
+    assert texts == ["source 10.0.0.1:40000 -> 10.0.5.1:61000"]
+    plain = wire.Segment(SRC, DST, 1, 2, 3, options=wire.options_bytes([wire.mss(1460),
+                                                                         wire.window_scale(7)]))  # fmt: skip
+    swapped = plain.with_options(wire.options_bytes([wire.window_scale(7), wire.mss(1400)]))
+    texts = [c.text for c in diff(View(wire.packet(plain, 1, 1, 0)),
+                                  View(wire.packet(swapped, 1, 1, 0)))]  # fmt: skip
+    assert "MSS 1460 -> 1400" in texts and any(t.startswith("TCP options reordered") for t in texts)
+
+
+# --- the sweep on a simulated path ------------------------------------------------------------
+
+
+class SimulatedPath:
+    """Routers at hops 1..n-1 and the target at hop n: expired packets come back quoted (after
+    `change` from hop `changed_at` on), silent routers say nothing, the target answers SYNs."""
+
+    def __init__(self, hops=8, silent=(3,), change=None, changed_at=99, lose_first=()):
+        self.hops, self.silent, self.change, self.changed_at = hops, set(silent), change, changed_at
+        self.queue, self.now, self.lose_first, self.sent = [], 0.0, set(lose_first), []
+
+    def send(self, packet, dst):
+        self.now += 0.001
+        ttl = packet[8]
+        self.sent.append(ttl)
+        if ttl in self.lose_first:
+            self.lose_first.discard(ttl)
+            return self.now
+        if ttl >= self.hops:
+            seg = parse_tcp(packet)
+            answer = wire.Segment(DST, SRC, 80, seg.sport, 99, seg.seq + 1, "SA",
+                                  options=wire.options_bytes([wire.mss(1400)]))  # fmt: skip
+            self.queue.append(Arrival(self.now + 0.01, tcp=parse_tcp(wire.packet(answer, 60, 1, 0))))
+        elif ttl not in self.silent:
+            quoted = self.change(packet) if self.change and ttl >= self.changed_at else packet
+            error = parse_icmp(icmp_v4(quoted), f"10.0.{ttl}.1", 4)
+            self.queue.append(Arrival(self.now + 0.001 * ttl, icmp=error))
+        return self.now
+
+    def poll(self):
+        return []
+
+    def receive(self, until):
+        ready = [a for a in self.queue]
+        self.queue = []
+        return ready
+
+
+def strip_mpc(packet):
+    p = TcpPacket(packet)
+    p.options = bytes(p.options).replace(MpCapable(version=1).encode(), b"\x01" * 4)
+    return p.to_bytes()
+
+
+def test_parallel_sweep_asks_only_silent_hops_again_and_marks_the_first_change():
+    path = SimulatedPath(hops=8, silent=(3,), change=strip_mpc, changed_at=5)
+    sweep = engine.Sweep(syn(MpCapable(version=1)), 16, random.Random(1))
+    engine.parallel(path, sweep, timeout=0.2, tries=3, pace=0)
+    assert sweep.end_ttl == 8
+    assert sorted(path.sent) == sorted([*list(range(1, 17)), 3, 3])
+    result = probe_result("mp_capable", "", sweep, [], 0.1)
+    hops = result["hops"]
+    assert [h["ttl"] for h in hops] == list(range(1, 8))
+    assert [h["ttl"] for h in hops if h["silent"]] == [3]
+    assert result["first_change"]["ttl"] == 5
+    assert result["first_change"]["changes"] == ["MP_CAPABLE removed: replaced by 4 NOPs"]
+    assert [c["first"] for c in hops[5]["changes"]] == [False]
+    assert hops[4]["since_previous"] == [{"change": "appeared",
+                                          "text": "MP_CAPABLE removed: replaced by 4 NOPs"}]  # fmt: skip
+    assert result["destination"]["kind"] == "SYN/ACK" and result["destination"]["ttl"] == 8
+    assert "plain TCP" in result["destination"]["text"]
+
+
+def test_a_lost_answer_is_asked_again_and_found():
+    path = SimulatedPath(hops=6, silent=(), lose_first=(2,))
+    sweep = engine.Sweep(syn(), 10, random.Random(2))
+    engine.parallel(path, sweep, timeout=0.2, tries=2, pace=0)
+    assert set(sweep.answers) == {1, 2, 3, 4, 5} and sweep.rounds == 2
+
+
+def test_serial_sweep_stops_at_the_destination():
+    path = SimulatedPath(hops=5, silent=(2,))
+    sweep = engine.Sweep(syn(), 30, random.Random(3))
+    engine.serial(path, sweep, timeout=0.01, tries=2)
+    assert path.sent == [1, 2, 2, 3, 4, 5]
+    assert sweep.end_ttl == 5 and set(sweep.answers) == {1, 3, 4}
+
+
+def test_quotes_are_matched_by_sequence_when_the_ip_id_was_rewritten():
+    seg = syn(MpCapable(version=1))
+    sweep = engine.Sweep(seg, 30, random.Random(4))
+    rewritten = TcpPacket(sweep.packet(7))
+    rewritten.buf[4:6] = b"\x00\x01"
+    assert sweep.match_quote(View(rewritten.to_bytes())) == 7
+    other = wire.packet(wire.Segment(SRC, DST, 40001, 81, 5), 7, 1, 0)
+    assert sweep.match_quote(View(other)) is None
