@@ -127,6 +127,46 @@ def bench_testbeds(repeats: int = 5) -> dict[str, float]:
     return figures
 
 
+def bench_probe(repeats: int = 3) -> dict[str, float]:
+    """The mp_capable probe across long-path (10 hops, hop 2 silent): all TTLs at once versus
+    one TTL at a time (traceroute's and tracebox's method), same timeout and tries, same run."""
+    import socket
+    import statistics
+
+    from mbtest.probe.run import ProbeOptions, run
+    from mbtest.testbed import builder, netns, topology
+
+    topo = topology.load("long-path", {"silent_at": 2})
+    target = topo.addresses("server", 4)[0]
+    figures: dict[str, float] = {}
+    with builder.Testbed(topo) as bed:
+
+        def listen():
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+            sock.bind(("0.0.0.0", 80))
+            sock.listen(64)
+            return sock
+
+        listener = netns.call_in(bed.server_ns, listen)
+        walls: dict[str, list[float]] = {"parallel": [], "serial": []}
+        for _ in range(repeats):
+            for mode in walls:
+                options = ProbeOptions(probes=("mp_capable",), resolve_names=False, timeout=1.0,
+                                       tries=3, serial=mode == "serial")  # fmt: skip
+                doc = netns.call_in(bed.client_ns, run, target, options, timeout=300)
+                result = doc["probes"][0]
+                assert result["destination"]["ttl"] == 10, result["destination"]
+                assert [h["ttl"] for h in result["hops"] if h["silent"]] == [2]
+                walls[mode].append(result["seconds"])
+        listener.close()
+    parallel, serial = (statistics.median(walls[m]) for m in ("parallel", "serial"))
+    figures["probe_long_path_hops"] = 10
+    figures["probe_parallel_seconds"] = round(parallel, 3)
+    figures["probe_one_ttl_at_a_time_seconds"] = round(serial, 3)
+    figures["probe_speedup_parallel_vs_one_at_a_time"] = round(serial / parallel, 1)
+    return figures
+
+
 def bench_matrix() -> dict[str, float]:
     """Wall time of the default matrix with -j 1 and -j 2, and the median per-cell overhead
     (a cell's time outside its traffic: build, captures, teardown, classification)."""
@@ -188,6 +228,7 @@ def main() -> None:
     figures.update(bench_decode())
     figures.update(bench_report())
     if os.geteuid() == 0:
+        figures.update(bench_probe())
         figures.update(bench_testbeds())
         figures.update(bench_matrix())
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
