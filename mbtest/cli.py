@@ -491,7 +491,8 @@ def probe_command(target, port, probes, max_ttl, timeout, tries, ipv4, ipv6, as_
         print_probes(doc)
         if html_file:
             click.echo(f"report: {html_file}")
-    sys.exit(2 if any(p.get("error") for p in doc["probes"]) else 0)
+    failed = [p for p in doc["probes"] if p.get("error") and not p.get("setup_failed")]
+    sys.exit(2 if failed else 0)
 
 
 def _enter_testbed_node(node: str, run_id: str | None) -> None:

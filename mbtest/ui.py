@@ -198,7 +198,8 @@ def print_probes(doc: dict, console: Console | None = None) -> None:
     for probe in doc["probes"]:
         title = f"{probe['name']}: {probe['summary']}"
         if probe.get("error"):
-            console.print(Text(f"{title}\n  not run: {probe['error']}", style="red"))
+            style = "yellow" if probe.get("setup_failed") else "red"
+            console.print(Text(f"{title}\n  not run: {probe['error']}", style=style))
             continue
         table = Table(title=title, title_justify="left", show_lines=False)
         for name in ("hop", "router", "RTT ms", "quote", "changes (* first seen here)"):

@@ -115,8 +115,10 @@ def run_probe(
     try:
         try:
             segment = spec.build(session)
-        except ProbeSetupError as e:
-            return _failed(spec, str(e), session.notes, started), set()
+        except ProbeSetupError as e:  # a finding about the path or target, not a failure
+            result = _failed(spec, str(e), session.notes, started)
+            result["setup_failed"] = True
+            return result, set()
         except MbtestError:
             raise
         except Exception as e:  # a user's probe file: say what broke, keep the other probes

@@ -189,7 +189,8 @@ class Session:
             self.send(wire.Segment(self.source, self.target, syn.sport, self.port, answer.ack,
                                    flags="R"))  # fmt: skip
             raise ProbeSetupError(
-                f"{self.target} port {self.port} answered without MP_CAPABLE: no MPTCP there"
+                f"the SYN/ACK from {self.target} port {self.port} carries no MP_CAPABLE: the path "
+                "strips it or the target does not do MPTCP (see the mp_capable probe)"
             )
         ts_recent = None
         for kind, value in answer.options():

@@ -23,17 +23,32 @@ VERDICTS = ("as-expected", "deviates", "inconclusive", "error")
 TEMPLATE = os.path.join(os.path.dirname(__file__), "report.html.j2")
 
 
+PROBE_SCHEMA = "mbtest.probe/1"
+
+
 def load_results(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    """(directory of the results file, cell) for every line of every results.jsonl given."""
-    cells = []
+    """(directory of the results file, cell) for every matrix cell of the files given."""
+    return load_all(paths)[0]
+
+
+def load_all(paths: list[str]) -> tuple[list[tuple[str, dict[str, Any]]], list[dict[str, Any]]]:
+    """Matrix cells (results.jsonl files or their directories) and probe documents (JSON)."""
+    cells, probes = [], []
     for path in paths:
         if os.path.isdir(path):
             path = os.path.join(path, "results.jsonl")
         try:
             with open(path) as f:
-                lines = [line for line in f if line.strip()]
+                text = f.read()
         except FileNotFoundError:
             raise MbtestError(f"{path}: no such results file") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise MbtestError(f"{path} cannot be read as text: {e}") from None
+        document = _probe_document(text)
+        if document is not None:
+            probes.append(document)
+            continue
+        lines = [line for line in text.splitlines() if line.strip()]
         for number, line in enumerate(lines, 1):
             try:
                 cell = json.loads(line)
@@ -42,7 +57,20 @@ def load_results(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
             if not isinstance(cell, dict) or "verdict" not in cell or "scenario" not in cell:
                 raise MbtestError(f"{path} line {number} is not an mbtest cell result")
             cells.append((os.path.dirname(os.path.abspath(path)), cell))
-    return cells
+    return cells, probes
+
+
+def _probe_document(text: str) -> dict[str, Any] | None:
+    """A probe result document, or None when the text is something else (JSON lines...)."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get("schema") != PROBE_SCHEMA:
+        return None
+    if not isinstance(doc.get("probes"), list) or not isinstance(doc.get("target"), dict):
+        raise MbtestError("a probe result without its target or probes")
+    return doc
 
 
 def _cell_view(base: str, cell: dict[str, Any], out_dir: str) -> dict[str, Any]:
@@ -138,16 +166,22 @@ def environment() -> dict[str, str]:
 
 def render(paths: list[str], out_file: str, meta: dict[str, Any] | None = None) -> str:
     """Write the report and return its path."""
-    loaded = load_results(paths)
+    loaded, probe_docs = load_all(paths)
     out_dir = os.path.dirname(os.path.abspath(out_file))
     cells = [_cell_view(base, cell, out_dir) for base, cell in loaded]
     counts = Counter(c["verdict"] for c in cells)
-    if counts["error"]:
+    probes = [p for doc in probe_docs for p in doc["probes"]]
+    changed = sum(1 for p in probes if p.get("first_change") or p.get("setup_failed"))
+    if counts["error"] or any(p.get("error") and not p.get("setup_failed") for p in probes):
         overall = "error"
-    elif counts["deviates"] or counts["inconclusive"]:
+    elif counts["deviates"] or counts["inconclusive"] or changed:
         overall = "deviates"
     else:
         overall = "as-expected"
+    if probe_docs and not meta:
+        first = probe_docs[0]
+        meta = {"command": first.get("command"), "started_text": first.get("started"),
+                "started": True, "seconds": first.get("seconds")}  # fmt: skip
     behaviours = list(dict.fromkeys(c["behaviour"] for c in cells))
     variants = list(dict.fromkeys(c["variant"] for c in cells))
     grid: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -158,7 +192,8 @@ def render(paths: list[str], out_file: str, meta: dict[str, Any] | None = None) 
     html = env.get_template(os.path.basename(TEMPLATE)).render(
         cells=cells, counts={v: counts.get(v, 0) for v in VERDICTS}, overall=overall,
         behaviours=behaviours, variants=variants, grid=grid, verdicts=VERDICTS,
-        meta=meta or {}, environment=environment(),
+        meta=meta or {}, environment=environment(), probe_docs=probe_docs,
+        probe_counts={"probes": len(probes), "changed": changed},
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )  # fmt: skip
     with open(out_file, "w") as f:

@@ -160,15 +160,18 @@ def test_serial_mode_finds_the_same_path(path):
     assert result["destination"]["ttl"] == len(bed.topology.nodes) - 1
 
 
-def test_cli_from_a_testbed_node_and_its_rules_are_gone(path):
+def test_cli_from_a_testbed_node_writes_json_and_html_and_its_rules_are_gone(path, tmp_path):
     bed, target, version, _ = path
+    html = tmp_path / "probe.html"
     argv = [sys.executable, "-m", "mbtest.cli", "probe", target, "--from", "client", "--testbed",
             bed.run_id, "--probe", "mp_capable", "--json", "-n", "--timeout", "1",
-            "--port", str(PORT), f"-{version}"]  # fmt: skip
+            "--port", str(PORT), f"-{version}", "--html", str(html)]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["probes"][0]["destination"]["reached"]
+    assert json.loads((tmp_path / "probe.json").read_text()) == doc
+    assert 'id="probe-1-mp_capable"' in html.read_text()
     tool = "iptables" if version == 4 else "ip6tables"
     rules = netns.call_in(bed.client_ns, subprocess.run, [tool, "-S", "OUTPUT"],
                           capture_output=True, text=True)  # fmt: skip

@@ -65,3 +65,59 @@ def test_report_is_self_contained_and_renders_hostile_text_inert(tmp_path):
     assert not re.search(r"""(src|href)=["']?https?:""", html)  # nothing fetched from the network
     assert "<link" not in html and "@import" not in html
     assert "default-src 'none'" in html  # and the browser is told so
+
+
+PROBE = Path(__file__).parent.parent / "data" / "probe-strip-nop.json"
+
+
+def probe_file(tmp_path, evil=False):
+    """The recorded probe run (strip-option in the slot at hop 4, hop 2 silent), maybe with
+    hostile text where the network or the user could put it."""
+    doc = json.loads(PROBE.read_text())
+    if evil:
+        doc["target"]["name"] = EVIL
+        doc["probes"][1]["hops"][5]["name"] = EVIL  # a router's reverse DNS name
+        doc["probes"][1]["hops"][5]["changes"][0]["text"] += EVIL
+    path = tmp_path / "probe.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_report_shows_each_probe_hop_by_hop(tmp_path):
+    html = Path(render([str(probe_file(tmp_path))], str(tmp_path / "r.html"))).read_text()
+    assert 'id="probes"' in html and 'id="grid"' not in html  # no matrix in a probe report
+    assert "5 probes, 3 with path changes or no MPTCP" in html
+    mp_capable = html.split('id="probe-2-mp_capable"')[1].split("</section>")[0]
+    assert "changed at hop 5" in mp_capable
+    rows = re.findall(r"<tr[^>]*>.*?</tr>", mp_capable, re.S)
+    first = [r for r in rows if 'class="first-change"' in r]
+    assert len(first) == 1 and "<td>5</td>" in first[0] and "10.200.4.2" in first[0]
+    assert '<li class="first">MP_CAPABLE removed: replaced by 4 NOPs</li>' in first[0]
+    assert sum('<li>MP_CAPABLE removed: replaced by 4 NOPs</li>' in r for r in rows) == 4
+    assert re.search(r"<td>2</td><td colspan=\"4\" class=\"silent\">silent", mp_capable)
+    assert "SYN/ACK without MPTCP options: the target answers in plain TCP" in mp_capable
+    assert "MP_CAPABLE v1 flags H" in mp_capable and "IP ID and sequence number + TTL" in mp_capable
+    sent = json.loads(PROBE.read_text())["probes"][1]["sent"]["hex"]
+    assert sent in mp_capable
+    assert "random token" in html.split('id="probe-3-mp_join"')[1].split("</section>")[0]
+    dss = html.split('id="probe-4-dss"')[1].split("</section>")[0]
+    assert "no MPTCP connection" in dss and "the path strips it" in dss
+    assert 'class="overall ov-deviates"' in html
+
+
+def test_report_mixes_matrix_cells_and_probes_and_keeps_hostile_text_inert(tmp_path):
+    paths = [str(results_dir(tmp_path / "m")), str(probe_file(tmp_path, evil=True))]
+    html = Path(render(paths, str(tmp_path / "r.html"))).read_text()
+    assert 'id="grid"' in html and 'id="probes"' in html
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_a_probe_document_without_probes_is_one_clear_error(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"schema": "mbtest.probe/1", "target": {}}))
+    try:
+        render([str(bad)], str(tmp_path / "r.html"))
+    except Exception as e:
+        assert "without its target or probes" in str(e)
+    else:
+        raise AssertionError("a broken probe document rendered")

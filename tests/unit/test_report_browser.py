@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from mbtest.report.render import render
-from tests.unit.test_report import results_dir
+from tests.unit.test_report import probe_file, results_dir
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -31,7 +31,8 @@ def chromium():
 
 def test_report_renders_in_chromium_with_no_network_and_no_script(tmp_path):
     browser = chromium()
-    report = render([str(results_dir(tmp_path / "r", evil=True))], str(tmp_path / "report.html"))
+    sources = [str(results_dir(tmp_path / "r", evil=True)), str(probe_file(tmp_path, evil=True))]
+    report = render(sources, str(tmp_path / "report.html"))
     url = f"file://{report}"
     common = [browser, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
     netlog = tmp_path / "netlog.json"
@@ -40,6 +41,7 @@ def test_report_renders_in_chromium_with_no_network_and_no_script(tmp_path):
     assert dom.returncode == 0, dom.stderr[-500:]
     assert (
         'id="grid"' in dom.stdout
+        and 'id="probes"' in dom.stdout
         and "<title>mbtest: MPTCP interference report</title>" in dom.stdout
     )
     assert "pwned" not in dom.stdout.split("<body>")[0]  # the title was not rewritten by a script
