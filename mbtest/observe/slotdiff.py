@@ -58,9 +58,14 @@ def diff(client_side: str | os.PathLike, server_side: str | os.PathLike) -> list
             for o in queue:
                 loose[_loose_key(o)].append(o)
             queue.clear()
-        for r in unpaired:
+        for r in unpaired:  # prefer the one alike in all but numbers, else the next in order
             queue = loose.get(_loose_key(r))
-            pairs.append((r, queue.popleft() if queue else None))
+            match = next((o for o in queue if _rest(o) == _rest(r)), None) if queue else None
+            if match is None and queue:
+                match = queue[0]
+            if match is not None:
+                queue.remove(match)
+            pairs.append((r, match))
         for r, out in sorted(pairs, key=lambda p: p[0].frame):
             if out is None:
                 changes.append(_entry(r, "dropped", r.tcp_flags, None))
@@ -87,6 +92,12 @@ def diff(client_side: str | os.PathLike, server_side: str | os.PathLike) -> list
 
 def _loose_key(r: PacketRecord) -> tuple:
     return (r.direction, r.tcp_flags, r.payload_length)
+
+
+def _rest(r: PacketRecord) -> tuple:
+    """What sequence rewriting keeps (SACK blocks shift, so only the options' length)."""
+    s = r.segment
+    return (s.window, len(s.options_raw), s.payload)
 
 
 def _fields(r: PacketRecord) -> tuple:

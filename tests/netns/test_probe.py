@@ -6,6 +6,7 @@ import json
 import os
 import re
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -221,3 +222,22 @@ def test_cleanup_removes_rules_whose_probe_was_killed(path):
     netns.call_in(bed.client_ns, subprocess.run,
                   [tool, "-D", "OUTPUT", "-p", "tcp", "-m", "comment", "--comment",
                    f"mbtest-probe-abc123-{os.getpid()}", "-j", "DROP"], check=True)  # fmt: skip
+
+
+def test_every_probe_as_sent_decodes_the_same_in_tshark(path, tmp_path):
+    """The crafted segments, as they left, read by our decoder and by tshark's dissector."""
+    from mbtest.observe.decode import decode_capture
+    from tests.tshark import compare
+
+    bed, target, _, _ = path
+    doc = probe(bed, target, "mp_capable", "mp_capable_v0", "mp_join", "dss", "add_addr")
+    pcap = tmp_path / "sent.pcap"
+    with open(pcap, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101))  # LINKTYPE_RAW
+        for result in doc["probes"]:
+            packet = bytes.fromhex(result["sent"]["hex"])
+            f.write(struct.pack("<IIII", 1, 0, len(packet), len(packet)) + packet)
+    records = list(decode_capture(str(pcap)))
+    assert len(records) == 5 and all(r.options for r in records)
+    compared, differences = compare(records, str(pcap))
+    assert compared > 30 and differences == []
