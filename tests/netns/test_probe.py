@@ -241,3 +241,17 @@ def test_every_probe_as_sent_decodes_the_same_in_tshark(path, tmp_path):
     assert len(records) == 5 and all(r.options for r in records)
     compared, differences = compare(records, str(pcap))
     assert compared > 30 and differences == []
+
+
+def test_an_unreachable_network_is_one_clear_line():
+    name = netns.ns_name(netns.new_run_id(), "bare")
+    netns.create(name)  # only a loopback that is down: no route anywhere
+    try:
+        proc = netns.popen(name, [sys.executable, "-m", "mbtest.cli", "probe", "192.0.2.1",
+                                  "--probe", "mp_capable", "-n"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        _, err = proc.communicate(timeout=60)
+    finally:
+        netns.remove(name)
+    assert proc.returncode == 2
+    assert err.strip() == "mbtest: 192.0.2.1 is unreachable from here: Network is unreachable"
