@@ -21,7 +21,7 @@ from collections import deque
 from typing import Any
 
 from mbtest.errors import MbtestError
-from mbtest.middlebox import catalog
+from mbtest.middlebox import catalog, icmpquote
 from mbtest.middlebox.base import Behaviour, Verdict
 from mbtest.middlebox.flows import FlowTracker
 from mbtest.netfilter import TOOLS, RuleOwner
@@ -147,6 +147,10 @@ class Engine:
             # adjustment): the packets as they leave, read from packet sockets.
             self.egress = EgressWatch([self.sides["client"], self.sides["server"]], self.on_after)
             self.egress.start()
+        if getattr(b, "keeps_quotes", False):
+            self._bind(NetfilterQueue, self.queue + 1, self.on_icmp_error)
+            for tool, args in b.icmp_rules(self.sides, self.queue + 1):
+                self.rules.add(tool, args)
         for address in getattr(b, "addresses", []):
             self.add_address(address)
         for key, value in getattr(b, "SYSCTLS", {}).items():
@@ -218,6 +222,31 @@ class Engine:
             packet.accept()
         else:
             packet.accept()
+
+    def on_icmp_error(self, packet) -> None:
+        """An ICMP error for a translated connection: readdressed, its quote left alone."""
+        data = packet.get_payload()
+        out = icmpquote.retarget(data, self._inside_endpoint)
+        if out is None:
+            packet.accept()
+            return
+        packet.set_payload(out)
+        packet.accept()
+        quoted = _endpoint(*icmpquote.quoted_source(data))
+        self.log.write({"flow": "?", "direction": "s>c", "field": "icmp destination",
+                        "before": quoted, "after": "inside host, quote kept"})  # fmt: skip
+
+    def _inside_endpoint(self, outside: tuple[str, int]) -> tuple[str, int] | None:
+        """Which inside host and port a translated source address and port stand for."""
+        from pyroute2 import Conntrack
+
+        for family in (socket.AF_INET, socket.AF_INET6):
+            with Conntrack(nfgen_family=family) as ct:
+                for entry in ct.dump_entries():
+                    orig, reply = entry.tuple_orig, entry.tuple_reply
+                    if (reply.daddr, reply.dport) == outside and orig.proto == socket.IPPROTO_TCP:
+                        return orig.saddr, orig.sport
+        return None
 
     def apply(self, verdict: Verdict) -> None:
         """Send what a verdict injects and log what it changed."""

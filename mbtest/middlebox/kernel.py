@@ -54,7 +54,7 @@ class Nat(Behaviour):
     MODELS = "a NAT rewriting source addresses and ports (home gateway, carrier-grade NAT)"
     DOES = (
         "the kernel's source NAT on the way to the server: masquerade or a fixed address, "
-        "ports kept or rewritten"
+        "ports kept or rewritten; ICMP errors' quotes translated back (RFC 5508) or kept"
     )
     EXPECTED = "MPTCP works; joins authenticate by token; data intact"
     RFC = "§6"
@@ -67,8 +67,34 @@ class Nat(Behaviour):
             "source ports: kept if free, random, or 61000-61999",
             ("keep", "random", "range"),
         ),
+        Param(
+            "quotes",
+            "choice",
+            "translate",
+            "the packet quoted in ICMP errors: translated back (RFC 5508) or kept as sent",
+            ("translate", "keep"),
+        ),
     )
     CONNTRACK_LOG = True
+
+    @property
+    def keeps_quotes(self) -> bool:
+        """ICMP errors are forwarded with the packet they quote left as the router sent it."""
+        return self.quotes == "keep"
+
+    def icmp_rules(self, sides: dict[str, str], queue: int) -> list[tuple[str, list[str]]]:
+        """Untracked (so the kernel NAT leaves them alone) and queued to the engine, which
+        only readdresses them to the inside host."""
+        out = []
+        for tool, proto in (
+            ("iptables", ["-p", "icmp", "--icmp-type"]),
+            ("ip6tables", ["-p", "icmpv6", "--icmpv6-type"]),
+        ):
+            for kind in ("time-exceeded", "destination-unreachable"):
+                match = ["-t", "raw", "-A", "PREROUTING", "-i", sides["server"], *proto, kind]
+                out.append((tool, [*match, "-j", "CT", "--notrack"]))
+                out.append((tool, [*match, "-j", "NFQUEUE", "--queue-num", str(queue)]))
+        return out
 
     def kernel_rules(self, sides: dict[str, str]) -> list[list[str]]:
         out = ["-t", "nat", "-A", "POSTROUTING", "-o", sides["server"], "-p", "tcp"]

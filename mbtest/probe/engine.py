@@ -90,9 +90,7 @@ class Sweep:
             return None
         fields = view.ip_fields()
         if fields.get("dst") != seg.dst and view.dport != seg.dport:
-            return None
-        if fields.get("src") != seg.src and view.sport != seg.sport:
-            return None
+            return None  # (the source is not checked: a NAT may have rewritten both halves)
         candidates = []
         if view.ip_id is not None:
             candidates.append(view.ip_id - self.id_base)

@@ -36,6 +36,8 @@ CASES = [
     ("mangle-option:field=ADD_ADDR.address,value=ADDRESS", "add_addr"),
     ("mangle-option:field=ADD_ADDR.port,value=4242", "add_addr"),
     ("mangle-option:field=DSS.dsn,value=7", "dss"),
+    ("nat:quotes=keep", "mp_capable"),  # a NAT that leaves the quotes in ICMP errors alone
+    ("nat:quotes=keep,ports=range", "mp_capable"),
     ("seq-rewrite", "mp_capable"),
     ("mss-clamp:value=1200", "mp_capable"),
     ("window-shrink", "dss"),

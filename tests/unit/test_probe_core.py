@@ -259,3 +259,36 @@ def test_quotes_are_matched_by_sequence_when_the_ip_id_was_rewritten():
     assert sweep.match_quote(View(rewritten.to_bytes())) == 7
     other = wire.packet(wire.Segment(SRC, DST, 40001, 81, 5), 7, 1, 0)
     assert sweep.match_quote(View(other)) is None
+
+
+@pytest.mark.parametrize("v6", [False, True])
+def test_a_nat_that_keeps_quotes_readdresses_the_error_only(v6):
+    from mbtest.middlebox.icmpquote import retarget
+
+    inside, outside, router = ((SRC6, "fd00:5::1", "fd00:6::1") if v6 else (SRC, "10.0.5.1", "10.0.6.1"))
+    seg = syn(MpCapable(version=1), v6=v6)
+    natted = TcpPacket(wire.packet(seg, 1, 9, 1))
+    at = 8 if v6 else 12
+    natted.buf[at:at + (16 if v6 else 4)] = ipaddress.ip_address(outside).packed
+    struct.pack_into("!H", natted.buf, natted.ip_len, 61000)
+    quote = natted.to_bytes()
+    if v6:
+        message = bytes([3, 0, 0, 0, 0, 0, 0, 0]) + quote
+        outer = struct.pack("!IHBB16s16s", 6 << 28, len(message), 58, 60,
+                            ipaddress.ip_address(router).packed, ipaddress.ip_address(outside).packed)  # fmt: skip
+    else:
+        message = icmp_v4(quote)
+        outer = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(message), 1, 0, 60, 1, 0,
+                            ipaddress.ip_address(router).packed, ipaddress.ip_address(outside).packed)  # fmt: skip
+    table = {(outside, 61000): (inside, 40000)}
+    out = retarget(outer + message, table.get)
+    assert out is not None and out[-len(quote):] == quote  # the quote as the router sent it
+    dst = out[24:40] if v6 else out[16:20]
+    assert ipaddress.ip_address(dst) == ipaddress.ip_address(inside)
+    from mbtest.mptcp.crypto import ones_complement_sum
+    if v6:
+        pseudo = out[8:40] + struct.pack("!I3xB", len(message), 58)
+        assert ones_complement_sum(pseudo + out[40:]) == 0xFFFF
+    else:
+        assert ones_complement_sum(out[:20]) == 0xFFFF
+    assert retarget(outer + message, {}.get) is None
