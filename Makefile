@@ -7,9 +7,15 @@ MBTEST   := $(VENV)/bin/mbtest
 DEB_PKGS := iptables nftables tcpdump tshark libnetfilter-queue-dev gcc iproute2 procps python3-venv chromium
 STAMP    := $(VENV)/.mbtest-installed
 
+NATIVE   := mbtest/middlebox/native/mbtest-nfq-fast
+
 .PHONY: setup system demo selfcheck test unit lint bench clean
 
-setup: system $(STAMP)
+setup: system $(STAMP) $(NATIVE)
+
+# The middlebox engine's fast path for every-packet behaviours (libnetfilter_queue).
+$(NATIVE): mbtest/middlebox/native/nfq_fast.c
+	gcc -O2 -Wall -Wextra -o $@ $< -lnetfilter_queue -lnfnetlink
 
 # Debian packages: installed only when one is missing; `apt-get update` first.
 system:
@@ -58,4 +64,5 @@ bench: setup
 
 clean:
 	-$(MBTEST) cleanup
+	rm -f $(NATIVE)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -169,9 +169,11 @@ def middlebox_ls() -> None:
 def middlebox_show(name: str) -> None:
     """What behaviour NAME models, its parameters, what it does, what RFC 8684 expects."""
     from mbtest.middlebox import catalog
+    from mbtest.middlebox.base import Behaviour
 
     cls = catalog.get(name)
-    click.echo(f"{cls.NAME} ({cls.ENGINE})")
+    fast = " with its native fast path" if cls.native_args is not Behaviour.native_args else ""
+    click.echo(f"{cls.NAME} ({cls.ENGINE}{fast})")
     click.echo(f"  models:   {cls.MODELS}")
     click.echo(f"  does:     {cls.DOES}")
     click.echo(f"  expected: {cls.EXPECTED} (RFC 8684 {cls.RFC})")

@@ -112,6 +112,11 @@ class Behaviour:
     def handle(self, pkt: TcpPacket, ctx: PacketContext) -> Verdict:  # pragma: no cover
         return ACCEPT
 
+    def native_args(self) -> list[str] | None:
+        """The native fast path's options for this behaviour, if it implements it (the
+        Python ``handle`` stays the reference the tests compare it with)."""
+        return None
+
     def tick(self, now: float) -> Verdict:
         """Called every TICK seconds: release what a behaviour holds (injections, log)."""
         return ACCEPT

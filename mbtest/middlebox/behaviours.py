@@ -59,6 +59,9 @@ class Pass(Behaviour):
     def handle(self, pkt: TcpPacket, ctx: PacketContext) -> Verdict:
         return ACCEPT
 
+    def native_args(self) -> list[str]:
+        return []
+
 
 class IpsAlert(Behaviour):
     NAME = "ips-alert"
@@ -320,6 +323,13 @@ class PayloadFlip(Behaviour):
 
     def queue_matches(self) -> list[list[str]]:
         return [[]]
+
+    def native_args(self) -> list[str]:
+        return [
+            "--every", str(self.every), "--segment", str(self.segment),
+            "--offset", str(self.offset), "--count", str(self.count),
+            "--direction", self.direction,
+        ]  # fmt: skip
 
     def handle(self, pkt: TcpPacket, ctx: PacketContext) -> Verdict:
         if not ctx.data_index or not direction_matches(self.direction, ctx.direction):

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import select
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -112,6 +114,7 @@ class Engine:
         self.packets = 0  # how many packets the engine saw (a passive middlebox changes none)
         self.lock = threading.Lock()  # the egress watch thread shares pending and the tracker
         self.egress: EgressWatch | None = None
+        self.native: subprocess.Popen | None = None  # the C fast path, when it serves the queue
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -132,7 +135,11 @@ class Engine:
             self.relay = Relay(b.port, self.log)
             self.relay.start()
         if b.ENGINE == "nfqueue":
-            self._bind(NetfilterQueue, self.queue, self.on_packet)
+            native = native_argv(b, self.queue, self.log.file.name)
+            if native is not None:
+                self.native = start_native(native)
+            else:
+                self._bind(NetfilterQueue, self.queue, self.on_packet)
             for match in b.queue_matches():
                 for tool in TOOLS:
                     rule = ["-t", "mangle", "-A", b.CHAIN, *self._ingress(), "-p", "tcp", *match]
@@ -313,6 +320,13 @@ class Engine:
     # --- loop -------------------------------------------------------------------------------
 
     def serve(self) -> None:
+        if self.native is not None:  # the fast path serves the queue; watch that it lives
+            while not self.stopping and self.native.poll() is None:
+                time.sleep(0.1)
+            if self.native.poll() is not None and not self.stopping:
+                why = self.native.stderr.read().strip() or f"exit {self.native.returncode}"
+                raise MbtestError(f"the native fast path stopped: {why}")
+            return
         fds = {nfq.get_fd(): nfq for nfq in self.queues}  # run(block=False) never waits
         tick = self.behaviour.TICK
         while not self.stopping:
@@ -340,8 +354,11 @@ class Engine:
             self.drain,
             *unbind,
             self.log_consumed,
-            self.write_stats,
         ]
+        if self.native is not None:  # it drains its queue and writes its own counts
+            steps.append(self.stop_native)
+        else:
+            steps.append(self.write_stats)
         if getattr(self, "relay", None) is not None:
             from mbtest.middlebox.proxy import policy_routing
 
@@ -372,7 +389,16 @@ class Engine:
 
     def write_stats(self) -> None:
         with open(self.log.file.name + ".stats.json", "w") as f:
-            json.dump({"packets": self.packets, "changes": self.log.count}, f)
+            json.dump({"packets": self.packets, "changes": self.log.count, "engine": "python"}, f)
+
+    def stop_native(self) -> None:
+        self.log.flush()
+        self.native.terminate()
+        try:
+            self.native.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.native.kill()
+            self.native.wait()
 
     def log_conntrack(self) -> None:
         """NAT's ground truth: each tracked connection whose reply tuple shows a rewrite."""
@@ -397,6 +423,30 @@ class Engine:
 
 def _endpoint(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in str(address) else f"{address}:{port}"
+
+
+NATIVE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native", "mbtest-nfq-fast")
+
+
+def native_argv(behaviour: Behaviour, queue: int, log_path: str) -> list[str] | None:
+    """The fast path's command line, when it implements this behaviour and is built (make
+    setup builds it; MBTEST_NATIVE=0 keeps the Python engine, the reference)."""
+    args = behaviour.native_args()
+    if args is None or os.environ.get("MBTEST_NATIVE") == "0" or not os.access(NATIVE, os.X_OK):
+        return None
+    return [NATIVE, "--queue", str(queue), "--log", log_path, "--behaviour", behaviour.NAME,
+            *args]  # fmt: skip
+
+
+def start_native(argv: list[str], timeout: float = 5.0) -> subprocess.Popen:
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else ""
+    if line.strip() != "ready":
+        proc.kill()
+        why = proc.stderr.read().strip() if proc.wait() is not None else ""
+        raise MbtestError(f"the native fast path did not start: {why or 'no answer'}")
+    return proc
 
 
 def _rule_fits(tool: str, args: list[str]) -> bool:

@@ -117,13 +117,20 @@ def bench_testbeds(repeats: int = 5) -> dict[str, float]:
     empty = goodput(None)
     figures["single_path_goodput_50MB_Mbit_per_second"] = round(empty)
     behaviours = {
-        "pass": "pass",  # every packet through userspace, unchanged
+        "pass": "pass",  # every packet through userspace (the native fast path), unchanged
         "option_only_strip_mp_join": "strip-option:subtypes=MP_JOIN",  # queues handshakes only
         "option_only_ips_alert": "ips-alert",  # queues SYNs only
         "payload_flip_every_segment": "payload-flip:every=1",
     }
     for name, spec in behaviours.items():
         figures[f"goodput_ratio_{name}_vs_empty_slot"] = round(goodput(spec) / empty, 3)
+    os.environ["MBTEST_NATIVE"] = "0"  # the Python engine on the every-packet behaviours
+    try:
+        for name in ("pass", "payload_flip_every_segment"):
+            ratio = goodput(behaviours[name]) / empty
+            figures[f"goodput_ratio_{name}_python_engine_vs_empty_slot"] = round(ratio, 3)
+    finally:
+        del os.environ["MBTEST_NATIVE"]
     return figures
 
 

@@ -217,3 +217,45 @@ def test_ftp_alg_rewrites_port_commands_and_nats(tmp_path):
     c2s = doc["transfer"]["streams"][0]
     assert not doc["transfer"]["stalled"] and c2s["received"] > c2s["requested"]  # longer commands
     assert doc["counters"]["server"].get("DSSCorruptionFallback", 0) >= 1
+
+
+@pytest.mark.parametrize("spec", ["pass", "payload-flip:every=3"])
+def test_every_packet_behaviours_run_on_the_native_fast_path(tmp_path, spec, monkeypatch):
+    """The C fast path serves pass and payload-flip (the slot-diff tests above check its
+    log against the captures); MBTEST_NATIVE=0 keeps the Python engine, whose log lines the
+    fast path's match key for key and value for value."""
+    import os
+
+    from mbtest.middlebox.engine import NATIVE
+
+    if not os.access(NATIVE, os.X_OK):
+        if os.environ.get("CI"):
+            pytest.fail("the native fast path is not built: `make setup` builds it")
+        pytest.skip("the native fast path is not built (make setup)")
+    config = RunConfig(c2s_bytes=300_000, s2c_bytes=0, stall_timeout=5)
+    seen = {}
+    for engine in ("native", "python"):
+        if engine == "python":
+            monkeypatch.setenv("MBTEST_NATIVE", "0")
+        out = tmp_path / engine
+        out.mkdir()
+        bed = builder.Testbed(topology.load(SP), middleboxes={"slot": spec}, log_dir=str(out))
+        with bed:
+            doc = run_traffic(bed, config, str(out))
+        assert doc["middleboxes"]["slot"]["crashed"] is None
+        assert all(s["received"] == s["requested"] for s in doc["transfer"]["streams"])
+        stats = json.loads((out / "middlebox-slot.jsonl.stats.json").read_text())
+        assert stats["engine"] == engine and stats["packets"] > 200
+        lines = (out / "middlebox-slot.jsonl").read_text().splitlines()
+        entries = [json.loads(line) for line in lines]
+        keys = ["t", "behaviour", "flow", "direction", "packet", "seq", "flags", "field",
+                "before", "after"]  # fmt: skip
+        assert all(list(e) == keys for e in entries)
+        for e in entries:
+            assert bytes.fromhex(e["after"]) == bytes(b ^ 0xFF for b in bytes.fromhex(e["before"]))
+        seen[engine] = {(e["behaviour"], e["direction"], e["field"]) for e in entries}, len(entries)
+    if spec == "pass":
+        assert seen["native"] == seen["python"] == (set(), 0)
+    else:
+        assert seen["native"][0] == seen["python"][0] == {("payload-flip", "c>s", "payload[0:1]")}
+        assert abs(seen["native"][1] - seen["python"][1]) <= seen["python"][1] // 10
