@@ -257,3 +257,28 @@ def test_an_unreachable_network_is_one_clear_line():
         netns.remove(name)
     assert proc.returncode == 2
     assert err.strip() == "mbtest: 192.0.2.1 is unreachable from here: Network is unreachable"
+
+
+def test_a_users_own_probe_file_runs_like_the_built_in_ones(path, tmp_path):
+    bed, target, _, logs = path
+    own = tmp_path / "mp_capable_checksum.py"
+    own.write_text(
+        '"""SYN with MP_CAPABLE v1 and flag A set: is the checksum flag cleared?"""\n'
+        "from mbtest.mptcp.options import MpCapable\n"
+        'NAME = "mp_capable_checksum"\n'
+        "def build(session):\n"
+        "    return session.syn(MpCapable(version=1, checksum_required=True))\n"
+    )
+    bed.replace_middlebox("slot4", "mangle-option:field=MP_CAPABLE.checksum_required,value=false")
+    try:
+        doc = probe(bed, target, str(own))
+    finally:
+        bed.replace_middlebox("slot4", None)
+    (logs / "middlebox-slot4.jsonl").unlink()
+    result = doc["probes"][0]
+    assert result["name"] == "mp_capable_checksum"
+    assert result["summary"].startswith("SYN with MP_CAPABLE v1 and flag A set")
+    router = result["hops"][SLOT_AT]["router"]
+    assert result["first_change"] == {
+        "ttl": SLOT_AT + 1, "router": router, "changes": ["MP_CAPABLE flag A 1 -> 0"]
+    }
