@@ -215,7 +215,10 @@ def _load_topology(name: str, params: tuple[str, ...]):
 @click.option("-6", "ipv6", is_flag=True, help="Install the IPv6 MPTCP endpoints.")
 @click.option("--checksum/--no-checksum", default=None, help="DSS checksums (default: kernel's).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Topology parameter.")
-def topo_up(name: str, ipv6: bool, checksum: bool | None, params: tuple[str, ...]) -> None:
+@click.option("--middlebox", "middleboxes", multiple=True, metavar="SLOT=NAME[:k=v,...]",
+              help="Start this middlebox in a slot; it runs until topo down.")  # fmt: skip
+def topo_up(name: str, ipv6: bool, checksum: bool | None, params: tuple[str, ...],
+            middleboxes: tuple[str, ...]) -> None:  # fmt: skip
     """Build topology NAME (or a .toml path) and leave it up."""
     from mbtest.testbed.builder import Testbed
 
@@ -224,6 +227,7 @@ def topo_up(name: str, ipv6: bool, checksum: bool | None, params: tuple[str, ...
         ip_version=6 if ipv6 else 4,
         checksums=checksum,
         persistent=True,
+        middleboxes=_middleboxes(middleboxes),
     )
     with bed:
         pass
@@ -233,6 +237,8 @@ def topo_up(name: str, ipv6: bool, checksum: bool | None, params: tuple[str, ...
         click.echo(
             f"  ip netns exec {ns} bash    # {node} ({bed.topology.nodes[node].role}): {addresses}"
         )
+    for slot, process in bed.processes.items():
+        click.echo(f"middlebox {process.behaviour.spec} in {slot}, logging to {process.log_path}")
     click.echo(f"tear it down with: mbtest topo down {bed.run_id}")
 
 

@@ -282,3 +282,30 @@ def test_a_users_own_probe_file_runs_like_the_built_in_ones(path, tmp_path):
     assert result["first_change"] == {
         "ttl": SLOT_AT + 1, "router": router, "changes": ["MP_CAPABLE flag A 1 -> 0"]
     }
+
+
+def test_topo_up_with_a_middlebox_then_probe_from_a_node_then_down():
+    """The operator's workflow: a long path up with a middlebox, probes from its client."""
+    cli = [sys.executable, "-m", "mbtest.cli"]
+    up = subprocess.run([*cli, "topo", "up", "long-path", "--middlebox",
+                         "slot4=strip-option:mode=remove"], capture_output=True, text=True,
+                        timeout=60)  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    run_id = up.stdout.split()[1]
+    try:
+        assert "middlebox strip-option:" in up.stdout
+        probe_run = subprocess.run([*cli, "probe", "10.200.9.2", "--from", "client", "--testbed",
+                                    run_id, "--probe", "mp_capable", "--json", "-n",
+                                    "--timeout", "1"],
+                                   capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert probe_run.returncode == 0, probe_run.stderr
+        result = json.loads(probe_run.stdout)["probes"][0]
+        assert result["first_change"]["ttl"] == SLOT_AT + 1
+        assert result["first_change"]["changes"][-1] == (
+            "MP_CAPABLE removed, the TCP header shrank by 4 bytes"
+        )
+    finally:
+        down = subprocess.run([*cli, "topo", "down", run_id], capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+    assert down.returncode == 0, down.stderr
+    assert not [n for n in netns.listed() if n.startswith(f"mbt-{run_id}")]
