@@ -119,7 +119,12 @@ def destination(sweep: Sweep, icmp_from_target: bool) -> dict[str, Any]:
         hop = sweep.answers[end]
         return {**base, "reached": True, "kind": "ICMP", "text": f"ICMP {hop.icmp.what}",
                 "rtt_ms": round(hop.rtt * 1000, 3)}  # fmt: skip
-    return {**base, "reached": False, "kind": "silence", "text": "no answer from the target"}
+    if sweep.max_ttl in sweep.answers:  # routers still answering at the last TTL tried
+        text = f"not reached within {sweep.max_ttl} hops (a larger --max-ttl may reach it)"
+        return {**base, "reached": False, "kind": "beyond max TTL", "text": text}
+    last = max(sweep.answers, default=0)
+    text = f"no answer from the target; hops {last + 1}-{sweep.max_ttl} silent"
+    return {**base, "reached": False, "kind": "silence", "text": text}
 
 
 def _option_kinds(sweep: Sweep) -> bytes:

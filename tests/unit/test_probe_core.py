@@ -292,3 +292,19 @@ def test_a_nat_that_keeps_quotes_readdresses_the_error_only(v6):
     else:
         assert ones_complement_sum(out[:20]) == 0xFFFF
     assert retarget(outer + message, {}.get) is None
+
+
+def test_a_target_beyond_the_max_ttl_is_said_so_and_a_silent_one_too():
+    sweep = engine.Sweep(syn(), 4, random.Random(5))
+    engine.parallel(SimulatedPath(hops=8, silent=()), sweep, timeout=0.05, tries=1, pace=0)
+    result = probe_result("plain_syn", "", sweep, [], 0.1)
+    assert [h["ttl"] for h in result["hops"]] == [1, 2, 3, 4]
+    assert result["destination"]["kind"] == "beyond max TTL"
+    assert "within 4 hops" in result["destination"]["text"]
+    sweep = engine.Sweep(syn(), 10, random.Random(6))
+    engine.parallel(SimulatedPath(hops=30, silent=range(6, 30)), sweep, timeout=0.05, tries=2,
+                    pace=0)  # fmt: skip
+    result = probe_result("plain_syn", "", sweep, [], 0.1)
+    assert result["destination"]["kind"] == "silence"
+    assert result["destination"]["text"] == "no answer from the target; hops 6-10 silent"
+    assert [h["ttl"] for h in result["hops"]] == [1, 2, 3, 4, 5]
