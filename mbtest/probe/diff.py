@@ -178,7 +178,7 @@ def diff_options(before: View, after: View) -> list[Change]:
     for i, a in enumerate(a_items):
         if i not in used:
             text = f"{option_name(a_raw, a)} added at byte {a.start}"
-            changes.append(Change("tcp.options", text, None, bytes(a_raw[a.start:a.end]).hex()))
+            changes.append(Change("tcp.options", text, None, bytes(a_raw[a.start : a.end]).hex()))
     order = [a.start for _, a in pairs]
     if order != sorted(order):
         old = ", ".join(option_name(b_raw, b) for b, _ in pairs)

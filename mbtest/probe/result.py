@@ -72,8 +72,11 @@ def probe_result(name: str, summary: str, sweep: Sweep, notes: list[str], second
         if previous is not None:
             before_view, before = previous
             now_keys, before_keys = {_key(c) for c in changes}, {_key(c) for c in before}
-            since += [{"change": "appeared", "text": c["text"]} for c in changes
-                      if _key(c) not in before_keys and covers(before_view, c["field"])]
+            since += [
+                {"change": "appeared", "text": c["text"]}
+                for c in changes
+                if _key(c) not in before_keys and covers(before_view, c["field"])
+            ]
             since += [{"change": "disappeared", "text": c["text"]} for c in before
                       if _key(c) not in now_keys and covers(quote, c["field"])]  # fmt: skip
         previous = (quote, changes)

@@ -80,9 +80,7 @@ class Connection:
         dsn = (self.local_idsn + 1 + self.sent_data) & (2**64 - 1)
         subflow_seq = 1 + self.sent_data
         checksum = (
-            crypto.dss_checksum(dsn, subflow_seq, len(payload), payload)
-            if self.checksums
-            else None
+            crypto.dss_checksum(dsn, subflow_seq, len(payload), payload) if self.checksums else None
         )
         return Dss(
             data_ack=(self.remote_idsn + 1) & 0xFFFFFFFF, data_ack_8_bytes=False, dsn=dsn,
@@ -176,8 +174,9 @@ class Session:
     def handshake(self, checksums: bool = False) -> Connection:
         """A full MP_CAPABLE v1 handshake with the target, or ProbeSetupError saying why not."""
         syn = self.syn(MpCapable(version=1, checksum_required=checksums))
-        answer = self.exchange(syn, lambda s: s.rst or (s.syn and s.is_ack and
-                                                         s.ack == (syn.seq + 1) & 0xFFFFFFFF))
+        answer = self.exchange(
+            syn, lambda s: s.rst or (s.syn and s.is_ack and s.ack == (syn.seq + 1) & 0xFFFFFFFF)
+        )
         if answer is None:
             raise ProbeSetupError(
                 f"{self.target} port {self.port} did not answer an MP_CAPABLE SYN"

@@ -118,18 +118,22 @@ def packet(seg: Segment, ttl: int, ip_id: int, key: int) -> bytes:
     elif seg.vary == "tsval" and seg.ts_offset is not None:
         tsval = struct.unpack_from("!I", options, seg.ts_offset)[0]
         struct.pack_into("!I", options, seg.ts_offset, (tsval + key) & 0xFFFFFFFF)
-    tcp = struct.pack(
-        "!HHIIBBHHH",
-        seg.sport,
-        seg.dport,
-        seq,
-        seg.ack & 0xFFFFFFFF,
-        ((20 + len(options)) // 4) << 4,
-        flag_bits(seg.flags),
-        seg.window,
-        0,
-        0,
-    ) + bytes(options) + seg.payload
+    tcp = (
+        struct.pack(
+            "!HHIIBBHHH",
+            seg.sport,
+            seg.dport,
+            seq,
+            seg.ack & 0xFFFFFFFF,
+            ((20 + len(options)) // 4) << 4,
+            flag_bits(seg.flags),
+            seg.window,
+            0,
+            0,
+        )
+        + bytes(options)
+        + seg.payload
+    )
     src, dst = ipaddress.ip_address(seg.src), ipaddress.ip_address(seg.dst)
     if src.version == 4:
         ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), ip_id & 0xFFFF, 0x4000, ttl,

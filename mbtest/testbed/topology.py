@@ -257,8 +257,17 @@ def _table_list(data: dict[str, Any], key: str, where: str) -> list[dict[str, An
 def _parse_node(raw: dict[str, Any], where: str) -> Node:
     _no_unknown(
         raw,
-        {"name", "role", "sysctls", "routes", "rules", "limits", "endpoints", "middlebox",
-         "icmp_errors"},
+        {
+            "name",
+            "role",
+            "sysctls",
+            "routes",
+            "rules",
+            "limits",
+            "endpoints",
+            "middlebox",
+            "icmp_errors",
+        },
         where,
     )
     name = raw.get("name")

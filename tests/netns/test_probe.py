@@ -280,7 +280,9 @@ def test_a_users_own_probe_file_runs_like_the_built_in_ones(path, tmp_path):
     assert result["summary"].startswith("SYN with MP_CAPABLE v1 and flag A set")
     router = result["hops"][SLOT_AT]["router"]
     assert result["first_change"] == {
-        "ttl": SLOT_AT + 1, "router": router, "changes": ["MP_CAPABLE flag A 1 -> 0"]
+        "ttl": SLOT_AT + 1,
+        "router": router,
+        "changes": ["MP_CAPABLE flag A 1 -> 0"],
     }
 
 

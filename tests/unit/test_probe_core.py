@@ -83,9 +83,13 @@ def test_icmp_quotes_honour_rfc4884_lengths_and_are_classified():
     assert View(packet[:40]).quote_class() == "partial"
     assert View(b"").quote_class() == "none"
     unreachable = parse_icmp(icmp_v4(packet, kind=3, code=13), "10.0.1.1", 4)
-    assert not unreachable.expired and unreachable.what == "unreachable: administratively prohibited"
+    assert (
+        not unreachable.expired and unreachable.what == "unreachable: administratively prohibited"
+    )
     assert parse_icmp(bytes([8, 0, 0, 0, 0, 0, 0, 0]), "10.0.1.1", 4) is None  # an echo request
-    v6 = parse_icmp(bytes([3, 0, 0, 0, 0, 0, 0, 0]) + wire.packet(syn(v6=True), 1, 1, 1), "fd00::9", 6)
+    v6 = parse_icmp(
+        bytes([3, 0, 0, 0, 0, 0, 0, 0]) + wire.packet(syn(v6=True), 1, 1, 1), "fd00::9", 6
+    )
     assert v6.expired and View(v6.quote).quote_class() == "full"
 
 
@@ -195,7 +199,9 @@ class SimulatedPath:
             seg = parse_tcp(packet)
             answer = wire.Segment(DST, SRC, 80, seg.sport, 99, seg.seq + 1, "SA",
                                   options=wire.options_bytes([wire.mss(1400)]))  # fmt: skip
-            self.queue.append(Arrival(self.now + 0.01, tcp=parse_tcp(wire.packet(answer, 60, 1, 0))))
+            self.queue.append(
+                Arrival(self.now + 0.01, tcp=parse_tcp(wire.packet(answer, 60, 1, 0)))
+            )
         elif ttl not in self.silent:
             quoted = self.change(packet) if self.change and ttl >= self.changed_at else packet
             error = parse_icmp(icmp_v4(quoted), f"10.0.{ttl}.1", 4)
@@ -265,11 +271,13 @@ def test_quotes_are_matched_by_sequence_when_the_ip_id_was_rewritten():
 def test_a_nat_that_keeps_quotes_readdresses_the_error_only(v6):
     from mbtest.middlebox.icmpquote import retarget
 
-    inside, outside, router = ((SRC6, "fd00:5::1", "fd00:6::1") if v6 else (SRC, "10.0.5.1", "10.0.6.1"))
+    inside, outside, router = (
+        (SRC6, "fd00:5::1", "fd00:6::1") if v6 else (SRC, "10.0.5.1", "10.0.6.1")
+    )
     seg = syn(MpCapable(version=1), v6=v6)
     natted = TcpPacket(wire.packet(seg, 1, 9, 1))
     at = 8 if v6 else 12
-    natted.buf[at:at + (16 if v6 else 4)] = ipaddress.ip_address(outside).packed
+    natted.buf[at : at + (16 if v6 else 4)] = ipaddress.ip_address(outside).packed
     struct.pack_into("!H", natted.buf, natted.ip_len, 61000)
     quote = natted.to_bytes()
     if v6:
@@ -282,10 +290,11 @@ def test_a_nat_that_keeps_quotes_readdresses_the_error_only(v6):
                             ipaddress.ip_address(router).packed, ipaddress.ip_address(outside).packed)  # fmt: skip
     table = {(outside, 61000): (inside, 40000)}
     out = retarget(outer + message, table.get)
-    assert out is not None and out[-len(quote):] == quote  # the quote as the router sent it
+    assert out is not None and out[-len(quote) :] == quote  # the quote as the router sent it
     dst = out[24:40] if v6 else out[16:20]
     assert ipaddress.ip_address(dst) == ipaddress.ip_address(inside)
     from mbtest.mptcp.crypto import ones_complement_sum
+
     if v6:
         pseudo = out[8:40] + struct.pack("!I3xB", len(message), 58)
         assert ones_complement_sum(pseudo + out[40:]) == 0xFFFF

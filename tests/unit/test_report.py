@@ -93,7 +93,7 @@ def test_report_shows_each_probe_hop_by_hop(tmp_path):
     first = [r for r in rows if 'class="first-change"' in r]
     assert len(first) == 1 and "<td>5</td>" in first[0] and "10.200.4.2" in first[0]
     assert '<li class="first">MP_CAPABLE removed: replaced by 4 NOPs</li>' in first[0]
-    assert sum('<li>MP_CAPABLE removed: replaced by 4 NOPs</li>' in r for r in rows) == 4
+    assert sum("<li>MP_CAPABLE removed: replaced by 4 NOPs</li>" in r for r in rows) == 4
     assert re.search(r"<td>2</td><td colspan=\"4\" class=\"silent\">silent", mp_capable)
     assert "SYN/ACK without MPTCP options: the target answers in plain TCP" in mp_capable
     assert "MP_CAPABLE v1 flags H" in mp_capable and "IP ID and sequence number + TTL" in mp_capable
