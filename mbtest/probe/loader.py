@@ -7,12 +7,12 @@ sentence, before anything is sent.
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mbtest import named
 from mbtest.errors import MbtestError
 
 PROBE_DIR = Path(__file__).resolve().parent.parent.parent / "probes"
@@ -32,21 +32,11 @@ class ProbeSpec:
 
 
 def available() -> list[str]:
-    return sorted(p.stem for p in PROBE_DIR.glob("*.py") if not p.stem.startswith("_"))
+    return named.available(PROBE_DIR, ".py")
 
 
 def find(name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if path.suffix == ".py" or os.sep in name_or_path:
-        if not path.is_file():
-            raise ProbeFileError(f"probe file {name_or_path} does not exist")
-        return path
-    candidate = PROBE_DIR / f"{name_or_path}.py"
-    if not candidate.is_file():
-        raise ProbeFileError(
-            f"unknown probe {name_or_path!r} (known: {', '.join(available())}, or a path to a .py)"
-        )
-    return candidate
+    return named.find(name_or_path, PROBE_DIR, ".py", "probe", ProbeFileError)
 
 
 def load(name_or_path: str) -> ProbeSpec:

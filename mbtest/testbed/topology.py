@@ -8,7 +8,6 @@ middlebox slot at a given hop (the long path probes need); its parameters can be
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import tomllib
 from collections import deque
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mbtest import named
 from mbtest.errors import MbtestError
 
 ROLES = ("client", "server", "router", "slot", "backend")  # backend: another server behind a slot
@@ -182,20 +182,11 @@ class Topology:
 
 def find(name_or_path: str) -> Path:
     """A topology by name (topologies/NAME.toml) or by path."""
-    path = Path(name_or_path)
-    if path.suffix == ".toml" or os.sep in name_or_path:
-        if not path.exists():
-            raise TopologyError(f"topology file {name_or_path} does not exist")
-        return path
-    candidate = TOPOLOGY_DIR / f"{name_or_path}.toml"
-    if not candidate.exists():
-        known = ", ".join(available()) or "none"
-        raise TopologyError(f"unknown topology {name_or_path!r} (known: {known})")
-    return candidate
+    return named.find(name_or_path, TOPOLOGY_DIR, ".toml", "topology", TopologyError)
 
 
 def available() -> list[str]:
-    return sorted(p.stem for p in TOPOLOGY_DIR.glob("*.toml"))
+    return named.available(TOPOLOGY_DIR, ".toml")
 
 
 def load(name_or_path: str, params: dict[str, Any] | None = None) -> Topology:

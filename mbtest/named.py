@@ -1,0 +1,26 @@
+"""Project files found by name in their folder (topologies/, probes/) or given by path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def available(folder: Path, suffix: str) -> list[str]:
+    return sorted(p.stem for p in folder.glob(f"*{suffix}") if not p.stem.startswith("_"))
+
+
+def find(name_or_path: str, folder: Path, suffix: str, what: str, error: type[Exception]) -> Path:
+    """folder/NAME.suffix, or the path given; `error` with one sentence when neither exists."""
+    path = Path(name_or_path)
+    if path.suffix == suffix or os.sep in name_or_path:
+        if not path.is_file():
+            raise error(f"{what} file {name_or_path} does not exist")
+        return path
+    candidate = folder / f"{name_or_path}{suffix}"
+    if not candidate.is_file():
+        known = ", ".join(available(folder, suffix)) or "none"
+        raise error(
+            f"unknown {what} {name_or_path!r} (known: {known}, or a path to a {suffix} file)"
+        )
+    return candidate
