@@ -34,8 +34,12 @@ class OptionSpan:
         return None
 
 
-def option_spans(raw: bytes | bytearray) -> list[OptionSpan]:
-    """Every option of a TCP options field with its position (EOL ends the list)."""
+def option_spans(raw: bytes | bytearray, cut: bool = False) -> list[OptionSpan]:
+    """Every option of a TCP options field with its position (EOL ends the list).
+
+    ``cut``: the field may be cut short (a quote in an ICMP error): the list ends before an
+    option that runs past the end, instead of raising PacketError.
+    """
     spans, pos = [], 0
     while pos < len(raw):
         kind = raw[pos]
@@ -46,6 +50,8 @@ def option_spans(raw: bytes | bytearray) -> list[OptionSpan]:
                 break
             continue
         if pos + 1 >= len(raw) or raw[pos + 1] < 2 or pos + raw[pos + 1] > len(raw):
+            if cut:
+                break
             raise PacketError(f"TCP option kind {kind} at offset {pos} runs past the header")
         spans.append(OptionSpan(kind, pos, pos + raw[pos + 1]))
         pos += raw[pos + 1]

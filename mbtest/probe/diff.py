@@ -16,7 +16,7 @@ from typing import Any
 from mbtest.errors import MbtestError
 from mbtest.mptcp.options import KIND as MPTCP_KIND
 from mbtest.mptcp.options import decode, subtype_name
-from mbtest.packet.edit import EOL, NOP, OptionSpan
+from mbtest.packet.edit import EOL, NOP, OptionSpan, option_spans
 from mbtest.packet.headers import TCP_FLAG_NAMES
 from mbtest.probe.quote import View
 
@@ -125,22 +125,12 @@ def option_name(raw: bytes, span: OptionSpan) -> str:
 
 
 def _spans(raw: bytes, complete: bool) -> list[OptionSpan]:
-    """The options of a (possibly cut) field; an option cut by the quote's end is left out."""
-    spans, pos = [], 0
-    while pos < len(raw):
-        kind = raw[pos]
-        if kind in (EOL, NOP):
-            spans.append(OptionSpan(kind, pos, pos + 1))
-            pos += 1
-            if kind == EOL:
-                break
-            continue
-        if pos + 1 >= len(raw) or raw[pos + 1] < 2 or pos + raw[pos + 1] > len(raw):
-            if complete:
-                spans.append(OptionSpan(kind, pos, len(raw)))  # malformed: keep as one blob
-            break
-        spans.append(OptionSpan(kind, pos, pos + raw[pos + 1]))
-        pos += raw[pos + 1]
+    """The options of a (possibly cut) field; an option cut by the quote's end is left out,
+    a malformed one in a complete field is kept as one blob up to the end."""
+    spans = option_spans(raw, cut=True)
+    end = spans[-1].end if spans else 0
+    if complete and end < len(raw) and not (spans and spans[-1].kind == EOL):
+        spans.append(OptionSpan(raw[end], end, len(raw)))
     return spans
 
 

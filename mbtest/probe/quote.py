@@ -211,11 +211,7 @@ class View:
         raw = self.options
         if raw is None:
             return None
-        try:
-            spans = option_spans(raw)
-        except ValueError:
-            spans = []
-        for span in spans:
+        for span in option_spans(raw, cut=True):
             if span.kind == 8 and span.end - span.start == 10:
                 return struct.unpack_from("!I", raw, span.start + 2)[0]
         return None
