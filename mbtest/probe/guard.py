@@ -13,6 +13,7 @@ import os
 import re
 
 from mbtest.netfilter import TOOLS, RuleOwner, delete_rule, listed_rules
+from mbtest.testbed import netns
 
 MARK = 0x6D62  # "mb": set on the probe's own packets (SO_MARK), never dropped
 COMMENT_PREFIX = "mbtest-probe-"
@@ -44,16 +45,6 @@ class RstGuard:
         self.close()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_orphans() -> list[str]:
     """Remove the RST-dropping rules whose probe process no longer runs; say what went."""
     removed = []
@@ -61,7 +52,7 @@ def remove_orphans() -> list[str]:
         for rule in listed_rules(tool, "OUTPUT"):
             comment = rule[rule.index("--comment") + 1] if "--comment" in rule else ""
             owner = _OWNER.match(comment)
-            if owner and not _alive(int(owner.group(1))):
+            if owner and not netns.alive(int(owner.group(1))):
                 delete_rule(tool, rule)
                 removed.append(f"{tool} rule {comment}")
     return removed

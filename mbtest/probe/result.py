@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from mbtest.mptcp.options import KIND as MPTCP_KIND
+from mbtest.packet.edit import option_spans
 from mbtest.packet.headers import parse_tcp
 from mbtest.probe.describe import answer, options_short
-from mbtest.probe.diff import Change, diff, flag_string
+from mbtest.probe.diff import diff, flag_string
 from mbtest.probe.engine import Sweep
 from mbtest.probe.quote import View
 
@@ -112,7 +114,8 @@ def destination(sweep: Sweep, icmp_from_target: bool) -> dict[str, Any]:
     base = {"address": sweep.segment.dst, "ttl": end}
     if sweep.replies:
         reply = next((r for r in sweep.replies if r.ttl == end), sweep.replies[0])
-        out = {**base, "reached": True, **answer(reply.segment, b"\x1e" in _option_kinds(sweep))}
+        has_mptcp = any(s.kind == MPTCP_KIND for s in option_spans(sweep.segment.options))
+        out = {**base, "reached": True, **answer(reply.segment, has_mptcp)}
         out["rtt_ms"] = None if reply.rtt is None else round(reply.rtt * 1000, 3)
         out["answers"] = len(sweep.replies)
         if sweep.segment.check is not None:
@@ -128,18 +131,3 @@ def destination(sweep: Sweep, icmp_from_target: bool) -> dict[str, Any]:
     last = max(sweep.answers, default=0)
     text = f"no answer from the target; hops {last + 1}-{sweep.max_ttl} silent"
     return {**base, "reached": False, "kind": "silence", "text": text}
-
-
-def _option_kinds(sweep: Sweep) -> bytes:
-    seg = parse_tcp(sweep.packet(1))
-    return bytes(kind for kind, _ in seg.options()) if seg else b""
-
-
-def changes_of(result: dict[str, Any]) -> list[Change]:
-    """Every change a probe result reports, once, in the order hops first show them."""
-    out = []
-    for hop in result["hops"]:
-        for c in hop["changes"]:
-            if c.get("first"):
-                out.append(Change(c["field"], c["text"], c.get("before"), c.get("after")))
-    return out

@@ -105,13 +105,14 @@ def remove(name: str, grace: float = 1.0) -> list[int]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(_alive(p) for p in victims):
+        while time.monotonic() < deadline and any(alive(p) for p in victims):
             time.sleep(0.02)
     _pyroute2_netns.remove(name)
     return victims
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
