@@ -245,14 +245,9 @@ class Engine:
 
     def _inside_endpoint(self, outside: tuple[str, int]) -> tuple[str, int] | None:
         """Which inside host and port a translated source address and port stand for."""
-        from pyroute2 import Conntrack
-
-        for family in (socket.AF_INET, socket.AF_INET6):
-            with Conntrack(nfgen_family=family) as ct:
-                for entry in ct.dump_entries():
-                    orig, reply = entry.tuple_orig, entry.tuple_reply
-                    if (reply.daddr, reply.dport) == outside and orig.proto == socket.IPPROTO_TCP:
-                        return orig.saddr, orig.sport
+        for orig, reply in tracked_tcp():
+            if (reply.daddr, reply.dport) == outside:
+                return orig.saddr, orig.sport
         return None
 
     def apply(self, verdict: Verdict) -> None:
@@ -402,23 +397,24 @@ class Engine:
 
     def log_conntrack(self) -> None:
         """NAT's ground truth: each tracked connection whose reply tuple shows a rewrite."""
-        from pyroute2 import Conntrack
+        for orig, reply in tracked_tcp():
+            before = _endpoint(orig.saddr, orig.sport)
+            after = _endpoint(reply.daddr, reply.dport)
+            if before != after:
+                self.log.write({"flow": f"{before} > {_endpoint(orig.daddr, orig.dport)}",
+                                "direction": "c>s", "field": "source", "before": before,
+                                "after": after})  # fmt: skip
 
-        for family in (socket.AF_INET, socket.AF_INET6):
-            self._log_conntrack_family(Conntrack, family)
 
-    def _log_conntrack_family(self, conntrack, family: int) -> None:
-        with conntrack(nfgen_family=family) as ct:
+def tracked_tcp():
+    """(original, reply) tuples of every tracked TCP connection, IPv4 and IPv6."""
+    from pyroute2 import Conntrack
+
+    for family in (socket.AF_INET, socket.AF_INET6):
+        with Conntrack(nfgen_family=family) as ct:
             for entry in ct.dump_entries():
-                orig, reply = entry.tuple_orig, entry.tuple_reply
-                if orig.proto != socket.IPPROTO_TCP:
-                    continue
-                before = _endpoint(orig.saddr, orig.sport)
-                after = _endpoint(reply.daddr, reply.dport)
-                if before != after:
-                    self.log.write({"flow": f"{before} > {_endpoint(orig.daddr, orig.dport)}",
-                                    "direction": "c>s", "field": "source", "before": before,
-                                    "after": after})  # fmt: skip
+                if entry.tuple_orig.proto == socket.IPPROTO_TCP:
+                    yield entry.tuple_orig, entry.tuple_reply
 
 
 def _endpoint(address: str, port: int) -> str:
