@@ -314,11 +314,8 @@ def _parse_node(raw: dict[str, Any], where: str) -> Node:
         raise TopologyError(f"{here}: icmp_errors must be true or false")
     if not icmp_errors and role not in ("router", "slot"):
         raise TopologyError(f"{here}: only routers and slots can be silent (icmp_errors)")
-    node = Node(
-        name, role, {k: str(v) for k, v in sysctls.items()}, routes, rules, limits, endpoints
-    )
-    node.icmp_errors = icmp_errors
-    return node
+    sysctls = {k: str(v) for k, v in sysctls.items()}
+    return Node(name, role, sysctls, routes, rules, limits, endpoints, icmp_errors=icmp_errors)
 
 
 def _parse_link(raw: dict[str, Any], where: str, number: int) -> Link:

@@ -5,6 +5,9 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
+from mbtest.errors import MbtestError
 from mbtest.report.render import render
 from mbtest.scenario import expect, facts
 from mbtest.scenario.run import _log
@@ -115,9 +118,5 @@ def test_report_mixes_matrix_cells_and_probes_and_keeps_hostile_text_inert(tmp_p
 def test_a_probe_document_without_probes_is_one_clear_error(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"schema": "mbtest.probe/1", "target": {}}))
-    try:
+    with pytest.raises(MbtestError, match="without its target or probes"):
         render([str(bad)], str(tmp_path / "r.html"))
-    except Exception as e:
-        assert "without its target or probes" in str(e)
-    else:
-        raise AssertionError("a broken probe document rendered")

@@ -54,7 +54,6 @@ struct flow {
 	int has_initiator;
 	struct endpoint initiator;
 	unsigned long pkts[3], data[3];
-	int third_ack_seen;
 	char name[160];
 };
 
@@ -206,8 +205,6 @@ static struct context observe(struct packet *p)
 		snprintf(f->name, sizeof f->name, "%s > %s", a, b);
 	}
 	ctx.index = ++f->pkts[ctx.direction];
-	if (!syn && ack && ctx.direction == C2S && !f->third_ack_seen)
-		f->third_ack_seen = 1;
 	if (!syn && p->payload_len > 0)
 		ctx.data_index = ++f->data[ctx.direction];
 	return ctx;
@@ -271,7 +268,7 @@ static int payload_flip(struct packet *p, const struct context *ctx)
 	int start = p->ip_len + p->tcp_hlen + cfg.offset;
 	long end = cfg.offset + cfg.count < p->payload_len ? cfg.offset + cfg.count : p->payload_len;
 	int n = end - cfg.offset;
-	unsigned char before[65536], after[65536];
+	static unsigned char before[65536], after[65536];
 	memcpy(before, p->buf + start, n);
 	for (int i = 0; i < n; i++)
 		after[i] = before[i] ^ 0xff;
