@@ -440,7 +440,8 @@ def start_native(argv: list[str], timeout: float = 5.0) -> subprocess.Popen:
     line = proc.stdout.readline() if ready else ""
     if line.strip() != "ready":
         proc.kill()
-        why = proc.stderr.read().strip() if proc.wait() is not None else ""
+        proc.wait()
+        why = proc.stderr.read().strip()
         raise MbtestError(f"the native fast path did not start: {why or 'no answer'}")
     return proc
 
