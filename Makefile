@@ -49,15 +49,15 @@ selfcheck: setup
 
 # The whole test suite: unit tests, then the real-kernel namespace tests (need root).
 test: setup
-	$(VENV)/bin/ruff check mbtest tests probes
+	$(VENV)/bin/ruff check mbtest tests
 	$(PY) -m pytest
 
 unit: setup
 	$(PY) -m pytest tests/unit
 
 lint: setup
-	$(VENV)/bin/ruff check mbtest tests probes
-	$(VENV)/bin/ruff format --check mbtest tests probes
+	$(VENV)/bin/ruff check mbtest tests
+	$(VENV)/bin/ruff format --check mbtest tests
 
 bench: setup
 	$(PY) -m tests.bench.run --output reports/bench.json

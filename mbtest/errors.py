@@ -21,3 +21,15 @@ class CaptureError(MbtestError):
 
 class EnvironmentProblem(MbtestError):
     """The machine cannot run the job: not root, MPTCP disabled, a tool missing."""
+
+
+class Interrupted(MbtestError):
+    """Ctrl-C, raised as our own error so that every owner tears down what it made."""
+
+    exit_code = 130
+
+
+class Terminated(MbtestError):
+    """SIGTERM, raised in the main thread so that every owner tears down what it made."""
+
+    exit_code = 143

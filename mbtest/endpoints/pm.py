@@ -12,7 +12,7 @@ from pyroute2 import MPTCP
 from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
 from pyroute2.netlink.generic.mptcp import MPTCP_PM_CMD_SET_FLAGS, mptcp_msg
 
-from mbtest.testbed import netns
+from mbtest.host import netns
 
 
 class EndpointFlag(enum.IntFlag):

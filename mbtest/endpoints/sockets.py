@@ -13,7 +13,7 @@ import struct
 from typing import Any
 
 from mbtest.errors import EnvironmentProblem
-from mbtest.testbed import netns
+from mbtest.host import netns
 
 IPPROTO_MPTCP = 262
 SOL_MPTCP = 284

@@ -1,19 +1,33 @@
-"""The catalog: every behaviour by name, and building one from a specification."""
+"""The catalog: every behaviour defined in ``mbtest/middlebox/behaviours/``, found by walking
+that package, so that adding a behaviour is adding its class."""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+import inspect
+import pkgutil
 
+from mbtest.middlebox import behaviours
 from mbtest.middlebox.base import Behaviour
-from mbtest.middlebox.behaviours import USERSPACE
-from mbtest.middlebox.kernel import KERNEL
-from mbtest.middlebox.params import MiddleboxError, parse_spec
-from mbtest.middlebox.proxy import TransparentProxy
-from mbtest.middlebox.reshape import RESHAPE
+from mbtest.middlebox.params import MiddleboxError
 
-CATALOG: dict[str, type[Behaviour]] = {
-    cls.NAME: cls for cls in (*USERSPACE, *RESHAPE, *KERNEL, TransparentProxy)
-}
+
+def _discover() -> dict[str, type[Behaviour]]:
+    found: dict[str, type[Behaviour]] = {}
+    for module_info in sorted(pkgutil.iter_modules(behaviours.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{behaviours.__name__}.{module_info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, Behaviour) and cls.__module__ == module.__name__:
+                name = getattr(cls, "NAME", None)
+                if name is None:
+                    continue
+                if name in found and found[name] is not cls:
+                    raise TypeError(f"two behaviours are named {name}")
+                found[name] = cls
+    return found
+
+
+CATALOG: dict[str, type[Behaviour]] = _discover()
 
 
 def get(name: str) -> type[Behaviour]:
@@ -23,15 +37,3 @@ def get(name: str) -> type[Behaviour]:
         raise MiddleboxError(
             f"unknown middlebox behaviour {name!r} (known: {', '.join(sorted(CATALOG))})"
         ) from None
-
-
-def build(spec: str | dict[str, Any]) -> Behaviour:
-    """A behaviour from ``NAME:key=value,...`` or a table {behaviour = NAME, key = value}."""
-    if isinstance(spec, dict):
-        params = dict(spec)
-        name = params.pop("behaviour", None)
-        if not isinstance(name, str):
-            raise MiddleboxError("a middlebox table needs behaviour = NAME")
-    else:
-        name, params = parse_spec(spec)
-    return get(name)(params)

@@ -34,14 +34,17 @@ class PacketContext:
 
 _CLASSES = {
     (syn, synack, third, data): frozenset(
-        {"all"} | ({"syn"} if syn else set()) | ({"synack"} if synack else set())
-        | ({"third-ack"} if third else set()) | ({"data"} if data else set())
+        {"all"}
+        | ({"syn"} if syn else set())
+        | ({"synack"} if synack else set())
+        | ({"third-ack"} if third else set())
+        | ({"data"} if data else set())
     )
     for syn in (False, True)
     for synack in (False, True)
     for third in (False, True)
     for data in (False, True)
-}  # fmt: skip
+}
 
 
 class FlowTracker:

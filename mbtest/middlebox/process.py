@@ -11,8 +11,8 @@ import sys
 import time
 
 from mbtest.errors import MbtestError
-from mbtest.middlebox.base import Behaviour
-from mbtest.testbed import netns
+from mbtest.host import netns
+from mbtest.middlebox.spec import MiddleboxSpec
 
 
 class MiddleboxCrashed(MbtestError):
@@ -20,16 +20,23 @@ class MiddleboxCrashed(MbtestError):
 
 
 class MiddleboxProcess:
-    def __init__(self, ns: str, slot: str, behaviour: Behaviour, queue: int, log_path: str,
-                 sides: dict[str, str]):  # fmt: skip
-        self.ns, self.slot, self.behaviour, self.queue = ns, slot, behaviour, queue
+    def __init__(
+        self,
+        ns: str,
+        slot: str,
+        spec: MiddleboxSpec,
+        queue: int,
+        log_path: str,
+        sides: dict[str, str],
+    ):
+        self.ns, self.slot, self.spec, self.queue = ns, slot, spec, queue
         self.log_path, self.sides = log_path, sides
         self.proc: subprocess.Popen | None = None
         self.exit_code: int | None = None
         self.error: str | None = None
 
     def start(self, timeout: float = 10.0) -> None:
-        argv = [sys.executable, "-m", "mbtest.middlebox.engine", self.behaviour.spec]
+        argv = [sys.executable, "-m", "mbtest.middlebox", self.spec.text]
         argv += ["--queue", str(self.queue), "--log", self.log_path]
         argv += ["--client-side", self.sides["client"], "--server-side", self.sides["server"]]
         env = dict(
@@ -54,7 +61,7 @@ class MiddleboxProcess:
 
     @property
     def what(self) -> str:
-        return f"middlebox {self.behaviour.NAME} in {self.slot}"
+        return f"middlebox {self.spec.name} in {self.slot}"
 
     def check(self) -> str | None:
         """None while it runs; else why it stopped."""

@@ -12,14 +12,20 @@ import time
 from collections.abc import Iterator
 
 from mbtest.errors import EnvironmentProblem, MbtestError
-from mbtest.testbed import netns
+from mbtest.host import netns
 
 
 class Capture:
     """tcpdump on one interface of one namespace, writing a pcap file (full packets)."""
 
-    def __init__(self, ns: str, interface: str, path: str, bpf: str = "tcp or icmp or icmp6",
-                 snaplen: int = 4096):  # fmt: skip
+    def __init__(
+        self,
+        ns: str,
+        interface: str,
+        path: str,
+        bpf: str = "tcp or icmp or icmp6",
+        snaplen: int = 4096,
+    ):
         self.ns, self.interface, self.path, self.bpf = ns, interface, path, bpf
         self.snaplen = snaplen  # whole MTU-sized packets; 0 for GSO-sized ones
         self.proc: subprocess.Popen | None = None

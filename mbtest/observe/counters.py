@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from mbtest.testbed import netns
+from mbtest.host import netns
 
 
 def parse_netstat(text: str, group: str = "MPTcpExt") -> dict[str, int]:

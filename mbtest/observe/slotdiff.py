@@ -110,8 +110,14 @@ def _same(a: PacketRecord, b: PacketRecord) -> bool:
 
 
 def _entry(r: PacketRecord, kind: str, before: Any, after: Any) -> dict[str, Any]:
-    return {"direction": r.direction, "seq": r.seq, "flow": r.flow, "kind": kind,
-            "before": before, "after": after}  # fmt: skip
+    return {
+        "direction": r.direction,
+        "seq": r.seq,
+        "flow": r.flow,
+        "kind": kind,
+        "before": before,
+        "after": after,
+    }
 
 
 def log_kind(entry: dict[str, Any]) -> str:

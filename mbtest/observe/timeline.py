@@ -34,10 +34,18 @@ def build(records: list[PacketRecord]) -> dict[str, Any]:
         sub = subflows.get(key)
         if sub is None:
             sub = subflows[key] = {
-                "flow": r.flow, "kind": "tcp", "connection": None, "first_frame": r.frame,
-                "packets": 0, "mptcp_packets": 0, "last_mptcp_frame": {}, "plain_after_mptcp": {},
-                "events": [], "resets": [], "malformed": [],
-            }  # fmt: skip
+                "flow": r.flow,
+                "kind": "tcp",
+                "connection": None,
+                "first_frame": r.frame,
+                "packets": 0,
+                "mptcp_packets": 0,
+                "last_mptcp_frame": {},
+                "plain_after_mptcp": {},
+                "events": [],
+                "resets": [],
+                "malformed": [],
+            }
         sub["packets"] += 1
         names = _names(r)
         direction = r.direction
@@ -69,11 +77,14 @@ def build(records: list[PacketRecord]) -> dict[str, Any]:
             sub["plain_after_mptcp"][direction] += 1
         if r.tcp_flags and "R" in r.tcp_flags:
             reason = next((o for o in r.options if isinstance(o, MpTcpRst)), None)
-            sub["resets"].append({
-                "frame": r.frame, "direction": direction,
-                "mp_tcprst": None if reason is None else reason.reason_name,
-                "transient": None if reason is None else reason.transient,
-            })  # fmt: skip
+            sub["resets"].append(
+                {
+                    "frame": r.frame,
+                    "direction": direction,
+                    "mp_tcprst": None if reason is None else reason.reason_name,
+                    "transient": None if reason is None else reason.transient,
+                }
+            )
         if r.errors:
             sub["malformed"].append({"frame": r.frame, "errors": r.errors})
         changed = names != last_names.get((key, direction))

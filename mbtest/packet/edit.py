@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from mbtest.errors import PacketError
 from mbtest.mptcp.crypto import ones_complement_sum
 from mbtest.mptcp.options import KIND as MPTCP_KIND
-from mbtest.packet.flags import TcpFlags
-
-_IPV6_EXTENSIONS = {0, 43, 60}
-NOP, EOL = 1, 0
+from mbtest.packet.ip import TCP, locate
+from mbtest.packet.names import EOL, NOP, TcpFlags
 
 
 @dataclass(frozen=True)
@@ -63,29 +61,13 @@ class TcpPacket(TcpFlags):
 
     def __init__(self, data: bytes | bytearray):
         self.buf = bytearray(data)
-        if not self.buf:
-            raise PacketError("empty packet")
-        self.version = self.buf[0] >> 4
-        if self.version == 4:
-            if len(self.buf) < 20:
-                raise PacketError("IPv4 header truncated")
-            self.ip_len = (self.buf[0] & 0x0F) * 4
-            if self.buf[9] != 6:
-                raise PacketError("not TCP")
-        elif self.version == 6:
-            if len(self.buf) < 40:
-                raise PacketError("IPv6 header truncated")
-            nxt, pos = self.buf[6], 40
-            while nxt in _IPV6_EXTENSIONS:
-                nxt, pos = self.buf[pos], pos + (self.buf[pos + 1] + 1) * 8
-            if nxt != 6:
-                raise PacketError("not TCP")
-            self.ip_len = pos
-        else:
-            raise PacketError(f"not an IP packet: version {self.version}")
-        if len(self.buf) < self.ip_len + 20:
+        header = locate(self.buf)
+        if header.protocol != TCP or header.later_fragment:
+            raise PacketError("not TCP")
+        self.version, self.ip_len = header.version, header.header_len
+        if header.end < self.ip_len + 20:
             raise PacketError("TCP header truncated")
-        if self.tcp_header_len < 20 or self.ip_len + self.tcp_header_len > len(self.buf):
+        if self.tcp_header_len < 20 or self.ip_len + self.tcp_header_len > header.end:
             raise PacketError("TCP data offset is invalid")
 
     # --- addresses and ports ---------------------------------------------------------------

@@ -11,14 +11,9 @@ from mbtest.mptcp.options import KIND as MPTCP_KIND
 from mbtest.mptcp.options import MptcpOption, decode_value
 from mbtest.packet import pcap
 from mbtest.packet.edit import option_spans
-from mbtest.packet.flags import TcpFlags
+from mbtest.packet.ip import TCP, locate
+from mbtest.packet.names import TcpFlags, flag_letters
 
-TCP_FLAG_NAMES = "FSRPAUEC"  # bit 0 (FIN) .. bit 7 (CWR)
-_FLAG_STRINGS = tuple(
-    "".join(c for i, c in enumerate(TCP_FLAG_NAMES) if flags & (1 << i)) for flags in range(256)
-)
-_IPV6_EXTENSIONS = {0, 43, 60}  # hop-by-hop, routing, destination options
-_IPV6_FRAGMENT = 44
 _ETH_VLAN = {0x8100, 0x88A8}
 
 
@@ -44,7 +39,7 @@ class TcpSegment(TcpFlags):
 
     @property
     def flag_string(self) -> str:
-        return _FLAG_STRINGS[self.flags & 0xFF]
+        return flag_letters(self.flags)
 
     def options(self) -> list[tuple[int, bytes]]:
         return tcp_options(self.options_raw)
@@ -63,8 +58,10 @@ class TcpSegment(TcpFlags):
 
 def tcp_options(raw: bytes) -> list[tuple[int, bytes]]:
     """(kind, value) pairs of a TCP options field; EOL ends it, NOP has an empty value."""
-    return [(span.kind, bytes(raw[span.start + 2 : span.end]) if span.kind > 1 else b"")
-            for span in option_spans(raw)]  # fmt: skip
+    return [
+        (span.kind, bytes(raw[span.start + 2 : span.end]) if span.kind > 1 else b"")
+        for span in option_spans(raw)
+    ]
 
 
 def ip_packet(frame: pcap.Frame) -> bytes | None:
@@ -93,46 +90,19 @@ def ip_packet(frame: pcap.Frame) -> bytes | None:
 def parse_tcp(packet: bytes) -> TcpSegment | None:
     """The TCP segment of an IPv4 or IPv6 packet; None when it carries no TCP (or a
     non-first fragment); PacketError when the headers are malformed or cut short."""
-    if not packet:
-        raise PacketError("empty IP packet")
-    version = packet[0] >> 4
-    if version == 4:
-        if len(packet) < 20:
-            raise PacketError(f"IPv4 header truncated: {len(packet)} bytes")
-        ihl = (packet[0] & 0x0F) * 4
-        if ihl < 20 or len(packet) < ihl:
-            raise PacketError(
-                f"IPv4 header length {ihl} is invalid for a {len(packet)}-byte packet"
-            )
-        total, ip_id, frag, ttl, proto = struct.unpack_from("!2xHHHBB", packet, 0)
-        if proto != 6 or frag & 0x1FFF:
-            return None
-        end = min(total, len(packet)) if total >= ihl else len(packet)
+    header = locate(packet)
+    if header.protocol != TCP or header.later_fragment:
+        return None
+    if header.version == 4:
+        ttl, ip_id = packet[8], struct.unpack_from("!H", packet, 4)[0]
         src = socket.inet_ntop(socket.AF_INET, packet[12:16])
         dst = socket.inet_ntop(socket.AF_INET, packet[16:20])
-        return _parse_tcp_header(packet[ihl:end], 4, src, dst, ttl, ip_id)
-    if version == 6:
-        if len(packet) < 40:
-            raise PacketError(f"IPv6 header truncated: {len(packet)} bytes")
-        first, plen, nxt, hlim = struct.unpack_from("!IHBB", packet, 0)
-        pos, end = 40, min(40 + plen, len(packet)) if plen else len(packet)
-        while nxt != 6:
-            if nxt in _IPV6_EXTENSIONS:
-                if pos + 2 > end:
-                    raise PacketError("IPv6 extension header truncated")
-                nxt, pos = packet[pos], pos + (packet[pos + 1] + 1) * 8
-            elif nxt == _IPV6_FRAGMENT:
-                if pos + 8 > end:
-                    raise PacketError("IPv6 fragment header truncated")
-                if struct.unpack_from("!H", packet, pos + 2)[0] & 0xFFF8:
-                    return None
-                nxt, pos = packet[pos], pos + 8
-            else:
-                return None
+    else:
+        ttl, ip_id = packet[7], struct.unpack_from("!I", packet, 0)[0] & 0xFFFFF
         src = socket.inet_ntop(socket.AF_INET6, packet[8:24])
         dst = socket.inet_ntop(socket.AF_INET6, packet[24:40])
-        return _parse_tcp_header(packet[pos:end], 6, src, dst, hlim, first & 0xFFFFF)
-    raise PacketError(f"not an IP packet: version {version}")
+    segment = packet[header.header_len : header.end]
+    return _parse_tcp_header(segment, header.version, src, dst, ttl, ip_id)
 
 
 _TCP = struct.Struct("!HHIIBBHHH")

@@ -20,7 +20,7 @@ from mbtest.mptcp.options import (
     subtype_name,
 )
 from mbtest.packet.headers import TcpSegment
-from mbtest.probe.diff import OPTION_NAMES, flag_string
+from mbtest.packet.names import flag_text, option_name
 
 
 def mptcp_short(option: MptcpOption | CodecError) -> str:
@@ -29,10 +29,14 @@ def mptcp_short(option: MptcpOption | CodecError) -> str:
     if isinstance(option, MpCapable):
         letters = "".join(
             letter
-            for letter, on in (("A", option.checksum_required), ("B", option.extensibility),
-                               ("C", option.no_source_subflows), ("H", option.hmac_sha256))
+            for letter, on in (
+                ("A", option.checksum_required),
+                ("B", option.extensibility),
+                ("C", option.no_source_subflows),
+                ("H", option.hmac_sha256),
+            )
             if on
-        )  # fmt: skip
+        )
         keys = sum(k is not None for k in (option.sender_key, option.receiver_key))
         extra = f", {keys} key{'s' if keys != 1 else ''}" if keys else ""
         return f"MP_CAPABLE v{option.version} flags {letters or 'none'}{extra}"
@@ -72,7 +76,7 @@ def options_short(segment: TcpSegment) -> list[str]:
         elif kind == 3 and len(value) == 1:
             out.append(f"window scale {value[0]}")
         elif kind != 30:
-            out.append(OPTION_NAMES.get(kind, f"option {kind}"))
+            out.append(option_name(kind))
     return out + [mptcp_short(o) for o in segment.mptcp_options()]
 
 
@@ -83,7 +87,7 @@ def segment_kind(segment: TcpSegment) -> str:
         return "SYN/ACK" if segment.is_ack else "SYN"
     if segment.fin:
         return "FIN"
-    return "ACK" if segment.is_ack else flag_string(segment.flags)
+    return "ACK" if segment.is_ack else flag_text(segment.flags)
 
 
 def answer(segment: TcpSegment, probe_has_mptcp: bool) -> dict[str, Any]:
@@ -96,5 +100,10 @@ def answer(segment: TcpSegment, probe_has_mptcp: bool) -> dict[str, Any]:
         text = "SYN/ACK without MPTCP options: the target answers in plain TCP"
     else:
         text = kind
-    return {"kind": kind, "flags": flag_string(segment.flags), "mptcp": mptcp,
-            "options": options_short(segment), "text": text}  # fmt: skip
+    return {
+        "kind": kind,
+        "flags": flag_text(segment.flags),
+        "mptcp": mptcp,
+        "options": options_short(segment),
+        "text": text,
+    }

@@ -16,13 +16,11 @@ from typing import Any
 from mbtest.errors import MbtestError
 from mbtest.mptcp.options import KIND as MPTCP_KIND
 from mbtest.mptcp.options import decode, subtype_name
-from mbtest.packet.edit import EOL, NOP, OptionSpan, option_spans
-from mbtest.packet.headers import TCP_FLAG_NAMES
-from mbtest.probe.quote import View
+from mbtest.packet.edit import OptionSpan, option_spans
+from mbtest.packet.names import EOL, NOP, flag_text
+from mbtest.packet.names import option_name as kind_name
+from mbtest.packet.quote import View
 
-OPTION_NAMES = {0: "EOL", 1: "NOP", 2: "MSS", 3: "window scale", 4: "SACK permitted",
-                5: "SACK", 8: "timestamps", 19: "TCP-MD5", 29: "TCP-AO",
-                34: "TFO cookie"}  # fmt: skip
 _IP_LABELS = {"ip.tos": "IP TOS", "ip.length": "IP length", "ip.id": "IP ID",
               "ip.flags": "IP flags", "ip.fragment_offset": "IP fragment offset",
               "ip.protocol": "IP protocol", "ip.options": "IP options",
@@ -53,12 +51,7 @@ class Change:
     after: Any = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"field": self.field, "text": self.text, "before": self.before,
-                "after": self.after}  # fmt: skip
-
-
-def flag_string(flags: int) -> str:
-    return "".join(c for i, c in enumerate(TCP_FLAG_NAMES) if flags & (1 << i)) or "none"
+        return {"field": self.field, "text": self.text, "before": self.before, "after": self.after}
 
 
 def _signed_delta(before: int, after: int) -> str:
@@ -106,7 +99,7 @@ def _tcp_header(b: dict[str, Any], a: dict[str, Any]) -> list[Change]:
         old, new = b["tcp.offset"] * 4, a["tcp.offset"] * 4
         out.append(Change("tcp.offset", f"TCP header length {old} -> {new} bytes", old, new))
     if "tcp.flags" in b and "tcp.flags" in a and b["tcp.flags"] != a["tcp.flags"]:
-        old, new = flag_string(b["tcp.flags"]), flag_string(a["tcp.flags"])
+        old, new = flag_text(b["tcp.flags"]), flag_text(a["tcp.flags"])
         out.append(Change("tcp.flags", f"TCP flags {old} -> {new}", old, new))
     for name, label in (("tcp.window", "TCP window"), ("tcp.urgent", "TCP urgent pointer")):
         if name in b and name in a and b[name] != a[name]:
@@ -117,11 +110,11 @@ def _tcp_header(b: dict[str, Any], a: dict[str, Any]) -> list[Change]:
 # --- options ---------------------------------------------------------------------------------
 
 
-def option_name(raw: bytes, span: OptionSpan) -> str:
+def option_label(raw: bytes, span: OptionSpan) -> str:
     if span.kind == MPTCP_KIND:
         sub = span.subtype(raw)
         return subtype_name(sub) if sub is not None else "MPTCP"
-    return OPTION_NAMES.get(span.kind, f"option {span.kind}")
+    return kind_name(span.kind)
 
 
 def _spans(raw: bytes, complete: bool) -> list[OptionSpan]:
@@ -150,12 +143,15 @@ def diff_options(before: View, after: View) -> list[Change]:
     pairs: list[tuple[OptionSpan, OptionSpan]] = []
     changes: list[Change] = []
     for b in b_items:
-        name = option_name(b_raw, b)
+        name = option_label(b_raw, b)
         match = next(
-            (i for i, a in enumerate(a_items)
-             if i not in used and a.kind == b.kind and option_name(a_raw, a) == name),
+            (
+                i
+                for i, a in enumerate(a_items)
+                if i not in used and a.kind == b.kind and option_label(a_raw, a) == name
+            ),
             None,
-        )  # fmt: skip
+        )
         if match is None:
             changes.append(_removed(name, b, b_raw, a_raw, a_spans, before, after))
             continue
@@ -167,21 +163,31 @@ def diff_options(before: View, after: View) -> list[Change]:
             changes += _option_value(name, old, new)
     for i, a in enumerate(a_items):
         if i not in used:
-            text = f"{option_name(a_raw, a)} added at byte {a.start}"
+            text = f"{option_label(a_raw, a)} added at byte {a.start}"
             changes.append(Change("tcp.options", text, None, bytes(a_raw[a.start : a.end]).hex()))
     order = [a.start for _, a in pairs]
     if order != sorted(order):
-        old = ", ".join(option_name(b_raw, b) for b, _ in pairs)
-        new = ", ".join(option_name(a_raw, a) for _, a in sorted(pairs, key=lambda p: p[1].start))
+        old = ", ".join(option_label(b_raw, b) for b, _ in pairs)
+        new = ", ".join(option_label(a_raw, a) for _, a in sorted(pairs, key=lambda p: p[1].start))
         changes.append(Change("tcp.options", f"TCP options reordered: {old} -> {new}", old, new))
     if not changes and bytes(b_raw[:extent]) != bytes(a_raw[:extent]):
-        changes.append(Change("tcp.options", "TCP option padding changed",
-                              bytes(b_raw).hex(), bytes(a_raw).hex()))  # fmt: skip
+        changes.append(
+            Change(
+                "tcp.options", "TCP option padding changed", bytes(b_raw).hex(), bytes(a_raw).hex()
+            )
+        )
     return changes
 
 
-def _removed(name: str, span: OptionSpan, b_raw: bytes, a_raw: bytes,
-             a_spans: list[OptionSpan], before: View, after: View) -> Change:  # fmt: skip
+def _removed(
+    name: str,
+    span: OptionSpan,
+    b_raw: bytes,
+    a_raw: bytes,
+    a_spans: list[OptionSpan],
+    before: View,
+    after: View,
+) -> Change:
     """Say what took the place of an option that is gone."""
     size = span.end - span.start
     there = bytes(a_raw[span.start : span.end])
@@ -194,8 +200,12 @@ def _removed(name: str, span: OptionSpan, b_raw: bytes, a_raw: bytes,
         how = f", the TCP header shrank by {before.header_length - after.header_length} bytes"
     else:
         how = ""
-    return Change("tcp.options", f"{name} removed{how}", bytes(b_raw[span.start:span.end]).hex(),
-                  there.hex() or None)  # fmt: skip
+    return Change(
+        "tcp.options",
+        f"{name} removed{how}",
+        bytes(b_raw[span.start : span.end]).hex(),
+        there.hex() or None,
+    )
 
 
 def _option_value(name: str, old: bytes, new: bytes) -> list[Change]:
@@ -206,8 +216,9 @@ def _option_value(name: str, old: bytes, new: bytes) -> list[Change]:
         a, b = struct.unpack("!H", old[2:])[0], struct.unpack("!H", new[2:])[0]
         return [Change("tcp.options.MSS", f"MSS {a} -> {b}", a, b)]
     if kind == 3 and len(old) == len(new) == 3:
-        return [Change("tcp.options.window_scale", f"window scale {old[2]} -> {new[2]}",
-                       old[2], new[2])]  # fmt: skip
+        return [
+            Change("tcp.options.window_scale", f"window scale {old[2]} -> {new[2]}", old[2], new[2])
+        ]
     if kind == 8 and len(old) == len(new) == 10:
         out = []
         for label, at in (("TSval", 2), ("TSecr", 6)):
@@ -216,16 +227,25 @@ def _option_value(name: str, old: bytes, new: bytes) -> list[Change]:
                 text = f"timestamps {label} {_signed_delta(a, b)}"
                 out.append(Change(f"tcp.options.timestamps.{label}", text, a, b))
         return out
-    return [Change(f"tcp.options.{name}", f"{name} changed: {old.hex()} -> {new.hex()}",
-                   old.hex(), new.hex())]  # fmt: skip
+    return [
+        Change(
+            f"tcp.options.{name}",
+            f"{name} changed: {old.hex()} -> {new.hex()}",
+            old.hex(),
+            new.hex(),
+        )
+    ]
 
 
 def _mptcp_fields(name: str, old: bytes, new: bytes) -> list[Change]:
     try:
         a, b = decode(old, strict=False), decode(new, strict=False)
     except MbtestError:
-        return [Change(f"{name}", f"{name} bytes changed: {old.hex()} -> {new.hex()}",
-                       old.hex(), new.hex())]  # fmt: skip
+        return [
+            Change(
+                f"{name}", f"{name} bytes changed: {old.hex()} -> {new.hex()}", old.hex(), new.hex()
+            )
+        ]
     if type(a) is not type(b):
         return [Change(f"{name}", f"{name} became {b.name} (was {a.name})", a.name, b.name)]
     out = []
@@ -270,6 +290,12 @@ def _payload(before: View, after: View) -> list[Change]:
     differ = [i for i in range(common) if a[i] != b[i]]
     if differ:
         text = f"payload changed: {len(differ)} of {common} bytes, first at byte {differ[0]}"
-        out.append(Change("payload", text, bytes(b[differ[0]:differ[-1] + 1]).hex(),
-                          bytes(a[differ[0]:differ[-1] + 1]).hex()))  # fmt: skip
+        out.append(
+            Change(
+                "payload",
+                text,
+                bytes(b[differ[0] : differ[-1] + 1]).hex(),
+                bytes(a[differ[0] : differ[-1] + 1]).hex(),
+            )
+        )
     return out

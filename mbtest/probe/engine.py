@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 
 from mbtest.packet.headers import TcpSegment
+from mbtest.packet.quote import IcmpError, View
 from mbtest.probe import wire
-from mbtest.probe.quote import IcmpError, View
 from mbtest.probe.rawio import Arrival
 
 MIN_GRACE = 0.1  # seconds of quiet after the last answer before a round ends
@@ -65,8 +65,9 @@ class Sweep:
         self.id_base = self.rng.randrange(1, span - self.max_ttl)
         self.tsval_base = None
         if self.segment.vary == "tsval" and self.segment.ts_offset is not None:
-            self.tsval_base = struct.unpack_from("!I", self.segment.options,
-                                                 self.segment.ts_offset)[0]  # fmt: skip
+            self.tsval_base = struct.unpack_from(
+                "!I", self.segment.options, self.segment.ts_offset
+            )[0]
 
     # --- packets -------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
-"""Probe files: ``probes/NAME.py`` or any path, each defining ``NAME`` and ``build(session)``.
+"""Probe files: ``mbtest/probes/NAME.py`` or any path, each defining ``NAME`` and
+``build(session)``.
 
-See probes/README.md for the API. A file that does not load or lacks the API is one clear
+See mbtest/probes/README.md for the API. A file that does not load or lacks the API is one clear
 sentence, before anything is sent.
 """
 
@@ -12,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mbtest import named
 from mbtest.errors import MbtestError
+from mbtest.host import datafiles
 
-PROBE_DIR = Path(__file__).resolve().parent.parent.parent / "probes"
+PROBE_DIR = datafiles.shipped("probes")
 DEFAULT = ("plain_syn", "mp_capable", "mp_capable_v0", "mp_join", "dss", "add_addr")
 
 
@@ -32,11 +33,11 @@ class ProbeSpec:
 
 
 def available() -> list[str]:
-    return named.available(PROBE_DIR, ".py")
+    return datafiles.available(PROBE_DIR, ".py")
 
 
 def find(name_or_path: str) -> Path:
-    return named.find(name_or_path, PROBE_DIR, ".py", "probe", ProbeFileError)
+    return datafiles.find(name_or_path, PROBE_DIR, ".py", "probe", ProbeFileError)
 
 
 def load(name_or_path: str) -> ProbeSpec:

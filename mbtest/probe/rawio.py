@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from mbtest.errors import EnvironmentProblem, PacketError
 from mbtest.packet.headers import TcpSegment, parse_tcp, parse_tcp_segment
+from mbtest.packet.quote import IcmpError, parse_icmp, strip_ipv4_header
 from mbtest.probe.guard import MARK
-from mbtest.probe.quote import IcmpError, parse_icmp, strip_ipv4_header
 
 SO_MARK = 36
 

@@ -8,10 +8,11 @@ from typing import Any
 from mbtest.mptcp.options import KIND as MPTCP_KIND
 from mbtest.packet.edit import option_spans
 from mbtest.packet.headers import parse_tcp
+from mbtest.packet.names import flag_text
+from mbtest.packet.quote import View
 from mbtest.probe.describe import answer, options_short
-from mbtest.probe.diff import diff, flag_string
+from mbtest.probe.diff import diff
 from mbtest.probe.engine import Sweep
-from mbtest.probe.quote import View
 
 SCHEMA = "mbtest.probe/1"
 
@@ -40,15 +41,26 @@ def sent_view(sweep: Sweep) -> dict[str, Any]:
     return {
         "src": f"{seg.src}:{seg.sport}" if seg.ip_version == 4 else f"[{seg.src}]:{seg.sport}",
         "dst": f"{seg.dst}:{seg.dport}" if seg.ip_version == 4 else f"[{seg.dst}]:{seg.dport}",
-        "flags": flag_string(seg.flags), "seq": seg.seq, "ack": seg.ack, "window": seg.window,
-        "options": options_short(seg), "options_hex": seg.options_raw.hex(),
-        "payload_bytes": len(seg.payload), "hex": raw.hex(),
+        "flags": flag_text(seg.flags),
+        "seq": seg.seq,
+        "ack": seg.ack,
+        "window": seg.window,
+        "options": options_short(seg),
+        "options_hex": seg.options_raw.hex(),
+        "payload_bytes": len(seg.payload),
+        "hex": raw.hex(),
         "per_ttl": f"IP {'ID' if seg.ip_version == 4 else 'flow label'} and {key} + TTL",
-    }  # fmt: skip
+    }
 
 
-def probe_result(name: str, summary: str, sweep: Sweep, notes: list[str], seconds: float,
-                 names: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+def probe_result(
+    name: str,
+    summary: str,
+    sweep: Sweep,
+    notes: list[str],
+    seconds: float,
+    names: dict[str, str] | None = None,
+) -> dict[str, Any]:
     names = names or {}
     target = sweep.segment.dst
     end = sweep.end_ttl
@@ -79,16 +91,27 @@ def probe_result(name: str, summary: str, sweep: Sweep, notes: list[str], second
                 for c in changes
                 if _key(c) not in before_keys and covers(before_view, c["field"])
             ]
-            since += [{"change": "disappeared", "text": c["text"]} for c in before
-                      if _key(c) not in now_keys and covers(quote, c["field"])]  # fmt: skip
+            since += [
+                {"change": "disappeared", "text": c["text"]}
+                for c in before
+                if _key(c) not in now_keys and covers(quote, c["field"])
+            ]
         previous = (quote, changes)
-        hops.append({
-            "ttl": ttl, "silent": False, "router": hop.router, "name": names.get(hop.router),
-            "rtt_ms": round(hop.rtt * 1000, 3), "icmp": hop.icmp.what,
-            "quote": quote.quote_class(), "quote_bytes": len(hop.icmp.quote),
-            "rfc4884_extensions": hop.icmp.extensions, "changes": changes,
-            "since_previous": since,
-        })  # fmt: skip
+        hops.append(
+            {
+                "ttl": ttl,
+                "silent": False,
+                "router": hop.router,
+                "name": names.get(hop.router),
+                "rtt_ms": round(hop.rtt * 1000, 3),
+                "icmp": hop.icmp.what,
+                "quote": quote.quote_class(),
+                "quote_bytes": len(hop.icmp.quote),
+                "rfc4884_extensions": hop.icmp.extensions,
+                "changes": changes,
+                "since_previous": since,
+            }
+        )
     first = next((h for h in hops if h["changes"]), None)
     return {
         "name": name,
@@ -96,8 +119,11 @@ def probe_result(name: str, summary: str, sweep: Sweep, notes: list[str], second
         "notes": notes,
         "sent": sent_view(sweep),
         "hops": hops,
-        "first_change": None if first is None else {
-            "ttl": first["ttl"], "router": first["router"],
+        "first_change": None
+        if first is None
+        else {
+            "ttl": first["ttl"],
+            "router": first["router"],
             "changes": [c["text"] for c in first["changes"]],
         },
         "destination": destination(sweep, at_target),
@@ -105,7 +131,7 @@ def probe_result(name: str, summary: str, sweep: Sweep, notes: list[str], second
         "rounds": sweep.rounds,
         "unmatched_icmp": sweep.unmatched,
         "seconds": round(seconds, 3),
-    }  # fmt: skip
+    }
 
 
 def destination(sweep: Sweep, icmp_from_target: bool) -> dict[str, Any]:
@@ -123,8 +149,13 @@ def destination(sweep: Sweep, icmp_from_target: bool) -> dict[str, Any]:
         return out
     if icmp_from_target and end is not None:
         hop = sweep.answers[end]
-        return {**base, "reached": True, "kind": "ICMP", "text": f"ICMP {hop.icmp.what}",
-                "rtt_ms": round(hop.rtt * 1000, 3)}  # fmt: skip
+        return {
+            **base,
+            "reached": True,
+            "kind": "ICMP",
+            "text": f"ICMP {hop.icmp.what}",
+            "rtt_ms": round(hop.rtt * 1000, 3),
+        }
     if sweep.max_ttl in sweep.answers:  # routers still answering at the last TTL tried
         text = f"not reached within {sweep.max_ttl} hops (a larger --max-ttl may reach it)"
         return {**base, "reached": False, "kind": "beyond max TTL", "text": text}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
+import os
 import random
 import socket
 import threading
@@ -14,13 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mbtest.errors import MbtestError
+from mbtest.host import netns, owners
 from mbtest.probe import engine, loader
 from mbtest.probe.guard import RstGuard
 from mbtest.probe.rawio import RawSockets
 from mbtest.probe.result import SCHEMA, probe_result
 from mbtest.probe.session import ProbeSetupError, Session
 from mbtest.probe.wire import Segment
-from mbtest.testbed import netns
 
 
 class TargetError(MbtestError):
@@ -102,14 +104,20 @@ def _reset_answered_syns(session: Session, sweep: engine.Sweep) -> None:
     for reply in sweep.replies:
         seg = reply.segment
         if seg.syn and seg.is_ack:
-            session.send(Segment(session.source, session.target, seg.dport, seg.sport, seg.ack,
-                                 flags="R"))  # fmt: skip
+            session.send(
+                Segment(session.source, session.target, seg.dport, seg.sport, seg.ack, flags="R")
+            )
 
 
 def run_probe(
-    spec: loader.ProbeSpec, io: RawSockets, guard: RstGuard, address: str, source: str,
-    options: ProbeOptions, rng: random.Random,
-) -> tuple[dict, set[str]]:  # fmt: skip
+    spec: loader.ProbeSpec,
+    io: RawSockets,
+    guard: RstGuard,
+    address: str,
+    source: str,
+    options: ProbeOptions,
+    rng: random.Random,
+) -> tuple[dict, set[str]]:
     session = Session(io, guard, address, options.port, source, options.timeout, rng)
     started = time.monotonic()
     try:
@@ -136,15 +144,21 @@ def run_probe(
     finally:
         session.close()
     routers = {a.router for a in sweep.answers.values()}
-    result = probe_result(spec.name, spec.summary, sweep, session.notes,
-                          time.monotonic() - started)  # fmt: skip
+    result = probe_result(spec.name, spec.summary, sweep, session.notes, time.monotonic() - started)
     return result, routers
 
 
 def _failed(spec: loader.ProbeSpec, why: str, notes: list[str], started: float) -> dict:
-    return {"name": spec.name, "summary": spec.summary, "notes": notes, "error": why,
-            "hops": [], "first_change": None, "destination": None,
-            "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
+    return {
+        "name": spec.name,
+        "summary": spec.summary,
+        "notes": notes,
+        "error": why,
+        "hops": [],
+        "first_change": None,
+        "destination": None,
+        "seconds": round(time.monotonic() - started, 3),
+    }
 
 
 def run(target: str, options: ProbeOptions, command: str = "") -> dict[str, Any]:
@@ -159,7 +173,7 @@ def run(target: str, options: ProbeOptions, command: str = "") -> dict[str, Any]
     routers: set[str] = set()
     io = RawSockets(version)
     try:
-        with RstGuard(netns.new_run_id(), version) as guard:
+        with RstGuard(owners.new_run_id(), version) as guard:
             for spec in specs:
                 result, seen = run_probe(spec, io, guard, address, source, options, rng)
                 results.append(result)
@@ -184,3 +198,18 @@ def run(target: str, options: ProbeOptions, command: str = "") -> dict[str, Any]
         "command": command,
         "probes": results,
     }
+
+
+def write_outputs(doc: dict[str, Any], out_file: str | None, html_file: str | None) -> None:
+    """The result as JSON (``-o``) and as an HTML report (``--html``, with its JSON beside)."""
+    if out_file:
+        with open(out_file, "w") as f:
+            json.dump(doc, f, indent=2)
+    if html_file:
+        data_file = out_file or os.path.splitext(html_file)[0] + ".json"
+        if not out_file:
+            with open(data_file, "w") as f:
+                json.dump(doc, f, indent=2)
+        from mbtest.report.render import render  # (jinja2 is loaded only when asked for)
+
+        render([data_file], html_file, {"command": doc["command"]})

@@ -67,10 +67,18 @@ class Connection:
         if self.ts_recent is not None:
             parts.append(wire.timestamps(self.session.tsval(), self.ts_recent))
         seg = wire.Segment(
-            self.session.source, self.session.target, self.sport, self.session.port,
-            (self.iss + 1 + self.sent_data) & 0xFFFFFFFF, (self.irs + 1) & 0xFFFFFFFF, flags,
-            options=b"", payload=payload, vary="tsval", check=check,
-        )  # fmt: skip
+            self.session.source,
+            self.session.target,
+            self.sport,
+            self.session.port,
+            (self.iss + 1 + self.sent_data) & 0xFFFFFFFF,
+            (self.irs + 1) & 0xFFFFFFFF,
+            flags,
+            options=b"",
+            payload=payload,
+            vary="tsval",
+            check=check,
+        )
         self.sent_data += len(payload)
         return seg.with_options(wire.options_bytes([*parts, *mptcp]))
 
@@ -83,17 +91,26 @@ class Connection:
             crypto.dss_checksum(dsn, subflow_seq, len(payload), payload) if self.checksums else None
         )
         return Dss(
-            data_ack=(self.remote_idsn + 1) & 0xFFFFFFFF, data_ack_8_bytes=False, dsn=dsn,
-            subflow_seq=subflow_seq, data_length=len(payload), checksum=checksum,
-        )  # fmt: skip
+            data_ack=(self.remote_idsn + 1) & 0xFFFFFFFF,
+            data_ack_8_bytes=False,
+            dsn=dsn,
+            subflow_seq=subflow_seq,
+            data_length=len(payload),
+            checksum=checksum,
+        )
 
     def close(self) -> None:
         """Tell the target the connection is over: a RST carrying MP_FASTCLOSE (§3.5)."""
         seg = wire.Segment(
-            self.session.source, self.session.target, self.sport, self.session.port,
-            (self.iss + 1 + self.sent_data) & 0xFFFFFFFF, (self.irs + 1) & 0xFFFFFFFF, "RA",
+            self.session.source,
+            self.session.target,
+            self.sport,
+            self.session.port,
+            (self.iss + 1 + self.sent_data) & 0xFFFFFFFF,
+            (self.irs + 1) & 0xFFFFFFFF,
+            "RA",
             options=wire.options_bytes([MpFastclose(receiver_key=self.remote_key)]),
-        )  # fmt: skip
+        )
         self.session.send(seg)
 
 
@@ -150,15 +167,23 @@ class Session:
         """A SYN with the usual options and the given MPTCP options (swept by sequence)."""
         options = wire.options_bytes([*self.usual_options(), *mptcp])
         return wire.Segment(
-            self.source, self.target, sport or self.new_port(), self.port,
-            self.rng.randrange(1 << 32), 0, "S", options=options, check=check,
-        )  # fmt: skip
+            self.source,
+            self.target,
+            sport or self.new_port(),
+            self.port,
+            self.rng.randrange(1 << 32),
+            0,
+            "S",
+            options=options,
+            check=check,
+        )
 
     def send(self, seg: wire.Segment, ttl: int = SETUP_TTL) -> float:
         return self.io.send(wire.packet(seg, ttl, self.rng.randrange(1, 0xFFFF), 0), seg.dst)
 
-    def exchange(self, seg: wire.Segment, want: Callable[[TcpSegment], bool],
-                 tries: int = 3) -> TcpSegment | None:  # fmt: skip
+    def exchange(
+        self, seg: wire.Segment, want: Callable[[TcpSegment], bool], tries: int = 3
+    ) -> TcpSegment | None:
         """Send a setup segment and wait for the target's answer that `want` accepts."""
         for _ in range(tries):
             self.send(seg)
@@ -166,8 +191,13 @@ class Session:
             while time.monotonic() < end:
                 for arrival in self.io.receive(end):
                     got = arrival.tcp
-                    if (got is not None and got.src == self.target and got.sport == self.port
-                            and got.dport == seg.sport and want(got)):  # fmt: skip
+                    if (
+                        got is not None
+                        and got.src == self.target
+                        and got.sport == self.port
+                        and got.dport == seg.sport
+                        and want(got)
+                    ):
                         return got
         return None
 
@@ -185,8 +215,9 @@ class Session:
             raise ProbeSetupError(f"{self.target} refused port {self.port} (RST)")
         mpc = next((o for o in answer.mptcp_options() if isinstance(o, MpCapable)), None)
         if mpc is None or mpc.sender_key is None:
-            self.send(wire.Segment(self.source, self.target, syn.sport, self.port, answer.ack,
-                                   flags="R"))  # fmt: skip
+            self.send(
+                wire.Segment(self.source, self.target, syn.sport, self.port, answer.ack, flags="R")
+            )
             raise ProbeSetupError(
                 f"the SYN/ACK from {self.target} port {self.port} carries no MP_CAPABLE: the path "
                 "strips it or the target does not do MPTCP (see the mp_capable probe)"
@@ -196,11 +227,21 @@ class Session:
             if kind == 8 and len(value) == 8:
                 ts_recent = int.from_bytes(value[:4], "big")
         conn = Connection(
-            self, syn.sport, syn.seq, answer.seq, self.rng.randrange(1, 1 << 64), mpc.sender_key,
-            checksums or mpc.checksum_required, ts_recent,
-        )  # fmt: skip
-        third = MpCapable(version=1, checksum_required=checksums, sender_key=conn.local_key,
-                          receiver_key=conn.remote_key)  # fmt: skip
+            self,
+            syn.sport,
+            syn.seq,
+            answer.seq,
+            self.rng.randrange(1, 1 << 64),
+            mpc.sender_key,
+            checksums or mpc.checksum_required,
+            ts_recent,
+        )
+        third = MpCapable(
+            version=1,
+            checksum_required=checksums,
+            sender_key=conn.local_key,
+            receiver_key=conn.remote_key,
+        )
         ack = conn.segment(third)
         self.send(ack)
         self.connections.append(conn)

@@ -16,17 +16,7 @@ from mbtest.errors import MbtestError
 from mbtest.mptcp.options import MptcpOption, encode
 from mbtest.packet.edit import TcpPacket
 from mbtest.packet.headers import TcpSegment
-
-FLAG_BITS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, "U": 0x20, "E": 0x40,
-             "C": 0x80}  # fmt: skip
-
-
-def flag_bits(flags: str) -> int:
-    try:
-        return sum(FLAG_BITS[c] for c in set(flags))
-    except KeyError:
-        raise MbtestError(f"TCP flags {flags!r}: use the letters {''.join(FLAG_BITS)}") from None
-
+from mbtest.packet.names import flag_bits
 
 # --- plain TCP options (kind, value) ------------------------------------------------------
 
@@ -136,8 +126,19 @@ def packet(seg: Segment, ttl: int, ip_id: int, key: int) -> bytes:
     )
     src, dst = ipaddress.ip_address(seg.src), ipaddress.ip_address(seg.dst)
     if src.version == 4:
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), ip_id & 0xFFFF, 0x4000, ttl,
-                         6, 0, src.packed, dst.packed)  # fmt: skip
+        ip = struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(tcp),
+            ip_id & 0xFFFF,
+            0x4000,
+            ttl,
+            6,
+            0,
+            src.packed,
+            dst.packed,
+        )
     else:
         first = (6 << 28) | (ip_id & 0xFFFFF)
         ip = struct.pack("!IHBB16s16s", first, len(tcp), 6, ttl, src.packed, dst.packed)

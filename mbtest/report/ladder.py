@@ -66,8 +66,10 @@ def ladder_svg(client_timeline: dict[str, Any], server_timeline: dict[str, Any])
         text = f'<text x="{(x1 + x2) / 2}" y="{y - 4}" text-anchor="middle"'
         parts.append(f'{text} class="label {style}">{escape(label)}</text>')
     if len(events) > MAX_ROWS:
-        parts.append(f'<text x="{WIDTH / 2}" y="{height - 4}" text-anchor="middle" class="more">'
-                     f"{len(events) - MAX_ROWS} more packets not drawn</text>")  # fmt: skip
+        parts.append(
+            f'<text x="{WIDTH / 2}" y="{height - 4}" text-anchor="middle" class="more">'
+            f"{len(events) - MAX_ROWS} more packets not drawn</text>"
+        )
     marker = '<marker id="head" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
     parts.insert(1, f'<defs>{marker}<path d="M0,0 L8,4 L0,8 z" class="head"/></marker></defs>')
     parts.append("</svg>")

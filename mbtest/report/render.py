@@ -20,7 +20,7 @@ from mbtest.errors import MbtestError
 from mbtest.report.ladder import ladder_svg
 
 VERDICTS = ("as-expected", "deviates", "inconclusive", "error")
-TEMPLATE = os.path.join(os.path.dirname(__file__), "report.html.j2")
+TEMPLATE = "report.html.j2"  # in mbtest/report/templates/, shipped as package data
 
 
 PROBE_SCHEMA = "mbtest.probe/1"
@@ -89,12 +89,15 @@ def _cell_view(base: str, cell: dict[str, Any], out_dir: str) -> dict[str, Any]:
             with open(path) as f:
                 log += [json.loads(line) for _, line in zip(range(30), f, strict=False)]
     pcaps = [os.path.relpath(os.path.join(cell_dir, p), out_dir) for p in cell.get("captures", [])]
-    behaviour = ", ".join(scenario.get("middleboxes", {}).values()) or "none"
+    spec = ", ".join(scenario.get("middleboxes", {}).values()) or "none"
+    names = scenario.get("behaviours") or sorted(
+        {s.split(":")[0] for s in scenario.get("middleboxes", {}).values()}
+    )
     return {
         "id": f"cell-{cell.get('dir') or scenario['name']}",
         "name": scenario["name"],
-        "behaviour": behaviour.split(":")[0],
-        "spec": behaviour,
+        "behaviour": ", ".join(names) or "none",
+        "spec": spec,
         "variant": _variant(scenario),
         "verdict": cell["verdict"],
         "why": cell.get("why", []),
@@ -109,12 +112,6 @@ def _cell_view(base: str, cell: dict[str, Any], out_dir: str) -> dict[str, Any]:
         "sockets": run.get("sockets", {}),
         "seconds": cell.get("seconds"),
     }
-
-
-def _variant(scenario: dict[str, Any]) -> str:
-    """The grid column: topology and checksums (the slot names the placement)."""
-    csum = "on" if scenario.get("checksums") else "off"
-    return f"{scenario['topology']} · checksums {csum}"
 
 
 def _variant(scenario: dict[str, Any]) -> str:
@@ -180,22 +177,52 @@ def render(paths: list[str], out_file: str, meta: dict[str, Any] | None = None) 
         overall = "as-expected"
     if probe_docs and not meta:
         first = probe_docs[0]
-        meta = {"command": first.get("command"), "started_text": first.get("started"),
-                "started": True, "seconds": first.get("seconds")}  # fmt: skip
+        meta = {
+            "command": first.get("command"),
+            "started_text": first.get("started"),
+            "started": True,
+            "seconds": first.get("seconds"),
+        }
     behaviours = list(dict.fromkeys(c["behaviour"] for c in cells))
     variants = list(dict.fromkeys(c["variant"] for c in cells))
     grid: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for c in cells:
         grid.setdefault((c["behaviour"], c["variant"]), []).append(c)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.dirname(TEMPLATE)),
-                             autoescape=True)  # fmt: skip
-    html = env.get_template(os.path.basename(TEMPLATE)).render(
-        cells=cells, counts={v: counts.get(v, 0) for v in VERDICTS}, overall=overall,
-        behaviours=behaviours, variants=variants, grid=grid, verdicts=VERDICTS,
-        meta=meta or {}, environment=environment(), probe_docs=probe_docs,
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("mbtest.report", "templates"), autoescape=True
+    )
+    html = env.get_template(TEMPLATE).render(
+        cells=cells,
+        counts={v: counts.get(v, 0) for v in VERDICTS},
+        overall=overall,
+        behaviours=behaviours,
+        variants=variants,
+        grid=grid,
+        verdicts=VERDICTS,
+        meta=meta or {},
+        environment=environment(),
+        probe_docs=probe_docs,
         probe_counts={"probes": len(probes), "changed": changed},
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-    )  # fmt: skip
+    )
     with open(out_file, "w") as f:
         f.write(html)
     return out_file
+
+
+def render_results(paths: list[str], out_file: str | None = None) -> str:
+    """The report of results files, with the run's own description (matrix.json) when it is
+    beside the first one; written beside the first results unless ``out_file`` says where."""
+    first = paths[0] if os.path.isdir(paths[0]) else os.path.dirname(os.path.abspath(paths[0]))
+    meta_path = os.path.join(first, "matrix.json")
+    meta: dict[str, Any] = {}
+    if os.path.exists(meta_path):
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+        except (OSError, ValueError) as e:
+            raise MbtestError(f"{meta_path} cannot be read: {e}") from None
+        meta["started_text"] = datetime.fromtimestamp(meta.get("started", 0)).strftime(
+            "%Y-%m-%d %H:%M:%S"
+        )
+    return render(paths, out_file or os.path.join(first, "report.html"), meta)

@@ -1,1 +1,1 @@
-"""Network-namespace testbeds: namespaces, links, addresses, routes, cleanup."""
+"""Network-namespace testbeds: topology files, the builder, and the testbeds recorded as up."""

@@ -1,28 +1,26 @@
 """Build a topology as network namespaces, and own everything built until it is torn down.
 
 ``with Testbed(topology) as bed:`` builds and always tears down: on success, on an
-exception, on Ctrl-C and (since the CLI turns SIGTERM into an exception) on SIGTERM. What a
-SIGKILL leaves is recorded in a state file that ``mbtest cleanup`` reads.
+exception, on Ctrl-C and (since the CLI turns SIGTERM into an exception) on SIGTERM. Its
+owner record names each namespace before it is created, so what a SIGKILL leaves is found
+by ``mbtest cleanup``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 
 from mbtest.endpoints import pm
 from mbtest.errors import EnvironmentProblem, MbtestError
-from mbtest.middlebox import catalog
-from mbtest.middlebox.base import Behaviour
+from mbtest.host import links, netns, owners
+from mbtest.host.netfilter import RuleOwner
 from mbtest.middlebox.process import MiddleboxProcess
-from mbtest.netfilter import RuleOwner
-from mbtest.testbed import links, netns
+from mbtest.middlebox.spec import MiddleboxSpec
 from mbtest.testbed.topology import Topology
-
-STATE_DIR = "/run/mbtest"
 
 FORWARDER_SYSCTLS = {
     "net.ipv4.ip_forward": "1",
@@ -57,16 +55,22 @@ def check_mptcp() -> None:
 @dataclass
 class Testbed:
     topology: Topology
-    run_id: str = field(default_factory=netns.new_run_id)
+    run_id: str = field(default_factory=owners.new_run_id)
     ip_version: int = 4  # which MPTCP endpoints of the file are installed
     checksums: bool | None = None  # None: the kernel's default
     persistent: bool = False  # topo up: keep it when the with-block ends
-    middleboxes: dict[str, str] = field(default_factory=dict)  # slot -> behaviour spec
+    middleboxes: dict[str, MiddleboxSpec | str] = field(default_factory=dict)  # slot -> spec
     log_dir: str | None = None  # where middleboxes write their ground-truth logs
     wire_segments: bool = True  # no TSO/GSO/GRO: everything sees MTU-sized packets
     processes: dict[str, MiddleboxProcess] = field(default_factory=dict)
     namespaces: dict[str, str] = field(default_factory=dict)  # node -> namespace
     build_seconds: float = 0.0
+    owner: owners.Owner | None = None
+
+    def __post_init__(self) -> None:
+        self.middleboxes = {
+            slot: MiddleboxSpec.parse(spec) for slot, spec in self.middleboxes.items()
+        }
 
     def ns(self, node: str) -> str:
         return self.namespaces[node]
@@ -78,10 +82,6 @@ class Testbed:
     @property
     def server_ns(self) -> str:
         return self.ns(self.topology.server.name)
-
-    @property
-    def state_path(self) -> str:
-        return os.path.join(STATE_DIR, f"{self.run_id}.json")
 
     def __enter__(self) -> Testbed:
         try:
@@ -99,12 +99,16 @@ class Testbed:
         check_mptcp()
         start = time.monotonic()
         topo = self.topology
-        self._write_state()
+        self.owner = owners.Owner(
+            self.run_id, "testbed", persistent=self.persistent, about=self._about()
+        )
+        for node in topo.nodes.values():  # every name is recorded before it exists
+            self.owner.namespaces[node.name] = netns.ns_name(self.run_id, node.name)
+        self.owner.save()
         for node in topo.nodes.values():
             name = netns.ns_name(self.run_id, node.name)
             netns.create(name)
             self.namespaces[node.name] = name
-            self._write_state()
             sysctls = dict(COMMON_SYSCTLS)
             if node.forwards:
                 sysctls.update(FORWARDER_SYSCTLS)
@@ -167,10 +171,24 @@ class Testbed:
                     sides["client" if there.node == previous else "server"] = here.ifname
         return sides
 
-    def start_middleboxes(self) -> None:
-        chosen = {n.name: n.middlebox for n in self.topology.slots if n.middlebox}
+    def _about(self) -> dict:
+        return {
+            "topology": self.topology.name,
+            "params": self.topology.params,
+            "ip_version": self.ip_version,
+            "middleboxes": {slot: spec.text for slot, spec in self.chosen().items()},
+        }
+
+    def chosen(self) -> dict[str, MiddleboxSpec]:
+        """The middlebox of each slot: the topology file's, overridden by the run's."""
+        chosen = {
+            n.name: MiddleboxSpec.parse(n.middlebox) for n in self.topology.slots if n.middlebox
+        }
         chosen.update(self.middleboxes)
-        for slot, spec in chosen.items():
+        return chosen
+
+    def start_middleboxes(self) -> None:
+        for slot, spec in self.chosen().items():
             if slot in self.processes:
                 continue  # already running
             if slot not in self.topology.nodes or self.topology.nodes[slot].role != "slot":
@@ -178,17 +196,14 @@ class Testbed:
                 raise MbtestError(
                     f"{slot} is not a middlebox slot of {self.topology.name} (slots: {slots})"
                 )
-            behaviour = spec if isinstance(spec, Behaviour) else catalog.build(spec)
-            log_dir = self.log_dir or os.path.join(STATE_DIR, self.run_id)
+            log_dir = self.log_dir or self.owner.state_folder()
             os.makedirs(log_dir, exist_ok=True)
             log = os.path.join(log_dir, f"middlebox-{slot}.jsonl")
-            process = MiddleboxProcess(
-                self.ns(slot), slot, behaviour, 0, log, self.slot_sides(slot)
-            )
+            process = MiddleboxProcess(self.ns(slot), slot, spec, 0, log, self.slot_sides(slot))
             self.processes[slot] = process
             process.start()
 
-    def replace_middlebox(self, slot: str, spec: str | Behaviour | None) -> None:
+    def replace_middlebox(self, slot: str, spec: str | MiddleboxSpec | None) -> None:
         """Stop the slot's middlebox and start another one (None: leave the slot empty)."""
         if slot in self.processes:
             self.processes.pop(slot).stop()
@@ -197,7 +212,7 @@ class Testbed:
             if node.name == slot:
                 node.middlebox = None
         if spec is not None:
-            self.middleboxes[slot] = spec
+            self.middleboxes[slot] = MiddleboxSpec.parse(spec)
             self.start_middleboxes()
 
     def stop_middleboxes(self) -> None:
@@ -225,35 +240,27 @@ class Testbed:
             for leftover in links.root_links(prefix):
                 links.delete_root_link(leftover)
         self.namespaces.clear()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.state_path)
+        if self.owner is not None:
+            for folder in self.owner.folders:
+                shutil.rmtree(folder, ignore_errors=True)
+            if not errors:
+                self.owner.forget()
         if errors:
             raise MbtestError("teardown could not remove " + "; ".join(errors))
-
-    def _write_state(self) -> None:
-        os.makedirs(STATE_DIR, exist_ok=True)
-        state = {
-            "run_id": self.run_id,
-            "topology": self.topology.name,
-            "params": self.topology.params,
-            "ip_version": self.ip_version,
-            "namespaces": self.namespaces,
-            "pid": os.getpid(),
-            "created": time.time(),
-        }
-        with open(self.state_path + ".tmp", "w") as f:
-            json.dump(state, f)
-        os.replace(self.state_path + ".tmp", self.state_path)
 
 
 SILENCE_RULES = (
     ("iptables", ["-A", "OUTPUT", "-p", "icmp", "--icmp-type", "time-exceeded", "-j", "DROP"]),
-    ("iptables", ["-A", "OUTPUT", "-p", "icmp", "--icmp-type", "destination-unreachable",
-                  "-j", "DROP"]),
+    (
+        "iptables",
+        ["-A", "OUTPUT", "-p", "icmp", "--icmp-type", "destination-unreachable", "-j", "DROP"],
+    ),
     ("ip6tables", ["-A", "OUTPUT", "-p", "icmpv6", "--icmpv6-type", "time-exceeded", "-j", "DROP"]),
-    ("ip6tables", ["-A", "OUTPUT", "-p", "icmpv6", "--icmpv6-type", "destination-unreachable",
-                   "-j", "DROP"]),
-)  # fmt: skip
+    (
+        "ip6tables",
+        ["-A", "OUTPUT", "-p", "icmpv6", "--icmpv6-type", "destination-unreachable", "-j", "DROP"],
+    ),
+)
 
 
 def silence_icmp_errors(ns: str) -> None:
@@ -266,34 +273,3 @@ def silence_icmp_errors(ns: str) -> None:
             owner.add(tool, args)
 
     netns.call_in(ns, install)
-
-
-def running() -> list[dict]:
-    """State of every testbed recorded on this machine (from topo up or a live run)."""
-    out = []
-    with contextlib.suppress(FileNotFoundError):
-        for entry in sorted(os.listdir(STATE_DIR)):
-            if entry.endswith(".json"):
-                with (
-                    contextlib.suppress(OSError, ValueError),
-                    open(os.path.join(STATE_DIR, entry)) as f,
-                ):
-                    out.append(json.load(f))
-    return out
-
-
-def tear_down_recorded(run_id: str) -> list[str]:
-    """Remove a testbed recorded in a state file (topo down); returns what was removed."""
-    path = os.path.join(STATE_DIR, f"{run_id}.json")
-    try:
-        with open(path) as f:
-            state = json.load(f)
-    except FileNotFoundError:
-        raise MbtestError(f"no testbed with run id {run_id} (see mbtest topo ls)") from None
-    removed = []
-    for name in state.get("namespaces", {}).values():
-        if netns.exists(name):
-            netns.remove(name)
-            removed.append(name)
-    os.unlink(path)
-    return removed

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mbtest import named
 from mbtest.errors import MbtestError
+from mbtest.host import datafiles
 
 ROLES = ("client", "server", "router", "slot", "backend")  # backend: another server behind a slot
 ENDPOINT_FLAGS = ("signal", "subflow", "backup", "fullmesh")
 NODE_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 IFNAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
-TOPOLOGY_DIR = Path(__file__).resolve().parent.parent.parent / "topologies"
+TOPOLOGY_DIR = datafiles.shipped("topologies")
 
 
 class TopologyError(MbtestError):
@@ -182,11 +182,11 @@ class Topology:
 
 def find(name_or_path: str) -> Path:
     """A topology by name (topologies/NAME.toml) or by path."""
-    return named.find(name_or_path, TOPOLOGY_DIR, ".toml", "topology", TopologyError)
+    return datafiles.find(name_or_path, TOPOLOGY_DIR, ".toml", "topology", TopologyError)
 
 
 def available() -> list[str]:
-    return named.available(TOPOLOGY_DIR, ".toml")
+    return datafiles.available(TOPOLOGY_DIR, ".toml")
 
 
 def load(name_or_path: str, params: dict[str, Any] | None = None) -> Topology:

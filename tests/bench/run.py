@@ -82,8 +82,8 @@ def bench_decode(packets: int = 100_000) -> dict[str, float]:
 
 def goodput(spec: str | None, size: int = 50_000_000) -> float:
     """Mbit/s of one 50 MB MPTCP transfer across single-path, with spec in the slot."""
+    from mbtest.experiment.run import RunConfig, run_traffic
     from mbtest.testbed import builder, topology
-    from mbtest.testbed.run import RunConfig, run_traffic
 
     config = RunConfig(c2s_bytes=size, s2c_bytes=0, capture=False, deadline=300, stall_timeout=20)
     middleboxes = {"slot": spec} if spec else {}
@@ -140,8 +140,9 @@ def bench_probe(repeats: int = 3) -> dict[str, float]:
     import socket
     import statistics
 
+    from mbtest.host import netns
     from mbtest.probe.run import ProbeOptions, run
-    from mbtest.testbed import builder, netns, topology
+    from mbtest.testbed import builder, topology
 
     topo = topology.load("long-path", {"silent_at": 2})
     target = topo.addresses("server", 4)[0]
@@ -158,8 +159,13 @@ def bench_probe(repeats: int = 3) -> dict[str, float]:
         walls: dict[str, list[float]] = {"parallel": [], "serial": []}
         for _ in range(repeats):
             for mode in walls:
-                options = ProbeOptions(probes=("mp_capable",), resolve_names=False, timeout=1.0,
-                                       tries=3, serial=mode == "serial")  # fmt: skip
+                options = ProbeOptions(
+                    probes=("mp_capable",),
+                    resolve_names=False,
+                    timeout=1.0,
+                    tries=3,
+                    serial=mode == "serial",
+                )
                 doc = netns.call_in(bed.client_ns, run, target, options, timeout=300)
                 result = doc["probes"][0]
                 assert result["destination"]["ttl"] == 10, result["destination"]
@@ -179,9 +185,9 @@ def bench_matrix() -> dict[str, float]:
     (a cell's time outside its traffic: build, captures, teardown, classification)."""
     import statistics
 
-    from mbtest import matrix
+    from mbtest.experiment import grid, matrix
 
-    cells = matrix.default_grid()
+    cells = grid.default_grid()
     figures: dict[str, float] = {"matrix_cells": len(cells)}
     for jobs in (1, 2):
         with tempfile.TemporaryDirectory() as tmp:

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from mbtest.testbed import netns
+from mbtest.host import netns
 
 
 def pytest_collection_modifyitems(items):

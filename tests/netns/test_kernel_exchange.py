@@ -5,7 +5,7 @@ import collections
 
 import pytest
 
-from mbtest.endpoints.exchange import run_exchange
+from mbtest.experiment.exchange import run_exchange
 from mbtest.observe.decode import decode_capture
 from mbtest.observe.verify import verify
 from tests.tshark import compare

@@ -6,18 +6,20 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from mbtest.testbed import builder, netns
+from mbtest.host import netns
+from mbtest.testbed import recorded, topology
 
 
 def start(*args, tmp_path):
     return subprocess.Popen(
         [sys.executable, "-m", "mbtest.cli", *args, "-o", str(tmp_path / "out")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_testbed(before: set[str], proc, timeout=30.0) -> set[str]:
@@ -35,8 +37,10 @@ def wait_for_testbed(before: set[str], proc, timeout=30.0) -> set[str]:
 LONG_RUN = ("topo", "run", "single-path", "--bytes", "200000000000", "--deadline", "300")
 
 
-@pytest.mark.parametrize("sig,code,message", [(signal.SIGTERM, 143, "terminated by SIGTERM"),
-                                              (signal.SIGINT, 130, "interrupted")])  # fmt: skip
+@pytest.mark.parametrize(
+    "sig,code,message",
+    [(signal.SIGTERM, 143, "terminated by SIGTERM"), (signal.SIGINT, 130, "interrupted")],
+)
 def test_a_signal_mid_transfer_tears_everything_down(tmp_path, sig, code, message):
     before = set(netns.listed())
     proc = start(*LONG_RUN, tmp_path=tmp_path)
@@ -47,7 +51,7 @@ def test_a_signal_mid_transfer_tears_everything_down(tmp_path, sig, code, messag
     assert proc.returncode == code
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not mine & set(netns.listed())
-    assert not [s for s in builder.running() if set(s["namespaces"].values()) & mine]
+    assert not [b for b in recorded.up() if set(b.namespaces.values()) & mine]
     leftover = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
     assert leftover == ""
 
@@ -97,8 +101,12 @@ def test_mptcp_disabled_is_one_clear_line_and_leaves_nothing(tmp_path):
     try:
         with open(path, "w") as f:
             f.write("0")
-        run = subprocess.run([sys.executable, "-m", "mbtest.cli", "topo", "run", "single-path"],
-                             capture_output=True, text=True, timeout=60)  # fmt: skip
+        run = subprocess.run(
+            [sys.executable, "-m", "mbtest.cli", "topo", "run", "single-path"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         with open(path, "w") as f:
             f.write(saved)
@@ -112,7 +120,7 @@ def test_mptcp_disabled_is_one_clear_line_and_leaves_nothing(tmp_path):
 
 def test_mptcp_disabled_in_a_node_is_one_clear_line(tmp_path):
     topo = tmp_path / "off.toml"
-    original = Path("topologies/single-path.toml").read_text()
+    original = topology.TOPOLOGY_DIR.joinpath("single-path.toml").read_text()
     off = 'role = "client"\nsysctls = { "net.mptcp.enabled" = 0 }\n'
     text = original.replace('role = "client"\n', off, 1)
     topo.write_text(text)
@@ -145,7 +153,11 @@ def test_not_root_is_one_clear_line(monkeypatch, capsys):
 def test_a_malformed_topology_file_is_one_clear_line(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[[nodes]]\nname = 'client'\nrole = 'client'\n")
-    run = subprocess.run([sys.executable, "-m", "mbtest.cli", "topo", "up", str(bad)],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "mbtest.cli", "topo", "up", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 2
     assert run.stderr == "mbtest: bad.toml: needs exactly one server node, found 0\n"

@@ -3,59 +3,106 @@ declared change and nothing else, the ground-truth log matches that diff, and th
 see what the behaviour implies."""
 
 import json
-from pathlib import Path
 
 import pytest
 
+from mbtest.experiment.run import RunConfig, run_traffic
 from mbtest.observe import slotdiff
 from mbtest.testbed import builder, topology
-from mbtest.testbed.run import RunConfig, run_traffic
 
 SP = "single-path"
 CASES = [
     # topology, slot, spec, kinds the slot diff must show (exactly), counters that must move
     (SP, "slot", "pass", set(), {"server": ["MPCapableACKRX"]}),
     (SP, "slot", "ips-alert", set(), {"server": ["MPCapableACKRX"]}),
-    (SP, "slot", "strip-option:segments=syn,mode=nop", {"tcp.options"},
-     {"client": ["MPCapableFallbackSYNACK"]}),
-    (SP, "slot", "strip-option:segments=syn,mode=remove", {"tcp.options"},
-     {"client": ["MPCapableFallbackSYNACK"]}),
-    (SP, "slot", "strip-option:segments=syn,mode=eol", {"tcp.options"},
-     {"client": ["MPCapableFallbackSYNACK"]}),
-    (SP, "slot", "strip-option:subtypes=DSS,segments=data,mode=remove", {"tcp.options"},
-     {"client": ["DssFallback"]}),
+    (
+        SP,
+        "slot",
+        "strip-option:segments=syn,mode=nop",
+        {"tcp.options"},
+        {"client": ["MPCapableFallbackSYNACK"]},
+    ),
+    (
+        SP,
+        "slot",
+        "strip-option:segments=syn,mode=remove",
+        {"tcp.options"},
+        {"client": ["MPCapableFallbackSYNACK"]},
+    ),
+    (
+        SP,
+        "slot",
+        "strip-option:segments=syn,mode=eol",
+        {"tcp.options"},
+        {"client": ["MPCapableFallbackSYNACK"]},
+    ),
+    (
+        SP,
+        "slot",
+        "strip-option:subtypes=DSS,segments=data,mode=remove",
+        {"tcp.options"},
+        {"client": ["DssFallback"]},
+    ),
     (SP, "slot", "drop-option:segments=syn", {"dropped"}, {"client": ["MPCapableSYNTX"]}),
     ("dual-path", "slotb", "rst-join", {"dropped", "injected"}, {"client": ["MPJoinSynTx"]}),
-    (SP, "slot", "mangle-option:field=MP_CAPABLE.checksum_required,value=0,"
-     "segments=synack",
-     {"tcp.options"}, {"server": ["MPCapableACKRX"]}),
-    (SP, "slot", "payload-flip:segment=20", {"payload"},
-     {"server": ["DataCsumErr", "MPFailTx"], "client": ["MPFailRx", "InfiniteMapTx"]}),
-    (SP, "slot", "kernel-optstrip:segments=syn", {"tcp.options"},
-     {"client": ["MPCapableFallbackSYNACK"]}),
+    (
+        SP,
+        "slot",
+        "mangle-option:field=MP_CAPABLE.checksum_required,value=0,segments=synack",
+        {"tcp.options"},
+        {"server": ["MPCapableACKRX"]},
+    ),
+    (
+        SP,
+        "slot",
+        "payload-flip:segment=20",
+        {"payload"},
+        {"server": ["DataCsumErr", "MPFailTx"], "client": ["MPFailRx", "InfiniteMapTx"]},
+    ),
+    (
+        SP,
+        "slot",
+        "kernel-optstrip:segments=syn",
+        {"tcp.options"},
+        {"client": ["MPCapableFallbackSYNACK"]},
+    ),
     (SP, "slot", "nat", {"source", "destination"}, {"server": ["MPCapableACKRX"]}),
     (SP, "slot", "syn-proxy", None, {"client": ["MPCapableFallbackSYNACK"]}),
-    (SP, "slot", "seq-rewrite:delta=12345", {"tcp.seq", "tcp.ack"},
-     {"server": ["MPCapableACKRX"]}),
+    (SP, "slot", "seq-rewrite:delta=12345", {"tcp.seq", "tcp.ack"}, {"server": ["MPCapableACKRX"]}),
     (SP, "slot", "window-shrink:divisor=4", {"tcp.window"}, {"server": ["MPCapableACKRX"]}),
     (SP, "slot", "ipid-rewrite", {"ip.id"}, {"server": ["MPCapableACKRX"]}),
     (SP, "slot", "mss-clamp:value=1000", {"tcp.options"}, {"server": ["MPCapableACKRX"]}),
-]  # fmt: skip
+]
 
 
 # The userspace behaviours again over IPv6 (ipid-rewrite has no IPv4 ID to rewrite there).
-USERSPACE_V6 = {"pass", "ips-alert", "strip-option", "drop-option", "rst-join", "mangle-option",
-                "payload-flip", "seq-rewrite", "window-shrink"}  # fmt: skip
+USERSPACE_V6 = {
+    "pass",
+    "ips-alert",
+    "strip-option",
+    "drop-option",
+    "rst-join",
+    "mangle-option",
+    "payload-flip",
+    "seq-rewrite",
+    "window-shrink",
+}
 CASES_V6 = [c for c in CASES if c[2].split(":")[0] in USERSPACE_V6]
 ALL_CASES = [(*c, 4) for c in CASES] + [(*c, 6) for c in CASES_V6]
 
 
-@pytest.mark.parametrize("name,slot,spec,kinds,moved,ip_version", ALL_CASES,
-                         ids=[f"{c[2]}-v{c[5]}" for c in ALL_CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,slot,spec,kinds,moved,ip_version", ALL_CASES, ids=[f"{c[2]}-v{c[5]}" for c in ALL_CASES]
+)
 def test_behaviour_does_exactly_what_it_logs(tmp_path, name, slot, spec, kinds, moved, ip_version):
     topo = topology.load(name)
-    config = RunConfig(c2s_bytes=200_000, s2c_bytes=200_000, connect_timeout=15, stall_timeout=5,
-                       ip_version=ip_version)  # fmt: skip
+    config = RunConfig(
+        c2s_bytes=200_000,
+        s2c_bytes=200_000,
+        connect_timeout=15,
+        stall_timeout=5,
+        ip_version=ip_version,
+    )
     with builder.Testbed(
         topo, middleboxes={slot: spec}, log_dir=str(tmp_path), checksums=True, ip_version=ip_version
     ) as bed:
@@ -107,11 +154,21 @@ def test_a_middlebox_that_cannot_start_is_named_and_nothing_is_left(tmp_path):
     import subprocess
     import sys
 
-    from mbtest.testbed import netns
+    from mbtest.host import netns
 
     before = set(netns.listed())
-    argv = [sys.executable, "-m", "mbtest.cli", "topo", "run", "single-path", "-o", str(tmp_path),
-            "--middlebox", "slot=nat:to=nowhere.example"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "mbtest.cli",
+        "topo",
+        "run",
+        "single-path",
+        "-o",
+        str(tmp_path),
+        "--middlebox",
+        "slot=nat:to=nowhere.example",
+    ]
     run = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and run.stderr.count("\n") == 1
     assert run.stderr.startswith(
@@ -131,8 +188,9 @@ def test_a_middlebox_that_dies_mid_run_is_reported_as_crashed(tmp_path):
 
 
 def reshaped(tmp_path, spec, topo=SP, checksums=False, **config):
-    with builder.Testbed(topology.load(topo), middleboxes={"slot": spec}, log_dir=str(tmp_path),
-                         checksums=checksums) as bed:  # fmt: skip
+    with builder.Testbed(
+        topology.load(topo), middleboxes={"slot": spec}, log_dir=str(tmp_path), checksums=checksums
+    ) as bed:
         sides = bed.slot_sides("slot")
         config = {"c2s_bytes": 200_000, "s2c_bytes": 200_000, **config}
         doc = run_traffic(bed, RunConfig(**config), str(tmp_path))
@@ -165,7 +223,7 @@ def test_split_doubles_the_segments_and_mptcp_carries_on(tmp_path):
 def test_coalesce_merges_segments_where_the_mtu_allows(tmp_path):
     jumbo = tmp_path / "jumbo.toml"
     text = (
-        Path("topologies/single-path.toml")
+        topology.TOPOLOGY_DIR.joinpath("single-path.toml")
         .read_text()
         .replace('name = "single-path"', 'name = "jumbo"')
     )
@@ -226,7 +284,7 @@ def test_every_packet_behaviours_run_on_the_native_fast_path(tmp_path, spec, mon
     fast path's match key for key and value for value."""
     import os
 
-    from mbtest.middlebox.engine import NATIVE
+    from mbtest.middlebox.native import NATIVE
 
     if not os.access(NATIVE, os.X_OK):
         if os.environ.get("CI"):
@@ -248,8 +306,18 @@ def test_every_packet_behaviours_run_on_the_native_fast_path(tmp_path, spec, mon
         assert stats["engine"] == engine and stats["packets"] > 200
         lines = (out / "middlebox-slot.jsonl").read_text().splitlines()
         entries = [json.loads(line) for line in lines]
-        keys = ["t", "behaviour", "flow", "direction", "packet", "seq", "flags", "field",
-                "before", "after"]  # fmt: skip
+        keys = [
+            "t",
+            "behaviour",
+            "flow",
+            "direction",
+            "packet",
+            "seq",
+            "flags",
+            "field",
+            "before",
+            "after",
+        ]
         assert all(list(e) == keys for e in entries)
         for e in entries:
             assert bytes.fromhex(e["after"]) == bytes(b ^ 0xFF for b in bytes.fromhex(e["before"]))

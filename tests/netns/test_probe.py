@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from mbtest.probe import guard
+from mbtest.host import cleanup, netns, owners
 from mbtest.probe.result import SCHEMA
 from mbtest.probe.run import ProbeOptions, run
-from mbtest.testbed import builder, netns, topology
+from mbtest.testbed import builder, topology
 
 SLOT_AT, SILENT_AT, PORT = 4, 2, 80
 IPPROTO_MPTCP = 262
@@ -83,8 +83,9 @@ def probe(bed, target, *names, **options):
 
 def test_clean_path_shows_no_change_and_a_silent_hop(path):
     bed, target, _version, _ = path
-    doc = probe(bed, target, "plain_syn", "mp_capable", "mp_capable_v0", "mp_join", "dss",
-                "add_addr")  # fmt: skip
+    doc = probe(
+        bed, target, "plain_syn", "mp_capable", "mp_capable_v0", "mp_join", "dss", "add_addr"
+    )
     assert doc["schema"] == SCHEMA
     routers = len(bed.topology.nodes) - 2
     for result in doc["probes"]:
@@ -166,9 +167,28 @@ def test_serial_mode_finds_the_same_path(path):
 def test_cli_from_a_testbed_node_writes_json_and_html_and_its_rules_are_gone(path, tmp_path):
     bed, target, version, _ = path
     html = tmp_path / "probe.html"
-    argv = [sys.executable, "-m", "mbtest.cli", "probe", target, "--from", "client", "--testbed",
-            bed.run_id, "--probe", "mp_capable", "--json", "-n", "--timeout", "1",
-            "--port", str(PORT), f"-{version}", "--html", str(html)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "mbtest.cli",
+        "probe",
+        target,
+        "--from",
+        "client",
+        "--testbed",
+        bed.run_id,
+        "--probe",
+        "mp_capable",
+        "--json",
+        "-n",
+        "--timeout",
+        "1",
+        "--port",
+        str(PORT),
+        f"-{version}",
+        "--html",
+        str(html),
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
@@ -176,23 +196,39 @@ def test_cli_from_a_testbed_node_writes_json_and_html_and_its_rules_are_gone(pat
     assert json.loads((tmp_path / "probe.json").read_text()) == doc
     assert 'id="probe-1-mp_capable"' in html.read_text()
     tool = "iptables" if version == 4 else "ip6tables"
-    rules = netns.call_in(bed.client_ns, subprocess.run, [tool, "-S", "OUTPUT"],
-                          capture_output=True, text=True)  # fmt: skip
+    rules = netns.call_in(
+        bed.client_ns, subprocess.run, [tool, "-S", "OUTPUT"], capture_output=True, text=True
+    )
     assert "mbtest-probe" not in rules.stdout
 
 
 def rules_in(bed, version):
     tool = "iptables" if version == 4 else "ip6tables"
-    done = netns.call_in(bed.client_ns, subprocess.run, [tool, "-S", "OUTPUT"],
-                         capture_output=True, text=True)  # fmt: skip
+    done = netns.call_in(
+        bed.client_ns, subprocess.run, [tool, "-S", "OUTPUT"], capture_output=True, text=True
+    )
     return [line for line in done.stdout.splitlines() if "mbtest-probe" in line]
 
 
 def test_sigterm_mid_probe_removes_the_rst_rule(path):
     bed, _target, version, _ = path
     silent_host = "10.200.9.99" if version == 4 else "fd00:200:9::99"
-    argv = [sys.executable, "-m", "mbtest.cli", "probe", silent_host, "--from", "client",
-            "--testbed", bed.run_id, "--probe", "dss", "--timeout", "5", "-n"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "mbtest.cli",
+        "probe",
+        silent_host,
+        "--from",
+        "client",
+        "--testbed",
+        bed.run_id,
+        "--probe",
+        "dss",
+        "--timeout",
+        "5",
+        "-n",
+    ]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(100):
@@ -214,16 +250,41 @@ def test_cleanup_removes_rules_whose_probe_was_killed(path):
     dead = subprocess.Popen(["true"])
     dead.wait()
     for pid in (dead.pid, os.getpid()):
-        rule = ["-I", "OUTPUT", "-p", "tcp", "-m", "comment", "--comment",
-                f"mbtest-probe-abc123-{pid}", "-j", "DROP"]  # fmt: skip
+        rule = [
+            "-I",
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "-m",
+            "comment",
+            "--comment",
+            f"mbtest-probe-abc123-{pid}",
+            "-j",
+            "DROP",
+        ]
         netns.call_in(bed.client_ns, subprocess.run, [tool, *rule], check=True)
-    removed = netns.call_in(bed.client_ns, guard.remove_orphans)
+    removed = netns.call_in(bed.client_ns, cleanup.remove_orphaned_rules)
     assert removed == [f"{tool} rule mbtest-probe-abc123-{dead.pid}"]
     left = rules_in(bed, version)
     assert len(left) == 1 and str(os.getpid()) in left[0]
-    netns.call_in(bed.client_ns, subprocess.run,
-                  [tool, "-D", "OUTPUT", "-p", "tcp", "-m", "comment", "--comment",
-                   f"mbtest-probe-abc123-{os.getpid()}", "-j", "DROP"], check=True)  # fmt: skip
+    netns.call_in(
+        bed.client_ns,
+        subprocess.run,
+        [
+            tool,
+            "-D",
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "-m",
+            "comment",
+            "--comment",
+            f"mbtest-probe-abc123-{os.getpid()}",
+            "-j",
+            "DROP",
+        ],
+        check=True,
+    )
 
 
 def test_every_probe_as_sent_decodes_the_same_in_tshark(path, tmp_path):
@@ -246,12 +307,25 @@ def test_every_probe_as_sent_decodes_the_same_in_tshark(path, tmp_path):
 
 
 def test_an_unreachable_network_is_one_clear_line():
-    name = netns.ns_name(netns.new_run_id(), "bare")
+    name = netns.ns_name(owners.new_run_id(), "bare")
     netns.create(name)  # only a loopback that is down: no route anywhere
     try:
-        proc = netns.popen(name, [sys.executable, "-m", "mbtest.cli", "probe", "192.0.2.1",
-                                  "--probe", "mp_capable", "-n"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        proc = netns.popen(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "mbtest.cli",
+                "probe",
+                "192.0.2.1",
+                "--probe",
+                "mp_capable",
+                "-n",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         _, err = proc.communicate(timeout=60)
     finally:
         netns.remove(name)
@@ -289,17 +363,36 @@ def test_a_users_own_probe_file_runs_like_the_built_in_ones(path, tmp_path):
 def test_topo_up_with_a_middlebox_then_probe_from_a_node_then_down():
     """The operator's workflow: a long path up with a middlebox, probes from its client."""
     cli = [sys.executable, "-m", "mbtest.cli"]
-    up = subprocess.run([*cli, "topo", "up", "long-path", "--middlebox",
-                         "slot4=strip-option:mode=remove"], capture_output=True, text=True,
-                        timeout=60)  # fmt: skip
+    up = subprocess.run(
+        [*cli, "topo", "up", "long-path", "--middlebox", "slot4=strip-option:mode=remove"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert up.returncode == 0, up.stderr
     run_id = up.stdout.split()[1]
     try:
         assert "middlebox strip-option:" in up.stdout
-        probe_run = subprocess.run([*cli, "probe", "10.200.9.2", "--from", "client", "--testbed",
-                                    run_id, "--probe", "mp_capable", "--json", "-n",
-                                    "--timeout", "1"],
-                                   capture_output=True, text=True, timeout=120)  # fmt: skip
+        probe_run = subprocess.run(
+            [
+                *cli,
+                "probe",
+                "10.200.9.2",
+                "--from",
+                "client",
+                "--testbed",
+                run_id,
+                "--probe",
+                "mp_capable",
+                "--json",
+                "-n",
+                "--timeout",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert probe_run.returncode == 0, probe_run.stderr
         result = json.loads(probe_run.stdout)["probes"][0]
         assert result["first_change"]["ttl"] == SLOT_AT + 1
@@ -307,7 +400,8 @@ def test_topo_up_with_a_middlebox_then_probe_from_a_node_then_down():
             "MP_CAPABLE removed, the TCP header shrank by 4 bytes"
         )
     finally:
-        down = subprocess.run([*cli, "topo", "down", run_id], capture_output=True, text=True,
-                              timeout=60)  # fmt: skip
+        down = subprocess.run(
+            [*cli, "topo", "down", run_id], capture_output=True, text=True, timeout=60
+        )
     assert down.returncode == 0, down.stderr
     assert not [n for n in netns.listed() if n.startswith(f"mbt-{run_id}")]

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from mbtest import matrix
-from mbtest.scenario.run import run_scenario
-from mbtest.testbed import netns
+from mbtest.experiment import grid
+from mbtest.experiment.cell import run_scenario
+from mbtest.host import netns
 
-GRID = {cell.name: cell for cell in matrix.default_grid()}
+GRID = {cell.name: cell for cell in grid.default_grid()}
 
 
 def run(name, tmp_path):
@@ -94,8 +94,18 @@ def test_matrix_command_writes_results_and_exit_status(tmp_path):
 
 def test_ctrl_c_stops_the_matrix_and_keeps_finished_results(tmp_path):
     before = set(netns.listed())
-    argv = [sys.executable, "-m", "mbtest.cli", "matrix", "--topology", "single-path", "-j", "1",
-            "-o", str(tmp_path)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "mbtest.cli",
+        "matrix",
+        "--topology",
+        "single-path",
+        "-j",
+        "1",
+        "-o",
+        str(tmp_path),
+    ]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(tmp_path.glob("*/cell.json"))) < 2:
@@ -109,10 +119,13 @@ def test_ctrl_c_stops_the_matrix_and_keeps_finished_results(tmp_path):
     assert set(netns.listed()) == before
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--middlebox", "frob"], "unknown middlebox behaviour 'frob'"),
-    (["--topology", "nowhere"], "no cell of the matrix matches these filters"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--middlebox", "frob"], "unknown middlebox behaviour 'frob'"),
+        (["--topology", "nowhere"], "no cell of the matrix matches these filters"),
+    ],
+)
 def test_matrix_bad_filters_are_one_line(args, message):
     run_ = subprocess.run(
         [sys.executable, "-m", "mbtest.cli", "matrix", *args], capture_output=True, text=True

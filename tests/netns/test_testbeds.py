@@ -2,8 +2,9 @@
 
 import pytest
 
-from mbtest.testbed import builder, netns, topology
-from mbtest.testbed.run import RunConfig, run_traffic
+from mbtest.experiment.run import RunConfig, run_traffic
+from mbtest.host import netns
+from mbtest.testbed import builder, topology
 
 FALLBACK = {
     "MPCapableFallbackACK",
@@ -87,8 +88,22 @@ def test_fallback_evidence_when_the_slot_strips_option_30(tmp_path):
 
     topo = topology.load("single-path")
     with builder.Testbed(topo) as bed:
-        strip = ["iptables", "-t", "mangle", "-A", "FORWARD", "-p", "tcp", "--tcp-flags",
-                 "SYN", "SYN", "-j", "TCPOPTSTRIP", "--strip-options", "30"]  # fmt: skip
+        strip = [
+            "iptables",
+            "-t",
+            "mangle",
+            "-A",
+            "FORWARD",
+            "-p",
+            "tcp",
+            "--tcp-flags",
+            "SYN",
+            "SYN",
+            "-j",
+            "TCPOPTSTRIP",
+            "--strip-options",
+            "30",
+        ]
         proc = netns.popen(bed.ns("slot"), strip, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         _, err = proc.communicate(timeout=10)
         assert proc.returncode == 0, err

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from mbtest.scenario import expect, facts
-from mbtest.scenario.run import _log
-from mbtest.scenario.spec import Scenario, ScenarioError, from_dict
+from mbtest.experiment.cell import _log
+from mbtest.experiment.scenario import Scenario, ScenarioError, from_dict
+from mbtest.verdict import expect, facts
 
 CELLS = Path(__file__).parent.parent / "data" / "cells"
 
@@ -84,8 +84,10 @@ def test_a_passive_middlebox_is_triggered_by_seeing_packets():
 
 def test_a_crashed_middlebox_is_an_error_and_missing_evidence_inconclusive():
     why = "middlebox pass in slot crashed: exit -9"
-    crashed = {"connect": {"ok": False, "error": "timeout"},
-               "middleboxes": {"slot": {"behaviour": "pass", "crashed": why}}}  # fmt: skip
+    crashed = {
+        "connect": {"ok": False, "error": "timeout"},
+        "middleboxes": {"slot": {"behaviour": "pass", "crashed": why}},
+    }
     decided = expect.verdict(
         expect.EXPECTATIONS["mptcp-unaffected"], facts.observe(crashed, []), True
     )

@@ -108,5 +108,6 @@ def test_probe_list_names_every_probe():
     run = mbtest("probe", "--list")
     assert run.returncode == 0
     names = [line.split()[0] for line in run.stdout.splitlines()]
-    assert names == sorted(["add_addr", "dss", "mp_capable", "mp_capable_v0", "mp_join",
-                            "plain_syn"])  # fmt: skip
+    assert names == sorted(
+        ["add_addr", "dss", "mp_capable", "mp_capable_v0", "mp_join", "plain_syn"]
+    )

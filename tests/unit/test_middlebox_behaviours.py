@@ -5,9 +5,9 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 
 from mbtest.errors import PacketError
-from mbtest.middlebox import catalog
 from mbtest.middlebox.flows import FlowTracker
 from mbtest.middlebox.params import MiddleboxError, parse_spec
+from mbtest.middlebox.spec import MiddleboxSpec
 from mbtest.mptcp.options import AddAddr, Dss, MpCapable, MpJoinSyn, decode
 from mbtest.mptcp.scapy_glue import from_scapy, scapy_options
 from mbtest.packet.edit import TcpPacket, option_spans, rewrite_options
@@ -24,14 +24,20 @@ def pkt(src, dst, flags, options=(), payload=b"", v6=False, seq=1000, ack=0):
         )
     else:
         ip = IP(src=src[0], dst=dst[0])
-    layer = TCP(sport=src[1], dport=dst[1], flags=flags, seq=seq, ack=ack,
-                options=scapy_options([("MSS", 1460), *options]))  # fmt: skip
+    layer = TCP(
+        sport=src[1],
+        dport=dst[1],
+        flags=flags,
+        seq=seq,
+        ack=ack,
+        options=scapy_options([("MSS", 1460), *options]),
+    )
     return bytes(ip / layer / payload)
 
 
 def run(spec, packets):
     """Feed packets through a behaviour; return (verdicts, outputs as TcpPacket or None)."""
-    behaviour = catalog.build(spec)
+    behaviour = MiddleboxSpec.parse(spec).build()
     tracker = FlowTracker()
     verdicts = []
     for data in packets:
@@ -125,19 +131,33 @@ def test_rst_join_drops_the_join_and_forges_a_valid_reset(v6):
 @pytest.mark.parametrize(
     "spec,packet,check",
     [
-        ("mangle-option:field=MP_CAPABLE.checksum_required,value=0", pkt(C, S, "S", [MPC]),
-         lambda o: o.checksum_required is False),
-        ("mangle-option:field=MP_CAPABLE.version,value=0,segments=synack",
-         pkt(S, C, "SA", [MpCapable(sender_key=9)]), lambda o: o.version == 0),
-        ("mangle-option:field=ADD_ADDR.address,value=10.9.9.9", pkt(S, C, "A", [AddAddr(hmac=3)]),
-         lambda o: str(o.address) == "10.9.9.9"),
-        ("mangle-option:field=MP_JOIN.token,value=0x1234", pkt(C, S, "S", [MpJoinSyn(token=5)]),
-         lambda o: o.token == 0x1234),
-        ("mangle-option:field=DSS.dsn,value=99",
-         pkt(C, S, "A", [Dss(dsn=5, subflow_seq=1, data_length=0)]),
-         lambda o: o.dsn == 99),
+        (
+            "mangle-option:field=MP_CAPABLE.checksum_required,value=0",
+            pkt(C, S, "S", [MPC]),
+            lambda o: o.checksum_required is False,
+        ),
+        (
+            "mangle-option:field=MP_CAPABLE.version,value=0,segments=synack",
+            pkt(S, C, "SA", [MpCapable(sender_key=9)]),
+            lambda o: o.version == 0,
+        ),
+        (
+            "mangle-option:field=ADD_ADDR.address,value=10.9.9.9",
+            pkt(S, C, "A", [AddAddr(hmac=3)]),
+            lambda o: str(o.address) == "10.9.9.9",
+        ),
+        (
+            "mangle-option:field=MP_JOIN.token,value=0x1234",
+            pkt(C, S, "S", [MpJoinSyn(token=5)]),
+            lambda o: o.token == 0x1234,
+        ),
+        (
+            "mangle-option:field=DSS.dsn,value=99",
+            pkt(C, S, "A", [Dss(dsn=5, subflow_seq=1, data_length=0)]),
+            lambda o: o.dsn == 99,
+        ),
     ],
-)  # fmt: skip
+)
 def test_mangle_option_rewrites_one_field(spec, packet, check):
     (verdict,) = run(spec, [packet])
     assert verdict.action == "modified"
@@ -201,15 +221,17 @@ def test_option_rewrites_on_raw_fields():
 )
 def test_bad_specifications_are_one_clear_sentence(spec, message):
     with pytest.raises(MiddleboxError) as info:
-        catalog.build(spec)
+        MiddleboxSpec.parse(spec).build()
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
 def test_spec_syntax_round_trips():
-    behaviour = catalog.build("strip-option:subtypes=DSS+MP_JOIN,mode=remove")
+    behaviour = MiddleboxSpec.parse("strip-option:subtypes=DSS+MP_JOIN,mode=remove").build()
     assert parse_spec(behaviour.spec)[1]["subtypes"] == "DSS+MP_JOIN"
-    assert catalog.build(behaviour.spec).params == behaviour.params
-    assert catalog.build({"behaviour": "strip-option", "subtypes": ["DSS"]}).subtypes == ("DSS",)
+    assert MiddleboxSpec.parse(behaviour.spec).build().params == behaviour.params
+    assert MiddleboxSpec.parse(
+        {"behaviour": "strip-option", "subtypes": ["DSS"]}
+    ).build().subtypes == ("DSS",)
 
 
 @pytest.mark.parametrize("start,size", [(0, 1), (1, 1), (3, 4), (6, 7), (1399, 1), (0, 1400)])
@@ -271,7 +293,7 @@ def test_split_cuts_a_segment_in_two_with_options_where_asked(kept, v6):
 
 
 def test_coalesce_merges_in_sequence_segments_and_releases_on_time():
-    behaviour = catalog.build("coalesce:max_size=100,hold_ms=1")
+    behaviour = MiddleboxSpec.parse("coalesce:max_size=100,hold_ms=1").build()
     tracker = FlowTracker()
     actions = []
     for data in flow_with_data([b"aaa", b"bbb", b"ccc"]):

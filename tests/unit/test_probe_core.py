@@ -9,15 +9,15 @@ import struct
 import pytest
 
 from mbtest.errors import MbtestError
-from mbtest.middlebox import catalog
 from mbtest.middlebox.flows import FlowTracker
+from mbtest.middlebox.spec import MiddleboxSpec
 from mbtest.mptcp import crypto
 from mbtest.mptcp.options import AddAddr, Dss, MpCapable, MpJoinSyn
 from mbtest.packet.edit import TcpPacket
 from mbtest.packet.headers import parse_tcp
+from mbtest.packet.quote import View, parse_icmp
 from mbtest.probe import engine, wire
 from mbtest.probe.diff import diff
-from mbtest.probe.quote import View, parse_icmp
 from mbtest.probe.rawio import Arrival
 from mbtest.probe.result import probe_result
 
@@ -34,8 +34,14 @@ def syn(*mptcp, v6=False):
 
 def data_segment(v6=False):
     payload = b"mbtest DSS probe payload\n"
-    dss = Dss(data_ack=5, data_ack_8_bytes=False, dsn=1001, subflow_seq=1,
-              data_length=len(payload), checksum=crypto.dss_checksum(1001, 1, len(payload), payload))  # fmt: skip
+    dss = Dss(
+        data_ack=5,
+        data_ack_8_bytes=False,
+        dsn=1001,
+        subflow_seq=1,
+        data_length=len(payload),
+        checksum=crypto.dss_checksum(1001, 1, len(payload), payload),
+    )
     src, dst = (SRC6, DST6) if v6 else (SRC, DST)
     seg = wire.Segment(src, dst, 40000, 80, 5001, 7001, "PA", payload=payload, vary="tsval")
     return seg.with_options(wire.options_bytes([wire.timestamps(500, 600), dss]))
@@ -64,8 +70,9 @@ def test_each_ttl_gets_its_own_id_and_key_and_valid_checksums(v6):
 
 def test_options_that_do_not_fit_are_refused():
     with pytest.raises(MbtestError, match="more than 40"):
-        wire.options_bytes([*USUAL, AddAddr(address=ipaddress.ip_address("fd00::1"), port=1,
-                                            hmac=1)])  # fmt: skip
+        wire.options_bytes(
+            [*USUAL, AddAddr(address=ipaddress.ip_address("fd00::1"), port=1, hmac=1)]
+        )
 
 
 # --- quotes ---------------------------------------------------------------------------------
@@ -74,8 +81,9 @@ def test_options_that_do_not_fit_are_refused():
 def test_icmp_quotes_honour_rfc4884_lengths_and_are_classified():
     packet = wire.packet(syn(MpCapable(version=1)), 1, 7, 1)
     padded = packet + bytes(-len(packet) % 4)
-    error = parse_icmp(icmp_v4(padded, length_words=len(padded) // 4, extension=b"\x20" * 8),
-                       "10.0.1.1", 4)  # fmt: skip
+    error = parse_icmp(
+        icmp_v4(padded, length_words=len(padded) // 4, extension=b"\x20" * 8), "10.0.1.1", 4
+    )
     assert error.expired and error.extensions and error.quote == padded
     assert View(error.quote).quote_class() == "full"
     assert View(packet[:20]).quote_class() == "IP header only"
@@ -105,7 +113,7 @@ def test_a_short_quote_reports_nothing_it_cannot_see():
 
 def through(spec, packets):
     """Run packets through a catalog behaviour: (output packets, logged fields)."""
-    behaviour, tracker = catalog.build(spec), FlowTracker()
+    behaviour, tracker = MiddleboxSpec.parse(spec).build(), FlowTracker()
     out, fields = [], set()
     for data in packets:
         pkt = TcpPacket(data)
@@ -118,10 +126,19 @@ def through(spec, packets):
 def handshake_then(seg, v6=False):
     """A tracked flow's handshake before the probe segment, so segment filters apply."""
     src, dst = (SRC6, DST6) if v6 else (SRC, DST)
-    first = wire.Segment(src, dst, 40000, 80, seg.seq - 1, 0, "S",
-                         options=wire.options_bytes([MpCapable(version=1)]))  # fmt: skip
-    answer = wire.Segment(dst, src, 80, 40000, seg.ack - 1, seg.seq, "SA",
-                          options=wire.options_bytes([MpCapable(version=1, sender_key=9)]))  # fmt: skip
+    first = wire.Segment(
+        src, dst, 40000, 80, seg.seq - 1, 0, "S", options=wire.options_bytes([MpCapable(version=1)])
+    )
+    answer = wire.Segment(
+        dst,
+        src,
+        80,
+        40000,
+        seg.ack - 1,
+        seg.seq,
+        "SA",
+        options=wire.options_bytes([MpCapable(version=1, sender_key=9)]),
+    )
     return [wire.packet(first, 64, 1, 0), wire.packet(answer, 64, 1, 0)]
 
 
@@ -151,8 +168,9 @@ def test_diff_names_what_the_behaviour_logged(spec, seg, text):
     out, logged = through(spec, [*packets, sent])
     changes = diff(View(sent), View(out[-1]))
     assert any(c.text.startswith(text) for c in changes), [c.text for c in changes]
-    assert logged and all(any(c.field == f or c.field.startswith(f + ".") for c in changes)
-                          for f in logged), (logged, [c.field for c in changes])  # fmt: skip
+    assert logged and all(
+        any(c.field == f or c.field.startswith(f + ".") for c in changes) for f in logged
+    ), (logged, [c.field for c in changes])
 
 
 def test_add_addr_address_nat_source_mss_and_moves_are_worded_as_a_reader_expects():
@@ -169,11 +187,13 @@ def test_add_addr_address_nat_source_mss_and_moves_are_worded_as_a_reader_expect
     struct.pack_into("!H", natted.buf, 20, 61000)
     texts = [c.text for c in diff(View(sent), View(natted.to_bytes()))]
     assert texts == ["source 10.0.0.1:40000 -> 10.0.5.1:61000"]
-    plain = wire.Segment(SRC, DST, 1, 2, 3, options=wire.options_bytes([wire.mss(1460),
-                                                                         wire.window_scale(7)]))  # fmt: skip
+    plain = wire.Segment(
+        SRC, DST, 1, 2, 3, options=wire.options_bytes([wire.mss(1460), wire.window_scale(7)])
+    )
     swapped = plain.with_options(wire.options_bytes([wire.window_scale(7), wire.mss(1400)]))
-    texts = [c.text for c in diff(View(wire.packet(plain, 1, 1, 0)),
-                                  View(wire.packet(swapped, 1, 1, 0)))]  # fmt: skip
+    texts = [
+        c.text for c in diff(View(wire.packet(plain, 1, 1, 0)), View(wire.packet(swapped, 1, 1, 0)))
+    ]
     assert "MSS 1460 -> 1400" in texts and any(t.startswith("TCP options reordered") for t in texts)
 
 
@@ -197,8 +217,16 @@ class SimulatedPath:
             return self.now
         if ttl >= self.hops:
             seg = parse_tcp(packet)
-            answer = wire.Segment(DST, SRC, 80, seg.sport, 99, seg.seq + 1, "SA",
-                                  options=wire.options_bytes([wire.mss(1400)]))  # fmt: skip
+            answer = wire.Segment(
+                DST,
+                SRC,
+                80,
+                seg.sport,
+                99,
+                seg.seq + 1,
+                "SA",
+                options=wire.options_bytes([wire.mss(1400)]),
+            )
             self.queue.append(
                 Arrival(self.now + 0.01, tcp=parse_tcp(wire.packet(answer, 60, 1, 0)))
             )
@@ -236,8 +264,9 @@ def test_parallel_sweep_asks_only_silent_hops_again_and_marks_the_first_change()
     assert result["first_change"]["ttl"] == 5
     assert result["first_change"]["changes"] == ["MP_CAPABLE removed: replaced by 4 NOPs"]
     assert [c["first"] for c in hops[5]["changes"]] == [False]
-    assert hops[4]["since_previous"] == [{"change": "appeared",
-                                          "text": "MP_CAPABLE removed: replaced by 4 NOPs"}]  # fmt: skip
+    assert hops[4]["since_previous"] == [
+        {"change": "appeared", "text": "MP_CAPABLE removed: replaced by 4 NOPs"}
+    ]
     assert result["destination"]["kind"] == "SYN/ACK" and result["destination"]["ttl"] == 8
     assert "plain TCP" in result["destination"]["text"]
 
@@ -269,7 +298,7 @@ def test_quotes_are_matched_by_sequence_when_the_ip_id_was_rewritten():
 
 @pytest.mark.parametrize("v6", [False, True])
 def test_a_nat_that_keeps_quotes_readdresses_the_error_only(v6):
-    from mbtest.middlebox.icmpquote import retarget
+    from mbtest.packet.quote import retarget
 
     inside, outside, router = (
         (SRC6, "fd00:5::1", "fd00:6::1") if v6 else (SRC, "10.0.5.1", "10.0.6.1")
@@ -282,12 +311,30 @@ def test_a_nat_that_keeps_quotes_readdresses_the_error_only(v6):
     quote = natted.to_bytes()
     if v6:
         message = bytes([3, 0, 0, 0, 0, 0, 0, 0]) + quote
-        outer = struct.pack("!IHBB16s16s", 6 << 28, len(message), 58, 60,
-                            ipaddress.ip_address(router).packed, ipaddress.ip_address(outside).packed)  # fmt: skip
+        outer = struct.pack(
+            "!IHBB16s16s",
+            6 << 28,
+            len(message),
+            58,
+            60,
+            ipaddress.ip_address(router).packed,
+            ipaddress.ip_address(outside).packed,
+        )
     else:
         message = icmp_v4(quote)
-        outer = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(message), 1, 0, 60, 1, 0,
-                            ipaddress.ip_address(router).packed, ipaddress.ip_address(outside).packed)  # fmt: skip
+        outer = struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(message),
+            1,
+            0,
+            60,
+            1,
+            0,
+            ipaddress.ip_address(router).packed,
+            ipaddress.ip_address(outside).packed,
+        )
     table = {(outside, 61000): (inside, 40000)}
     out = retarget(outer + message, table.get)
     assert out is not None and out[-len(quote) :] == quote  # the quote as the router sent it
@@ -311,8 +358,9 @@ def test_a_target_beyond_the_max_ttl_is_said_so_and_a_silent_one_too():
     assert result["destination"]["kind"] == "beyond max TTL"
     assert "within 4 hops" in result["destination"]["text"]
     sweep = engine.Sweep(syn(), 10, random.Random(6))
-    engine.parallel(SimulatedPath(hops=30, silent=range(6, 30)), sweep, timeout=0.05, tries=2,
-                    pace=0)  # fmt: skip
+    engine.parallel(
+        SimulatedPath(hops=30, silent=range(6, 30)), sweep, timeout=0.05, tries=2, pace=0
+    )
     result = probe_result("plain_syn", "", sweep, [], 0.1)
     assert result["destination"]["kind"] == "silence"
     assert result["destination"]["text"] == "no answer from the target; hops 6-10 silent"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from mbtest.errors import MbtestError
+from mbtest.experiment.cell import _log
 from mbtest.report.render import render
-from mbtest.scenario import expect, facts
-from mbtest.scenario.run import _log
+from mbtest.verdict import expect, facts
 
 CELLS = Path(__file__).parent.parent / "data" / "cells"
 EVIL = '<script>document.title="pwned"</script>'
@@ -28,13 +28,21 @@ def results_dir(tmp_path, evil=False):
         expectation = expect.EXPECTATIONS[scenario["expect"]]
         observed = facts.observe(doc, _log(str(directory), doc))
         decided = expect.verdict(expectation, observed, bool(scenario["middleboxes"]))
-        lines.append({
-            "schema": "mbtest.cell/1", "scenario": scenario, "dir": directory.name,
-            "expected": {"name": expectation.name, "rfc": expectation.rfc,
-                         "text": expectation.text},
-            "facts": {k: f.to_json() for k, f in observed.items()},
-            "captures": ["client.pcap"], **decided,
-        })  # fmt: skip
+        lines.append(
+            {
+                "schema": "mbtest.cell/1",
+                "scenario": scenario,
+                "dir": directory.name,
+                "expected": {
+                    "name": expectation.name,
+                    "rfc": expectation.rfc,
+                    "text": expectation.text,
+                },
+                "facts": {k: f.to_json() for k, f in observed.items()},
+                "captures": ["client.pcap"],
+                **decided,
+            }
+        )
     if evil:
         log = tmp_path / "payload-flip-c2s-csum" / "middlebox-slot.jsonl"
         log.write_text(

@@ -11,9 +11,18 @@ import pytest
 from mbtest.report.render import render
 from tests.unit.test_report import probe_file, results_dir
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--enable-logging=stderr", "--v=0"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+]
 # Chromium's own service traffic (not the page's) still shows in its network log.
 BROWSER_SERVICES = re.compile(
     r"^https?://([a-z0-9-]+\.)*(google\.com|googleapis\.com|gvt1\.com|gstatic\.com)/"
@@ -36,8 +45,12 @@ def test_report_renders_in_chromium_with_no_network_and_no_script(tmp_path):
     url = f"file://{report}"
     common = [browser, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
     netlog = tmp_path / "netlog.json"
-    dom = subprocess.run([*common, f"--log-net-log={netlog}", "--dump-dom", url],
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    dom = subprocess.run(
+        [*common, f"--log-net-log={netlog}", "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert dom.returncode == 0, dom.stderr[-500:]
     assert (
         'id="grid"' in dom.stdout
@@ -52,7 +65,11 @@ def test_report_renders_in_chromium_with_no_network_and_no_script(tmp_path):
     ]
     assert page_requests == []
     shot = tmp_path / "shot.png"
-    subprocess.run([*common, "--window-size=1400,1000", f"--screenshot={shot}", url],
-                   capture_output=True, timeout=120, check=True)  # fmt: skip
+    subprocess.run(
+        [*common, "--window-size=1400,1000", f"--screenshot={shot}", url],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     png = shot.read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000  # a blank page compresses to a few KB

@@ -62,12 +62,16 @@ def base():
             {"name": "server", "role": "server", "routes": [{"to": "default", "via": "10.0.1.1"}]},
         ],
         "links": [
-            {"a": {"node": "client", "ifname": "eth0", "addresses": ["10.0.0.1/24"]},
-             "b": {"node": "mb", "ifname": "eth0", "addresses": ["10.0.0.2/24"]}},
-            {"a": {"node": "mb", "ifname": "eth1", "addresses": ["10.0.1.1/24"]},
-             "b": {"node": "server", "ifname": "eth0", "addresses": ["10.0.1.2/24"]}},
+            {
+                "a": {"node": "client", "ifname": "eth0", "addresses": ["10.0.0.1/24"]},
+                "b": {"node": "mb", "ifname": "eth0", "addresses": ["10.0.0.2/24"]},
+            },
+            {
+                "a": {"node": "mb", "ifname": "eth1", "addresses": ["10.0.1.1/24"]},
+                "b": {"node": "server", "ifname": "eth0", "addresses": ["10.0.1.2/24"]},
+            },
         ],
-    }  # fmt: skip
+    }
 
 
 def mutate(fn):

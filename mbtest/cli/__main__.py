@@ -1,0 +1,3 @@
+from mbtest.cli.app import main
+
+main()

@@ -1,0 +1,47 @@
+"""mbtest matrix: the grid of scenarios, in parallel, ending in an HTML report."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command("matrix")
+@click.option("--topology", "topologies", multiple=True, help="Only cells on these topologies.")
+@click.option(
+    "--middlebox",
+    "behaviours",
+    multiple=True,
+    help="Only cells of these behaviours ('none': baselines).",
+)
+@click.option(
+    "--checksum", type=click.Choice(["on", "off", "both"]), default="both", show_default=True
+)
+@click.option("-j", "--jobs", default=2, show_default=True, type=click.IntRange(1, 16))
+@click.option("-o", "--out", "out_dir", default=None)
+def matrix_command(topologies, behaviours, checksum, jobs, out_dir):
+    """Run the grid of scenarios in parallel; write results.jsonl under reports/."""
+    from mbtest.cli.ui import matrix_progress, print_matrix
+    from mbtest.errors import MbtestError
+    from mbtest.experiment import grid, matrix
+    from mbtest.experiment.output import new_report_dir
+    from mbtest.middlebox.catalog import CATALOG
+    from mbtest.testbed.builder import check_mptcp
+
+    for name in behaviours:
+        if name != "none" and name not in CATALOG:
+            raise MbtestError(f"unknown middlebox behaviour {name!r} (see mbtest middlebox ls)")
+    check_mptcp()
+    cells = grid.select(grid.default_grid(), topologies, behaviours, checksum)
+    if not cells:
+        raise MbtestError("no cell of the matrix matches these filters")
+    out_dir = out_dir or new_report_dir()
+    with matrix_progress(len(cells)) as on_done:
+        results, report = matrix.run_matrix(cells, out_dir, jobs, on_done, " ".join(sys.argv))
+    print_matrix(results, out_dir)
+    click.echo(f"report: {report}")
+    sys.exit(matrix.exit_status(results))
+
+
+COMMANDS = (matrix_command,)

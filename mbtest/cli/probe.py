@@ -1,0 +1,115 @@
+"""mbtest probe: crafted MPTCP segments toward a target with every TTL at once."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from mbtest.errors import MbtestError
+
+
+@click.command("probe")
+@click.argument("target", required=False)
+@click.option("-p", "--port", default=80, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--probe",
+    "probes",
+    multiple=True,
+    metavar="NAME|FILE",
+    help="A probe shipped with mbtest or a probe file (default: the path probes).",
+)
+@click.option("--max-ttl", default=30, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--timeout",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0.05, 30),
+    help="Longest wait for answers after a round of probes (per try with --serial).",
+)
+@click.option(
+    "--tries",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 10),
+    help="Rounds for silent hops (tries per TTL with --serial).",
+)
+@click.option("-4", "ipv4", is_flag=True, help="Probe over IPv4.")
+@click.option("-6", "ipv6", is_flag=True, help="Probe over IPv6.")
+@click.option("--json", "as_json", is_flag=True, help="Print the schema-versioned JSON result.")
+@click.option("-n", "numeric", is_flag=True, help="No reverse DNS names for routers.")
+@click.option("--serial", is_flag=True, help="One TTL at a time, as traceroute does (slower).")
+@click.option("-o", "--out", "out_file", default=None, help="Also write the JSON result here.")
+@click.option("--html", "html_file", default=None, help="Also write an HTML report here.")
+@click.option(
+    "--from",
+    "from_node",
+    default=None,
+    metavar="NODE",
+    help="Run inside this node of a testbed brought up with topo up.",
+)
+@click.option("--testbed", "run_id", default=None, help="Which testbed (default: the only one).")
+@click.option("--list", "list_probes", is_flag=True, help="List the probes and exit.")
+def probe_command(
+    target,
+    port,
+    probes,
+    max_ttl,
+    timeout,
+    tries,
+    ipv4,
+    ipv6,
+    as_json,
+    numeric,
+    serial,
+    out_file,
+    html_file,
+    from_node,
+    run_id,
+    list_probes,
+) -> None:
+    """Send MPTCP probes toward TARGET with every TTL at once; say which field changed where."""
+    from mbtest.probe import loader
+    from mbtest.probe.run import ProbeOptions, run, write_outputs
+
+    if list_probes:
+        for name in loader.available():
+            click.echo(f"{name:15} {loader.load(name).summary}")
+        return
+    if not target:
+        raise MbtestError("probe needs a TARGET host name or address (or --list)")
+    if ipv4 and ipv6:
+        raise MbtestError("choose one of -4 and -6, not both")
+    if from_node:
+        from mbtest.host import netns
+        from mbtest.testbed import recorded
+
+        namespace = recorded.node_namespace(from_node, run_id)
+        netns.require_root()
+        netns.enter(namespace)  # this process, and everything it starts, runs in the node
+    options = ProbeOptions(
+        port=port,
+        probes=tuple(probes) or loader.DEFAULT,
+        max_ttl=max_ttl,
+        timeout=timeout,
+        tries=tries,
+        version=4 if ipv4 else 6 if ipv6 else None,
+        resolve_names=not numeric,
+        serial=serial,
+    )
+    doc = run(target, options, command=" ".join(["mbtest", *sys.argv[1:]]))
+    write_outputs(doc, out_file, html_file)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        from mbtest.cli.ui import print_probes
+
+        print_probes(doc)
+        if html_file:
+            click.echo(f"report: {html_file}")
+    failed = [p for p in doc["probes"] if p.get("error") and not p.get("setup_failed")]
+    sys.exit(2 if failed else 0)
+
+
+COMMANDS = (probe_command,)

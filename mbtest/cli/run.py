@@ -1,0 +1,48 @@
+"""mbtest run: one scenario, its verdict and its facts with their evidence."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from mbtest.cli.options import middleboxes
+
+
+@click.command("run")
+@click.argument("scenario_file", required=False)
+@click.option("--topology", default="single-path", show_default=True)
+@click.option("--middlebox", "placed", multiple=True, metavar="SLOT=NAME:k=v,...")
+@click.option("--expect", default="mptcp-unaffected", show_default=True, help="Expectation name.")
+@click.option("--checksum/--no-checksum", default=False, show_default=True)
+@click.option("-6", "ipv6", is_flag=True)
+@click.option("-o", "--out", "out_dir", default=None)
+@click.option("--quiet", is_flag=True, help="Only write the result.")
+def run_command(scenario_file, topology, placed, expect, checksum, ipv6, out_dir, quiet):
+    """Run one scenario (a TOML/JSON file, or the options) and print its verdict with evidence."""
+    from mbtest.cli.ui import print_cell
+    from mbtest.experiment import scenario as scenarios
+    from mbtest.experiment.cell import exit_status, run_scenario
+    from mbtest.experiment.output import new_report_dir
+
+    if scenario_file:
+        scenario = scenarios.load(scenario_file)
+    else:
+        specs = middleboxes(placed)
+        name = "-".join([topology, *(spec.name for spec in specs.values())])
+        scenario = scenarios.Scenario(
+            name=name,
+            topology=topology,
+            middleboxes=specs,
+            expect=expect,
+            checksums=checksum,
+            ip_version=6 if ipv6 else 4,
+        )
+    out_dir = out_dir or new_report_dir()
+    result = run_scenario(scenario, out_dir)
+    if not quiet:
+        print_cell(result, out_dir)
+    sys.exit(exit_status(result))
+
+
+COMMANDS = (run_command,)

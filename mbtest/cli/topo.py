@@ -1,0 +1,164 @@
+"""mbtest topo: list, bring up, tear down testbeds, and run traffic across one."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from mbtest.cli.options import key_values, middleboxes
+
+
+@click.group()
+def topo() -> None:
+    """Build testbeds by hand: list, bring up, tear down, run traffic."""
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@topo.command("ls")
+def topo_ls() -> None:
+    """List the topologies and the testbeds that are up (owner, age, middleboxes)."""
+    from mbtest.testbed import recorded, topology
+
+    for name in topology.available():
+        t = topology.load(name)
+        click.echo(f"{name:20} {t.description}")
+    up = recorded.up()
+    click.echo(f"\n{len(up)} testbed(s) up" + (":" if up else ""))
+    for bed in up:
+        owner = bed.owner
+        who = "topo up (until topo down)" if owner.persistent else f"pid {owner.pid}"
+        boxes = ", ".join(f"{slot}={spec}" for slot, spec in bed.middleboxes.items()) or "none"
+        click.echo(
+            f"  {bed.run_id}  {bed.topology}  IPv{owner.about.get('ip_version', '?')}  "
+            f"owner: {who}  age: {_age(owner.age)}  middleboxes: {boxes}  "
+            f"nodes: {', '.join(bed.namespaces)}"
+        )
+
+
+@topo.command("up")
+@click.argument("name")
+@click.option("-6", "ipv6", is_flag=True, help="Install the IPv6 MPTCP endpoints.")
+@click.option("--checksum/--no-checksum", default=None, help="DSS checksums (default: kernel's).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Topology parameter.")
+@click.option(
+    "--middlebox",
+    "placed",
+    multiple=True,
+    metavar="SLOT=NAME[:k=v,...]",
+    help="Start this middlebox in a slot; it runs until topo down.",
+)
+def topo_up(
+    name: str, ipv6: bool, checksum: bool | None, params: tuple[str, ...], placed: tuple[str, ...]
+) -> None:
+    """Build topology NAME (or a .toml path) and leave it up."""
+    from mbtest.testbed import topology
+    from mbtest.testbed.builder import Testbed
+
+    bed = Testbed(
+        topology.load(name, key_values(params)),
+        ip_version=6 if ipv6 else 4,
+        checksums=checksum,
+        persistent=True,
+        middleboxes=middleboxes(placed),
+    )
+    with bed:
+        pass
+    click.echo(f"testbed {bed.run_id} ({bed.topology.name}) is up; enter a node with:")
+    for node, ns in bed.namespaces.items():
+        addresses = ", ".join(bed.topology.addresses(node))
+        role = bed.topology.nodes[node].role
+        click.echo(f"  ip netns exec {ns} bash    # {node} ({role}): {addresses}")
+    for slot, process in bed.processes.items():
+        click.echo(f"middlebox {process.spec.text} in {slot}, logging to {process.log_path}")
+    click.echo(f"tear it down with: mbtest topo down {bed.run_id}")
+
+
+@topo.command("down")
+@click.argument("run_id", required=False)
+@click.option("--all", "everything", is_flag=True, help="Tear down every testbed topo up made.")
+def topo_down(run_id: str | None, everything: bool) -> None:
+    """Tear down testbed RUN_ID (the only one up, if not given)."""
+    from mbtest.testbed import recorded
+
+    if everything:
+        targets = [b.run_id for b in recorded.up() if b.owner.persistent]
+    else:
+        targets = [recorded.find(run_id).run_id]
+    for target in targets:
+        removed = recorded.tear_down(target)
+        click.echo(f"testbed {target}: removed {len(removed)} namespaces")
+
+
+@topo.command("run")
+@click.argument("name")
+@click.option("-6", "ipv6", is_flag=True, help="Run over IPv6.")
+@click.option("--checksum/--no-checksum", default=False, show_default=True, help="DSS checksums.")
+@click.option(
+    "--bytes",
+    "size",
+    default=1_000_000,
+    show_default=True,
+    type=click.IntRange(0, 1 << 40),
+    help="Bytes per direction.",
+)
+@click.option(
+    "--direction", type=click.Choice(["c2s", "s2c", "both"]), default="both", show_default=True
+)
+@click.option("--stall-timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 600))
+@click.option("--deadline", default=60.0, show_default=True, type=click.FloatRange(1, 3600))
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Topology parameter.")
+@click.option(
+    "--middlebox",
+    "placed",
+    multiple=True,
+    metavar="SLOT=NAME:k=v,...",
+    help="Put a middlebox behaviour in a slot (see mbtest middlebox ls).",
+)
+@click.option("-o", "--out", "out_dir", default=None, help="Directory for the results.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's JSON document.")
+def topo_run(
+    name,
+    ipv6,
+    checksum,
+    size,
+    direction,
+    stall_timeout,
+    deadline,
+    params,
+    placed,
+    out_dir,
+    as_json,
+) -> None:
+    """Build NAME, run traffic between its MPTCP client and server, gather the evidence."""
+    from mbtest.cli.ui import print_run
+    from mbtest.experiment.output import new_report_dir
+    from mbtest.experiment.run import RunConfig, run_on_topology
+    from mbtest.testbed import topology
+
+    topo_ = topology.load(name, key_values(params))
+    config = RunConfig(
+        ip_version=6 if ipv6 else 4,
+        checksums=checksum,
+        c2s_bytes=size if direction in ("c2s", "both") else 0,
+        s2c_bytes=size if direction in ("s2c", "both") else 0,
+        stall_timeout=stall_timeout,
+        deadline=deadline,
+    )
+    placed_specs = middleboxes(placed)
+    out_dir = out_dir or new_report_dir()
+    doc = run_on_topology(topo_, config, placed_specs, out_dir)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        print_run(doc, out_dir)
+
+
+COMMANDS = (topo,)

@@ -1,0 +1,243 @@
+"""rich rendering of results for the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from mbtest.mptcp.fields import describe
+from mbtest.observe.decode import PacketRecord
+
+
+def print_decoded(
+    records: Iterable[PacketRecord], title: str, console: Console | None = None
+) -> int:
+    """A table of MPTCP options per packet; returns the number of packets shown."""
+    console = console or Console()
+    table = Table(title=title, show_lines=False)
+    for name in ("#", "time", "flow", "dir", "flags", "MPTCP options"):
+        table.add_column(name, overflow="fold")
+    start = None
+    count = 0
+    for r in records:
+        count += 1
+        start = r.time if start is None else start
+        text = Text("\n".join(describe(o) for o in r.options) or ("" if r.errors else "-"))
+        for error in r.errors:
+            text.append(("\n" if text.plain else "") + f"malformed: {error}", style="red")
+        cells = (str(r.frame), f"{r.time - start:.6f}", r.flow, r.direction, r.tcp_flags)
+        table.add_row(*(Text(c) for c in cells), text)
+    console.print(table)
+    console.print(f"{count} packets")
+    return count
+
+
+def print_selfcheck(doc: dict, out_dir: str, console: Console | None = None) -> None:
+    """The self-check's verdict: options seen, crypto checks, counters, data integrity."""
+    console = console or Console()
+    table = Table(
+        title=f"MPTCP self-check (kernel {doc['kernel']}, IPv{doc['ip_version']}, "
+        f"checksums {'on' if doc['checksums'] else 'off'})"
+    )
+    table.add_column("side")
+    table.add_column("MPTCP options decoded")
+    table.add_column("crypto recomputed = sent")
+    table.add_column("MPTcpExt counters")
+    for side, info in doc["sides"].items():
+        options = ", ".join(f"{k}×{v}" for k, v in sorted(info["options"].items()))
+        checks = ", ".join(
+            f"{k} {v['passed']}/{v['passed'] + v['failed']}" for k, v in info["checks"].items()
+        )
+        counters = ", ".join(f"{k}+{v}" for k, v in sorted(info["counters"].items()))
+        table.add_row(Text(side), Text(options), Text(checks), Text(counters))
+    console.print(table)
+    intact = " ".join(
+        f"{d}: {'intact' if ok else 'CHANGED'}" for d, ok in doc["data_intact"].items()
+    )
+    console.print(Text(f"data {intact}"))
+    verdict = Text("OK", style="bold green") if doc["ok"] else Text("FAILED", style="bold red")
+    console.print(Text("result: ") + verdict + Text(f" ({doc['seconds']} s)"))
+    console.print(Text(f"results in {out_dir}/ (selfcheck.json, client.pcap, server.pcap)"))
+
+
+def print_run(doc: dict, out_dir: str, console: Console | None = None) -> None:
+    """A testbed run: connection, subflows, transfer per direction, counters."""
+    console = console or Console()
+    console.print(
+        Text(
+            f"{doc['topology']['name']} (run {doc['run_id']}, IPv{doc['config']['ip_version']}, "
+            f"checksums {'on' if doc['config']['checksums'] else 'off'})",
+            style="bold",
+        )
+    )
+    if not doc.get("connect", {}).get("ok"):
+        console.print(Text(f"connect failed: {doc.get('connect', {}).get('error')}", style="red"))
+    for side, report in doc.get("sockets", {}).items():
+        kind = "MPTCP" if report["mptcp"] else "plain TCP (fell back)"
+        subflows = "; ".join(
+            f"{s['local']} > {s['remote']} {s['state']}" for s in report["subflows"]
+        )
+        console.print(Text(f"{side}: {kind}, {len(report['subflows'])} subflow(s) {subflows}"))
+    transfer = doc.get("transfer")
+    if transfer:
+        for stream in transfer["streams"]:
+            if stream["requested"]:
+                state = (
+                    "intact"
+                    if stream["intact"]
+                    else ("CHANGED" if stream["changed"] else "INCOMPLETE")
+                )
+                console.print(
+                    Text(
+                        f"{stream['direction']}: {stream['received']}/{stream['requested']} bytes "
+                        f"{state}" + (f" ({stream['error']})" if stream["error"] else "")
+                    )
+                )
+        if transfer["stalled"]:
+            console.print(
+                Text(f"stalled: no progress for {transfer['stall_after']} s", style="red")
+            )
+    for side, deltas in doc.get("counters", {}).items():
+        console.print(
+            Text(f"{side} MPTcpExt: " + ", ".join(f"{k}+{v}" for k, v in sorted(deltas.items())))
+        )
+    console.print(Text(f"results in {out_dir}/ (run.json and captures)"))
+
+
+VERDICT_STYLE = {
+    "as-expected": "green",
+    "deviates": "red",
+    "inconclusive": "yellow",
+    "error": "magenta",
+}
+
+
+def print_cell(result: dict, out_dir: str, console: Console | None = None) -> None:
+    """One scenario's verdict, the expectation, and the facts with their evidence."""
+    console = console or Console()
+    verdict = result["verdict"]
+    console.print(
+        Text(f"{result['scenario']['name']}: ")
+        + Text(verdict, style=f"bold {VERDICT_STYLE[verdict]}")
+    )
+    expected = result.get("expected", {})
+    console.print(Text(f"expected ({expected.get('rfc', '')}): {expected.get('text', '')}"))
+    for line in result.get("why", []):
+        console.print(Text(f"  - {line}"))
+    table = Table(show_header=True)
+    table.add_column("fact")
+    table.add_column("value")
+    table.add_column("evidence", overflow="fold")
+    for name, fact in result.get("facts", {}).items():
+        table.add_row(Text(name), Text(str(fact["value"])), Text(fact["evidence"]))
+    console.print(table)
+    console.print(Text(f"evidence in {out_dir}/ (cell.json, run.json, pcaps, middlebox logs)"))
+
+
+class matrix_progress:
+    """A rich progress bar: done / total, ETA, counts by verdict."""
+
+    def __init__(self, total: int):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.counts: dict[str, int] = {}
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+        more = (TimeRemainingColumn(), TextColumn("{task.fields[counts]}"))
+        self.progress = Progress(*columns, *more)
+        self.task = self.progress.add_task("matrix", total=total, counts="")
+
+    def __enter__(self):
+        self.progress.start()
+        return self.done
+
+    def done(self, result: dict) -> None:
+        self.counts[result["verdict"]] = self.counts.get(result["verdict"], 0) + 1
+        counts = " ".join(f"{k}:{v}" for k, v in sorted(self.counts.items()))
+        self.progress.update(self.task, advance=1, counts=counts)
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+
+def print_matrix(results: list[dict], out_dir: str, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title="MPTCP interference matrix")
+    for name in ("cell", "middlebox", "csum", "verdict", "why"):
+        table.add_column(name, overflow="fold")
+    for r in results:
+        s = r["scenario"]
+        spec = ", ".join(f"{k}={v}" for k, v in s["middleboxes"].items()) or "-"
+        why = "; ".join(r.get("why", []))[:160]
+        table.add_row(
+            Text(s["name"]),
+            Text(spec),
+            Text("on" if s["checksums"] else "off"),
+            Text(r["verdict"], style=VERDICT_STYLE[r["verdict"]]),
+            Text(why),
+        )
+    console.print(table)
+    counts = {}
+    for r in results:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    console.print(Text(" ".join(f"{k}: {v}" for k, v in sorted(counts.items()))))
+    console.print(Text(f"results: {out_dir}/results.jsonl"))
+
+
+def print_probes(doc: dict, console: Console | None = None) -> None:
+    """One table per probe: hop, router, RTT, quote, changes (first appearances marked)."""
+    console = console or Console()
+    target = doc["target"]
+    console.print(
+        f"[bold]{target['name']}[/bold] ({target['address']}) port {target['port']}, "
+        f"from {doc['source']}, {doc['mode']} sweep, {doc['seconds']} s"
+    )
+    for probe in doc["probes"]:
+        title = f"{probe['name']}: {probe['summary']}"
+        if probe.get("error"):
+            style = "yellow" if probe.get("setup_failed") else "red"
+            console.print(Text(f"{title}\n  not run: {probe['error']}", style=style))
+            continue
+        table = Table(title=title, title_justify="left", show_lines=False)
+        for name in ("hop", "router", "RTT ms", "quote", "changes (* first seen here)"):
+            table.add_column(name, overflow="fold")
+        for hop in probe["hops"]:
+            if hop["silent"]:
+                table.add_row(str(hop["ttl"]), Text("* silent *", style="dim"), "", "", "")
+                continue
+            router = hop["router"] + (f"\n{hop['name']}" if hop.get("name") else "")
+            changes = Text()
+            for change in hop["changes"]:
+                line = ("* " if change["first"] else "  ") + change["text"]
+                changes.append(
+                    ("\n" if changes.plain else "") + line,
+                    style="bold yellow" if change["first"] else "",
+                )
+            extra = "" if hop["icmp"] == "time exceeded" else f"\n{hop['icmp']}"
+            table.add_row(
+                str(hop["ttl"]),
+                router + extra,
+                f"{hop['rtt_ms']:.1f}",
+                hop["quote"],
+                changes or Text("-", style="dim"),
+            )
+        console.print(table)
+        dest = probe["destination"]
+        where = f" at hop {dest['ttl']}" if dest.get("ttl") else ""
+        check = f" ({dest['check']})" if dest.get("check") else ""
+        console.print(f"  destination{where}: {dest['text']}{check}")
+        first = probe["first_change"]
+        if first:
+            console.print(f"  first change at hop {first['ttl']} ({first['router']})")
+        else:
+            console.print("  no change on the path")
+        for note in probe["notes"]:
+            console.print(f"  note: {note}", style="dim")

@@ -1,0 +1,108 @@
+"""Run one scenario: build its testbed, place its middleboxes, run traffic, derive the facts,
+compare with the RFC's expectation, and write the cell's result beside its evidence."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from mbtest.errors import MbtestError
+from mbtest.experiment import scenario as scenarios
+from mbtest.experiment.run import RunConfig, run_traffic
+from mbtest.experiment.scenario import Scenario
+from mbtest.host import signals
+from mbtest.testbed import topology
+from mbtest.testbed.builder import Testbed
+from mbtest.verdict import expect, facts
+
+SCHEMA = "mbtest.cell/1"
+
+
+def _log(out_dir: str, doc: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = []
+    for mb in doc.get("middleboxes", {}).values():
+        path = os.path.join(out_dir, mb["log"]) if not os.path.isabs(mb["log"]) else mb["log"]
+        if os.path.exists(path):
+            with open(path) as f:
+                entries += [json.loads(line) for line in f if line.strip()]
+    return entries
+
+
+def run_scenario(scenario: Scenario, out_dir: str) -> dict[str, Any]:
+    """The cell result (also written to out_dir/cell.json)."""
+    os.makedirs(out_dir, exist_ok=True)
+    started = time.time()
+    expectation = expect.EXPECTATIONS[scenario.expect]
+    result: dict[str, Any] = {
+        "schema": SCHEMA,
+        "scenario": scenario.to_json(),
+        "expected": {"name": expectation.name, "rfc": expectation.rfc, "text": expectation.text},
+        "started": started,
+    }
+    try:
+        topo = topology.load(scenario.topology, scenario.params)
+        config = RunConfig(
+            ip_version=scenario.ip_version,
+            checksums=scenario.checksums,
+            c2s_bytes=scenario.c2s_bytes,
+            s2c_bytes=scenario.s2c_bytes,
+            text=scenario.text,
+            port=scenario.port,
+            chunk=scenario.chunk,
+            connect_timeout=scenario.connect_timeout,
+            stall_timeout=scenario.stall_timeout,
+            deadline=scenario.deadline,
+        )
+        bed = Testbed(
+            topo,
+            ip_version=scenario.ip_version,
+            checksums=scenario.checksums,
+            middleboxes=scenario.middleboxes,
+            log_dir=out_dir,
+        )
+        with bed:
+            doc = run_traffic(bed, config, out_dir)
+        observed = facts.observe(doc, _log(out_dir, doc))
+        decided = expect.verdict(expectation, observed, bool(scenario.middleboxes))
+        result.update(
+            facts={name: f.to_json() for name, f in observed.items()},
+            verdict=decided["verdict"],
+            why=decided["why"],
+            run="run.json",
+            captures=sorted(doc.get("captures", {})),
+            timings=doc.get("timings", {}),
+        )
+    except MbtestError as e:
+        result.update(verdict="error", why=[str(e)], facts={})
+    result["seconds"] = round(time.time() - started, 3)
+    with open(os.path.join(out_dir, "cell.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    return result
+
+
+def exit_status(result: dict[str, Any]) -> int:
+    """0 as expected, 1 a finding, 2 the harness failed."""
+    return {"as-expected": 0, "deviates": 1, "inconclusive": 1}.get(result["verdict"], 2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A matrix cell in its own process: ``python -m mbtest.experiment.cell SCENARIO OUT_DIR``.
+    The result is cell.json in OUT_DIR; the exit status says only whether it was written."""
+    signals.install()
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m mbtest.experiment.cell SCENARIO.json OUT_DIR", file=sys.stderr)
+        return 2
+    try:
+        run_scenario(scenarios.load(args[0]), args[1])
+    except MbtestError as e:
+        print(f"mbtest: {e}", file=sys.stderr)
+        return e.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Files shipped inside the package (topologies, probes, templates, native source), found
+with importlib.resources so that an installed wheel works from any directory, and a user's
+own file given by path."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+
+def shipped(*parts: str) -> Path:
+    """A file or folder shipped in the mbtest package (a wheel installs it as files)."""
+    return Path(str(resources.files("mbtest").joinpath(*parts)))
+
+
+def available(folder: Path, suffix: str) -> list[str]:
+    return sorted(p.stem for p in folder.glob(f"*{suffix}") if not p.stem.startswith("_"))
+
+
+def find(name_or_path: str, folder: Path, suffix: str, what: str, error: type[Exception]) -> Path:
+    """folder/NAME.suffix, or the path given; `error` with one sentence when neither exists."""
+    path = Path(name_or_path)
+    if path.suffix == suffix or os.sep in name_or_path:
+        if not path.is_file():
+            raise error(f"{what} file {name_or_path} does not exist")
+        return path
+    candidate = folder / f"{name_or_path}{suffix}"
+    if not candidate.is_file():
+        known = ", ".join(available(folder, suffix)) or "none"
+        raise error(
+            f"unknown {what} {name_or_path!r} (known: {known}, or a path to a {suffix} file)"
+        )
+    return candidate

@@ -1,0 +1,132 @@
+"""Links, addresses, routes and rules with pyroute2 (netlink), never by shelling out to ``ip``."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import time
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from mbtest.errors import MbtestError
+
+IFA_F_NODAD = 0x02
+
+
+def veth(temp_name: str, ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
+    """A veth pair with one end in each namespace, both up (and their loopbacks).
+
+    The pair is born in the root namespace under ``temp_name`` (unique per run, so that
+    ``mbtest cleanup`` can find it if a run is killed mid-way) and moved at once.
+    """
+    try:
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=temp_name, kind="veth", peer={"ifname": if_b, "net_ns_fd": ns_b})
+            ipr.link("set", index=ipr.link_lookup(ifname=temp_name)[0], net_ns_fd=ns_a)
+        with IPRoute(netns=ns_a) as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname=temp_name)[0], ifname=if_a)
+        for ns, ifname in ((ns_a, if_a), (ns_b, if_b)):
+            with IPRoute(netns=ns) as ipr:
+                for name in (ifname, "lo"):
+                    ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+    except NetlinkError as e:
+        raise MbtestError(f"cannot link {ns_a}:{if_a} to {ns_b}:{if_b}: {e.args[-1]}") from None
+
+
+def address(ns: str, ifname: str, cidr: str) -> None:
+    """Add an address (IPv6 without duplicate address detection, so it is usable at once)."""
+    iface = ipaddress.ip_interface(cidr)
+    extra = {"flags": IFA_F_NODAD} if iface.version == 6 else {}
+    with IPRoute(netns=ns) as ipr:
+        ipr.addr(
+            "add",
+            index=ipr.link_lookup(ifname=ifname)[0],
+            address=str(iface.ip),
+            prefixlen=iface.network.prefixlen,
+            family=10 if iface.version == 6 else 2,
+            **extra,
+        )
+
+
+def route(ns: str, to: str, via: str, table: int | None = None, timeout: float = 5.0) -> None:
+    """Add a route; retried while the gateway is not yet reachable, because the kernel adds
+    an IPv6 prefix route only once the veth's carrier is seen, which may take a moment."""
+    version = ipaddress.ip_address(via).version
+    dst = ("0.0.0.0/0" if version == 4 else "::/0") if to == "default" else to
+    kwargs = {"table": table} if table else {}
+    deadline = time.monotonic() + timeout
+    with IPRoute(netns=ns) as ipr:
+        while True:
+            try:
+                ipr.route("add", dst=dst, gateway=via, family=2 if version == 4 else 10, **kwargs)
+                return
+            except NetlinkError as e:
+                if (
+                    e.code not in (errno.EHOSTUNREACH, errno.ENETUNREACH)
+                    or time.monotonic() > deadline
+                ):
+                    raise MbtestError(
+                        f"cannot add route to {to} via {via} in {ns}: {e.args[-1]}"
+                    ) from None
+                time.sleep(0.02)
+
+
+def rule(ns: str, source: str, table: int) -> None:
+    network = ipaddress.ip_network(source, strict=False)
+    with IPRoute(netns=ns) as ipr:
+        ipr.rule(
+            "add",
+            src=str(network.network_address),
+            src_len=network.prefixlen,
+            table=table,
+            family=2 if network.version == 4 else 10,
+        )
+
+
+def root_links(prefix: str) -> list[str]:
+    """Links in the root namespace whose name starts with prefix (leftovers of a killed run)."""
+    with IPRoute() as ipr:
+        return [
+            link.get_attr("IFLA_IFNAME")
+            for link in ipr.get_links()
+            if (link.get_attr("IFLA_IFNAME") or "").startswith(prefix)
+        ]
+
+
+def delete_root_link(name: str) -> None:
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if found:
+            ipr.link("del", index=found[0])
+
+
+OFFLOADS = (
+    "tx-tcp-segmentation", "tx-tcp6-segmentation", "tx-tcp-ecn-segmentation",
+    "tx-tcp-mangleid-segmentation", "tx-generic-segmentation", "rx-gro", "rx-gro-list",
+    "tx-checksum-ip-generic", "tx-checksum-ipv4", "tx-checksum-ipv6", "tx-scatter-gather",
+)  # fmt: skip
+
+
+def wire_segments(ns: str, ifname: str) -> None:
+    """Turn off segmentation, GRO and checksum offloads, so that captures and middleboxes see
+    packets as they would be on a wire: MTU-sized, with real checksums."""
+    from pyroute2 import Ethtool
+
+    from mbtest.host import netns
+
+    def run() -> None:
+        with contextlib.closing(Ethtool()) as ethtool:
+            features = ethtool.get_features(ifname)
+            for name in OFFLOADS:
+                if name in features.features:
+                    features.features[name].enable = False
+            ethtool.set_features(ifname, features)
+
+    netns.call_in(ns, run)
+
+
+def set_mtu(ns: str, ifname: str, mtu: int) -> None:
+    with IPRoute(netns=ns) as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], mtu=mtu)
