@@ -9,7 +9,7 @@ STAMP    := $(VENV)/.mbtest-installed
 
 NATIVE   := mbtest/middlebox/native/mbtest-nfq-fast
 
-.PHONY: setup system demo selfcheck test unit lint bench clean
+.PHONY: setup system demo selfcheck test unit lint bench fuzz clean
 
 setup: system $(STAMP) $(NATIVE)
 
@@ -58,6 +58,11 @@ unit: setup
 lint: setup
 	$(VENV)/bin/ruff check mbtest tests
 	$(VENV)/bin/ruff format --check mbtest tests
+
+# The long fuzz run: 1,000,000 mutated packets over every userspace behaviour, the kernel
+# observer and the probe's reply and quote handling, 100,000 mutated capture files.
+fuzz: setup
+	$(PY) -m tests.fuzz.run --packets 1000000 --captures 100000 --output reports/fuzz.json
 
 bench: setup
 	$(PY) -m tests.bench.run --output reports/bench.json

@@ -23,13 +23,20 @@ class EnvironmentProblem(MbtestError):
     """The machine cannot run the job: not root, MPTCP disabled, a tool missing."""
 
 
-class Interrupted(MbtestError):
-    """Ctrl-C, raised as our own error so that every owner tears down what it made."""
+class Stopped(BaseException):
+    """A signal asked the run to stop. Like KeyboardInterrupt it is no Exception, so that no
+    ``except Exception`` on the way swallows it; every owner tears down what it made."""
 
     exit_code = 130
 
 
-class Terminated(MbtestError):
-    """SIGTERM, raised in the main thread so that every owner tears down what it made."""
+class Interrupted(Stopped):
+    """SIGINT (Ctrl-C)."""
+
+    exit_code = 130
+
+
+class Terminated(Stopped):
+    """SIGTERM."""
 
     exit_code = 143

@@ -1,3 +1,3 @@
-from mbtest.cli.app import main
+from mbtest.cli import main
 
 main()

@@ -3,13 +3,14 @@ non-zero exit; SIGINT and SIGTERM tear down what the command built."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from mbtest import __version__
 from mbtest.cli import decode, matrix, middlebox, probe, report, run, system, topo
-from mbtest.errors import MbtestError
+from mbtest.errors import Interrupted, MbtestError, Terminated
 from mbtest.host import signals
 
 
@@ -24,11 +25,30 @@ for module in (decode, system, topo, middlebox, run, matrix, report, probe):
         cli.add_command(command)
 
 
+def _what_is_left() -> str:
+    """After a signal: whether everything this run (and the cells it started) created is
+    gone, checked rather than assumed."""
+    from mbtest.host import cleanup, owners
+
+    try:
+        left = cleanup.left_by({os.getpid(), *owners.CHILDREN})
+    except Exception as e:  # the check itself failed: say so rather than claim anything
+        return f"could not check what is left ({type(e).__name__}); run mbtest cleanup"
+    if not left:
+        return "everything this run created was removed"
+    return f"left behind: {', '.join(left[:5])} (mbtest cleanup removes it)"
+
+
 def main() -> None:
     """Entry point: every MbtestError is one line on stderr and a non-zero exit."""
-    signals.install()
     try:
-        cli.main(standalone_mode=False)
+        try:
+            cli.main(standalone_mode=False)
+        finally:
+            signals.done()  # all owned things are released: a late signal changes nothing
+    except (Interrupted, Terminated) as e:
+        click.echo(f"mbtest: {e}; {_what_is_left()}", err=True)
+        sys.exit(e.exit_code)
     except MbtestError as e:
         click.echo(f"mbtest: {e}", err=True)
         sys.exit(e.exit_code)

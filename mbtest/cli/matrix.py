@@ -25,7 +25,7 @@ def matrix_command(topologies, behaviours, checksum, jobs, out_dir):
     from mbtest.cli.ui import matrix_progress, print_matrix
     from mbtest.errors import MbtestError
     from mbtest.experiment import grid, matrix
-    from mbtest.experiment.output import new_report_dir
+    from mbtest.experiment.output import results_dir
     from mbtest.middlebox.catalog import CATALOG
     from mbtest.testbed.builder import check_mptcp
 
@@ -36,8 +36,7 @@ def matrix_command(topologies, behaviours, checksum, jobs, out_dir):
     cells = grid.select(grid.default_grid(), topologies, behaviours, checksum)
     if not cells:
         raise MbtestError("no cell of the matrix matches these filters")
-    out_dir = out_dir or new_report_dir()
-    with matrix_progress(len(cells)) as on_done:
+    with results_dir(out_dir) as out_dir, matrix_progress(len(cells)) as on_done:
         results, report = matrix.run_matrix(cells, out_dir, jobs, on_done, " ".join(sys.argv))
     print_matrix(results, out_dir)
     click.echo(f"report: {report}")

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from mbtest.errors import MbtestError
+from mbtest.errors import Interrupted, MbtestError, Terminated
 
 
 @click.command("probe")
@@ -98,9 +98,23 @@ def probe_command(
         resolve_names=not numeric,
         serial=serial,
     )
-    doc = run(target, options, command=" ".join(["mbtest", *sys.argv[1:]]))
-    write_outputs(doc, out_file, html_file)
-    if as_json:
+    from mbtest.host import paths
+
+    for value, option in ((out_file, "-o"), (html_file, "--html")):
+        if value:
+            paths.output_file(value, option)
+    try:
+        doc = run(target, options, command=" ".join(["mbtest", *sys.argv[1:]]))
+    except (Interrupted, Terminated) as e:
+        if getattr(e, "document", None) is not None and (out_file or html_file):
+            write_outputs(e.document, out_file, html_file)  # what was measured is kept
+        raise
+    unwritten = None
+    try:
+        write_outputs(doc, out_file, html_file)
+    except paths.OutputError as e:  # the results are printed below all the same
+        unwritten = e
+    if as_json or unwritten is not None:
         click.echo(json.dumps(doc, indent=2))
     else:
         from mbtest.cli.ui import print_probes
@@ -108,6 +122,8 @@ def probe_command(
         print_probes(doc)
         if html_file:
             click.echo(f"report: {html_file}")
+    if unwritten is not None:
+        raise unwritten
     failed = [p for p in doc["probes"] if p.get("error") and not p.get("setup_failed")]
     sys.exit(2 if failed else 0)
 

@@ -23,7 +23,7 @@ def run_command(scenario_file, topology, placed, expect, checksum, ipv6, out_dir
     from mbtest.cli.ui import print_cell
     from mbtest.experiment import scenario as scenarios
     from mbtest.experiment.cell import exit_status, run_scenario
-    from mbtest.experiment.output import new_report_dir
+    from mbtest.experiment.output import results_dir
 
     if scenario_file:
         scenario = scenarios.load(scenario_file)
@@ -38,8 +38,8 @@ def run_command(scenario_file, topology, placed, expect, checksum, ipv6, out_dir
             checksums=checksum,
             ip_version=6 if ipv6 else 4,
         )
-    out_dir = out_dir or new_report_dir()
-    result = run_scenario(scenario, out_dir)
+    with results_dir(out_dir) as out_dir:
+        result = run_scenario(scenario, out_dir)
     if not quiet:
         print_cell(result, out_dir)
     sys.exit(exit_status(result))

@@ -22,11 +22,12 @@ def selfcheck(ipv6: bool, checksum: bool, size: int, out_dir: str | None) -> Non
     """Check this machine and the codec: a real two-path MPTCP exchange, captured, decoded,
     compared field by field and its crypto recomputed."""
     from mbtest.cli.ui import print_selfcheck
-    from mbtest.experiment.output import new_report_dir
+    from mbtest.experiment.output import results_dir
     from mbtest.experiment.selfcheck import run_selfcheck
 
-    out_dir = out_dir or new_report_dir()
-    document = run_selfcheck(out_dir, ip_version=6 if ipv6 else 4, checksums=checksum, size=size)
+    with results_dir(out_dir) as out_dir:
+        version = 6 if ipv6 else 4
+        document = run_selfcheck(out_dir, ip_version=version, checksums=checksum, size=size)
     print_selfcheck(document, out_dir)
     if not document["ok"]:
         sys.exit(1)
@@ -42,12 +43,12 @@ def cleanup(dry_run: bool, force: bool) -> None:
 
     report = do_cleanup(dry_run=dry_run, force=force)
     verb = "would remove" if dry_run else "removed"
+    if not report.removed:
+        click.echo("nothing to remove")
     for line in report.removed:
         click.echo(f"{verb} {line}")
     for line in report.kept:
         click.echo(f"kept {line}")
-    if not report.removed:
-        click.echo("nothing to remove")
 
 
 COMMANDS = (selfcheck, cleanup)

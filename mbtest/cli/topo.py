@@ -66,19 +66,19 @@ def topo_up(
         topology.load(name, key_values(params)),
         ip_version=6 if ipv6 else 4,
         checksums=checksum,
-        persistent=True,
         middleboxes=middleboxes(placed),
     )
-    with bed:
-        pass
-    click.echo(f"testbed {bed.run_id} ({bed.topology.name}) is up; enter a node with:")
-    for node, ns in bed.namespaces.items():
-        addresses = ", ".join(bed.topology.addresses(node))
-        role = bed.topology.nodes[node].role
-        click.echo(f"  ip netns exec {ns} bash    # {node} ({role}): {addresses}")
-    for slot, process in bed.processes.items():
-        click.echo(f"middlebox {process.spec.text} in {slot}, logging to {process.log_path}")
-    click.echo(f"tear it down with: mbtest topo down {bed.run_id}")
+    with bed:  # torn down if anything stops it before it is handed over
+        lines = [f"testbed {bed.run_id} ({bed.topology.name}) is up; enter a node with:"]
+        for node, ns in bed.namespaces.items():
+            addresses = ", ".join(bed.topology.addresses(node))
+            role = bed.topology.nodes[node].role
+            lines.append(f"  ip netns exec {ns} bash    # {node} ({role}): {addresses}")
+        for slot, process in bed.processes.items():
+            lines.append(f"middlebox {process.spec.text} in {slot}, logging to {process.log_path}")
+        lines.append(f"tear it down with: mbtest topo down {bed.run_id}")
+        bed.hand_over()  # from here on it is the user's, until topo down
+    click.echo("\n".join(lines))
 
 
 @topo.command("down")
@@ -139,7 +139,7 @@ def topo_run(
 ) -> None:
     """Build NAME, run traffic between its MPTCP client and server, gather the evidence."""
     from mbtest.cli.ui import print_run
-    from mbtest.experiment.output import new_report_dir
+    from mbtest.experiment.output import results_dir
     from mbtest.experiment.run import RunConfig, run_on_topology
     from mbtest.testbed import topology
 
@@ -153,8 +153,8 @@ def topo_run(
         deadline=deadline,
     )
     placed_specs = middleboxes(placed)
-    out_dir = out_dir or new_report_dir()
-    doc = run_on_topology(topo_, config, placed_specs, out_dir)
+    with results_dir(out_dir) as out_dir:
+        doc = run_on_topology(topo_, config, placed_specs, out_dir)
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:

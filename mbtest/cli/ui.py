@@ -2,45 +2,54 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
+from typing import TextIO
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mbtest.mptcp.fields import describe
+from mbtest.mptcp.fields import short
 from mbtest.observe.decode import PacketRecord
 
 
-def print_decoded(
-    records: Iterable[PacketRecord], title: str, console: Console | None = None
-) -> int:
-    """A table of MPTCP options per packet; returns the number of packets shown."""
-    console = console or Console()
-    table = Table(title=title, show_lines=False)
-    for name in ("#", "time", "flow", "dir", "flags", "MPTCP options"):
-        table.add_column(name, overflow="fold")
+def print_decoded(records: Iterable[PacketRecord], title: str, out: TextIO | None = None) -> int:
+    """Every packet as it is read (constant memory): a line with its number, time, direction,
+    flags and flow, then one line per MPTCP option, in the words the probe uses; readable
+    at 80 columns. Returns the number of packets shown."""
+    out = out or sys.stdout
+    bad = "\x1b[31m%s\x1b[0m" if out.isatty() else "%s"
+    write = out.write
+    write(f"{'#':>6} {'time':>10} dir flags flow / MPTCP options\n")
     start = None
     count = 0
     for r in records:
         count += 1
         start = r.time if start is None else start
-        text = Text("\n".join(describe(o) for o in r.options) or ("" if r.errors else "-"))
+        flow = _plain(r.flow) if r.src != ("?", 0) else "?"
+        write(f"{r.frame:>6} {r.time - start:>10.6f} {r.direction:3} {r.tcp_flags:5} {flow}\n")
+        for option in r.options:
+            write(f"{'':23}{short(option)}\n")
         for error in r.errors:
-            text.append(("\n" if text.plain else "") + f"malformed: {error}", style="red")
-        cells = (str(r.frame), f"{r.time - start:.6f}", r.flow, r.direction, r.tcp_flags)
-        table.add_row(*(Text(c) for c in cells), text)
-    console.print(table)
-    console.print(f"{count} packets")
+            write(f"{'':23}" + bad % f"malformed: {_plain(error)}" + "\n")
+    write(f"{count} packets in {_plain(title)}\n")
     return count
+
+
+def _plain(text: str) -> str:
+    """Text from a file, with control characters shown rather than obeyed."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(text))
 
 
 def print_selfcheck(doc: dict, out_dir: str, console: Console | None = None) -> None:
     """The self-check's verdict: options seen, crypto checks, counters, data integrity."""
     console = console or Console()
     table = Table(
-        title=f"MPTCP self-check (kernel {doc['kernel']}, IPv{doc['ip_version']}, "
-        f"checksums {'on' if doc['checksums'] else 'off'})"
+        title=Text(
+            f"MPTCP self-check (kernel {doc['kernel']}, IPv{doc['ip_version']}, "
+            f"checksums {'on' if doc['checksums'] else 'off'})"
+        )
     )
     table.add_column("side")
     table.add_column("MPTCP options decoded")
@@ -197,21 +206,26 @@ def print_probes(doc: dict, console: Console | None = None) -> None:
     console = console or Console()
     target = doc["target"]
     console.print(
-        f"[bold]{target['name']}[/bold] ({target['address']}) port {target['port']}, "
-        f"from {doc['source']}, {doc['mode']} sweep, {doc['seconds']} s"
+        Text(str(target["name"]), style="bold")
+        + Text(
+            f" ({target['address']}) port {target['port']}, "
+            f"from {doc['source']}, {doc['mode']} sweep, {doc['seconds']} s"
+        )
     )
+    if doc.get("interrupted"):
+        console.print(Text(f"interrupted: {doc['interrupted']}", style="yellow"))
     for probe in doc["probes"]:
         title = f"{probe['name']}: {probe['summary']}"
         if probe.get("error"):
             style = "yellow" if probe.get("setup_failed") else "red"
             console.print(Text(f"{title}\n  not run: {probe['error']}", style=style))
             continue
-        table = Table(title=title, title_justify="left", show_lines=False)
+        table = Table(title=Text(title), title_justify="left", show_lines=False)
         for name in ("hop", "router", "RTT ms", "quote", "changes (* first seen here)"):
             table.add_column(name, overflow="fold")
         for hop in probe["hops"]:
             if hop["silent"]:
-                table.add_row(str(hop["ttl"]), Text("* silent *", style="dim"), "", "", "")
+                table.add_row(Text(str(hop["ttl"])), Text("* silent *", style="dim"))
                 continue
             router = hop["router"] + (f"\n{hop['name']}" if hop.get("name") else "")
             changes = Text()
@@ -223,21 +237,21 @@ def print_probes(doc: dict, console: Console | None = None) -> None:
                 )
             extra = "" if hop["icmp"] == "time exceeded" else f"\n{hop['icmp']}"
             table.add_row(
-                str(hop["ttl"]),
-                router + extra,
-                f"{hop['rtt_ms']:.1f}",
-                hop["quote"],
+                Text(str(hop["ttl"])),
+                Text(router + extra),
+                Text(f"{hop['rtt_ms']:.1f}"),
+                Text(str(hop["quote"])),
                 changes or Text("-", style="dim"),
             )
         console.print(table)
         dest = probe["destination"]
         where = f" at hop {dest['ttl']}" if dest.get("ttl") else ""
         check = f" ({dest['check']})" if dest.get("check") else ""
-        console.print(f"  destination{where}: {dest['text']}{check}")
+        console.print(Text(f"  destination{where}: {dest['text']}{check}"))
         first = probe["first_change"]
         if first:
-            console.print(f"  first change at hop {first['ttl']} ({first['router']})")
+            console.print(Text(f"  first change at hop {first['ttl']} ({first['router']})"))
         else:
-            console.print("  no change on the path")
+            console.print(Text("  no change on the path"))
         for note in probe["notes"]:
-            console.print(f"  note: {note}", style="dim")
+            console.print(Text(f"  note: {note}", style="dim"))

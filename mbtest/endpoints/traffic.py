@@ -16,6 +16,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mbtest.host import signals
+
 CHUNK = 1 << 16
 BLOCK = os.urandom(1 << 20)  # data is this block repeated: cheap to make, hard to fake
 
@@ -97,6 +99,7 @@ def transfer(
     start = last_progress = time.monotonic()
     stalled = False
     while not all(s.complete or s.error for s in streams.values()):
+        signals.check()
         now = time.monotonic()
         if now - last_progress > stall_timeout or now - start > deadline:
             stalled = True

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from mbtest.errors import MbtestError
+from mbtest.errors import Interrupted, MbtestError, Stopped, Terminated
 from mbtest.experiment import scenario as scenarios
 from mbtest.experiment.run import RunConfig, run_traffic
 from mbtest.experiment.scenario import Scenario
@@ -75,12 +75,21 @@ def run_scenario(scenario: Scenario, out_dir: str) -> dict[str, Any]:
             captures=sorted(doc.get("captures", {})),
             timings=doc.get("timings", {}),
         )
+    except (Interrupted, Terminated) as e:  # stopped, not failed: said so, then stop
+        result.update(verdict="not-run", why=[f"{e} while the cell ran"], facts={})
+        _write(out_dir, result, started)
+        raise
     except MbtestError as e:
         result.update(verdict="error", why=[str(e)], facts={})
-    result["seconds"] = round(time.time() - started, 3)
-    with open(os.path.join(out_dir, "cell.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    _write(out_dir, result, started)
     return result
+
+
+def _write(out_dir: str, result: dict[str, Any], started: float) -> None:
+    with signals.deferred():
+        result["seconds"] = round(time.time() - started, 3)
+        with open(os.path.join(out_dir, "cell.json"), "w") as f:
+            json.dump(result, f, indent=2)
 
 
 def exit_status(result: dict[str, Any]) -> int:
@@ -98,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         run_scenario(scenarios.load(args[0]), args[1])
+    except Stopped as e:  # cell.json says not-run; the matrix reports the rest
+        return e.exit_code
     except MbtestError as e:
         print(f"mbtest: {e}", file=sys.stderr)
         return e.exit_code

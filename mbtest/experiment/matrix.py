@@ -16,7 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from mbtest.experiment import output
+from mbtest.experiment.cell import SCHEMA as CELL_SCHEMA
 from mbtest.experiment.scenario import Scenario
+from mbtest.host import cleanup, owners, signals
 from mbtest.report.render import render
 
 SCHEMA = "mbtest.matrix/1"
@@ -31,29 +33,33 @@ def run_cells(
     """Run each cell in a child process (at most ``jobs`` at once); results in grid order.
 
     On Ctrl-C or SIGTERM the running children are told to stop (they tear their testbeds
-    down) and the results finished so far are kept."""
+    down and say ``not-run``), those that do not in time are killed and what they left is
+    removed, and the results finished so far are kept."""
     os.makedirs(out_dir, exist_ok=True)
     pending = list(enumerate(cells))
     running: dict[int, tuple[subprocess.Popen, str, float]] = {}
     results: dict[int, dict[str, Any]] = {}
+
+    def finish(index: int, proc: subprocess.Popen, cell_dir: str, stopped: bool = False) -> None:
+        cleanup.remove_owned_by({proc.pid})  # a cell that died without tearing down
+        results[index] = _collect(cells[index], proc, cell_dir, stopped)
+        on_done(results[index])
+
     try:
         while pending or running:
             while pending and len(running) < jobs:
                 index, cell = pending.pop(0)
                 cell_dir = os.path.join(out_dir, f"{index:03d}-{cell.name}")
                 os.makedirs(cell_dir, exist_ok=True)
-                with open(os.path.join(cell_dir, "scenario.json"), "w") as f:
-                    json.dump(cell.to_json(), f)
-                argv = [
-                    sys.executable,
-                    "-m",
-                    "mbtest.experiment.cell",
-                    os.path.join(cell_dir, "scenario.json"),
-                    cell_dir,
-                ]
-                proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                running[index] = (proc, cell_dir, time.monotonic())
+                output.write_json(os.path.join(cell_dir, "scenario.json"), cell.to_json())
+                argv = [sys.executable, "-m", "mbtest.experiment.cell",
+                        os.path.join(cell_dir, "scenario.json"), cell_dir]  # fmt: skip
+                with signals.deferred():  # started and recorded, or neither
+                    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                    running[index] = (proc, cell_dir, time.monotonic())
+                    owners.CHILDREN.add(proc.pid)
             time.sleep(0.05)
+            signals.check()
             for index, (proc, cell_dir, started) in list(running.items()):
                 limit = cells[index].deadline + 60
                 if proc.poll() is None and time.monotonic() - started > limit:
@@ -63,22 +69,36 @@ def run_cells(
                 if proc.poll() is None:
                     continue
                 del running[index]
-                results[index] = _collect(cells[index], proc, cell_dir)
-                on_done(results[index])
+                finish(index, proc, cell_dir)
     finally:  # stopped early (Ctrl-C, SIGTERM): stop the running cells, keep what finished
-        for proc, _, _ in running.values():
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-        for index, (proc, cell_dir, _) in running.items():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(30)
-            if os.path.exists(os.path.join(cell_dir, "cell.json")):
-                results[index] = _collect(cells[index], proc, cell_dir)
+        with signals.deferred():
+            for proc, _, _ in running.values():
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+            for index, (proc, cell_dir, _) in running.items():
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+                finish(index, proc, cell_dir, stopped=True)
+            for index, cell in pending:  # never started
+                where = os.path.join(out_dir, f"{index:03d}-{cell.name}")
+                results[index] = _not_run(
+                    cell, "the matrix was stopped before this cell ran", where
+                )
                 on_done(results[index])
     return [results[i] for i in sorted(results)]
 
 
-def _collect(cell: Scenario, proc: subprocess.Popen, cell_dir: str) -> dict[str, Any]:
+def _not_run(cell: Scenario, why: str, cell_dir: str) -> dict[str, Any]:
+    return {"schema": CELL_SCHEMA, "scenario": cell.to_json(), "verdict": "not-run",
+            "why": [why], "facts": {}, "dir": os.path.basename(cell_dir)}  # fmt: skip
+
+
+def _collect(
+    cell: Scenario, proc: subprocess.Popen, cell_dir: str, stopped: bool = False
+) -> dict[str, Any]:
     err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
     if proc.stderr:
         proc.stderr.close()
@@ -92,8 +112,10 @@ def _collect(cell: Scenario, proc: subprocess.Popen, cell_dir: str) -> dict[str,
             if err
             else f"the cell exited with {proc.returncode} and wrote no result"
         )
+        if stopped:
+            return _not_run(cell, "stopped with the matrix before it wrote a result", cell_dir)
         result = {
-            "schema": "mbtest.cell/1",
+            "schema": CELL_SCHEMA,
             "scenario": cell.to_json(),
             "verdict": "error",
             "why": [why],
@@ -135,8 +157,9 @@ def run_matrix(
     try:
         run_cells(cells, out_dir, jobs, done)
     finally:  # on Ctrl-C too: what finished is kept
-        results = sorted(finished, key=lambda r: r["dir"])
-        meta = write_results(out_dir, results, started, jobs, command)
+        with signals.deferred():
+            results = sorted(finished, key=lambda r: r["dir"])
+            meta = write_results(out_dir, results, started, jobs, command)
     meta["started_text"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
     report = render([out_dir], os.path.join(out_dir, "report.html"), meta)
     return results, report

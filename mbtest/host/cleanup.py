@@ -8,6 +8,7 @@ What a live process owns is left alone, and so is a testbed brought up with ``to
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from dataclasses import dataclass, field
 
@@ -91,3 +92,40 @@ def remove_orphaned_rules(
                 netfilter.delete_rule(rule.tool, rule.rule)
     report.removed += removed
     return removed
+
+
+def remove_owned_by(pids: set[int]) -> list[str]:
+    """Remove what the given processes (now dead: children that were killed) recorded and
+    left: their namespaces, folders and records; returns what was removed."""
+    removed = []
+    for owner in owners.records():
+        if owner.pid not in pids or owner.persistent or owner.alive:
+            continue
+        for ns in owner.namespaces.values():
+            if netns.exists(ns):
+                netns.remove(ns)
+                removed.append(f"namespace {ns}")
+        prefix = netns.PREFIX.rstrip("-") + owner.run_id
+        with contextlib.suppress(Exception):
+            for link in links.root_links(prefix):
+                links.delete_root_link(link)
+        for folder in owner.folders:
+            if folder.startswith(owners.STATE_DIR + "/"):
+                shutil.rmtree(folder, ignore_errors=True)
+        owner.forget()
+        removed.append(f"record of {_describe(owner)}")
+    return removed
+
+
+def left_by(pids: set[int]) -> list[str]:
+    """What records of these processes still name (their namespaces that exist), and the
+    firewall rules they own: what a run would leave behind if it stopped now."""
+    left = []
+    for owner in owners.records():
+        if owner.pid in pids:
+            left += [ns for ns in owner.namespaces.values() if netns.exists(ns)]
+            left += [f for f in owner.folders if os.path.isdir(f)]
+    for rule in netfilter.owned_rules():
+        if any(f"-{pid}-" in rule.comment for pid in pids):
+            left.append(f"{rule.tool} rule {rule.comment}")
+    return left

@@ -22,8 +22,10 @@ def find(name_or_path: str, folder: Path, suffix: str, what: str, error: type[Ex
     """folder/NAME.suffix, or the path given; `error` with one sentence when neither exists."""
     path = Path(name_or_path)
     if path.suffix == suffix or os.sep in name_or_path:
-        if not path.is_file():
+        if not path.exists():
             raise error(f"{what} file {name_or_path} does not exist")
+        if not path.is_file():
+            raise error(f"{what} file {name_or_path} is not a regular file")
         return path
     candidate = folder / f"{name_or_path}{suffix}"
     if not candidate.is_file():

@@ -14,6 +14,7 @@ import subprocess
 from dataclasses import dataclass
 
 from mbtest.errors import MbtestError
+from mbtest.host import signals
 from mbtest.host.owners import process_alive, start_time
 
 TOOLS = ("iptables", "ip6tables")
@@ -21,22 +22,22 @@ _OWNER_COMMENT = re.compile(r"^mbtest-([a-z]+)-([0-9a-f]{6})-(\d+)(?:-(\d+))?$")
 
 
 class RuleOwner:
-    """Installs iptables rules and nftables tables, and removes exactly those again."""
+    """Installs iptables rules and removes exactly those again."""
 
     def __init__(self) -> None:
         self.installed: list[tuple[str, list[str]]] = []
 
     def add(self, tool: str, args: list[str]) -> None:
-        _run(tool, args)
-        self.installed.append((tool, args))
+        with signals.deferred():  # added and recorded, or neither
+            _run(tool, args)
+            self.installed.append((tool, args))
 
     def remove_all(self) -> None:
-        for tool, args in reversed(self.installed):
-            undo = (
-                args if tool == "nft" else ["-w", *["-D" if a in ("-A", "-I") else a for a in args]]
-            )
-            subprocess.run([tool, *undo], capture_output=True, timeout=10)
-        self.installed.clear()
+        with signals.deferred():
+            for tool, args in reversed(self.installed):
+                undo = ["-w", *["-D" if a in ("-A", "-I") else a for a in args]]
+                subprocess.run([tool, *undo], capture_output=True, timeout=10)
+            self.installed.clear()
 
 
 def _run(tool: str, args: list[str]) -> None:

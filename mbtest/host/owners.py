@@ -21,8 +21,11 @@ from typing import Any
 from mbtest.errors import MbtestError
 
 STATE_DIR = "/run/mbtest"
-RUN_ID = re.compile(r"^[0-9a-f]{6}$")
+RUN_ID = re.compile(r"[0-9a-f]{6}")
 _RECORD_SUFFIX = ".owner.json"
+
+
+CHILDREN: set[int] = set()  # processes this one started that may own records (matrix cells)
 
 
 class RunIdError(MbtestError):
@@ -36,7 +39,7 @@ def new_run_id() -> str:
 
 def check_run_id(text: str) -> str:
     """The run id, or one sentence: nothing outside mbtest's own state is ever named."""
-    if not isinstance(text, str) or not RUN_ID.match(text):
+    if not isinstance(text, str) or not RUN_ID.fullmatch(text):
         raise RunIdError(
             f"{text!r} is not a run id (six hexadecimal digits, as mbtest topo ls shows)"
         )
@@ -126,7 +129,7 @@ def records(kind: str | None = None) -> list[Owner]:
     except FileNotFoundError:
         return []
     for name in names:
-        if not name.endswith(_RECORD_SUFFIX) or not RUN_ID.match(name[: -len(_RECORD_SUFFIX)]):
+        if not name.endswith(_RECORD_SUFFIX) or not RUN_ID.fullmatch(name[: -len(_RECORD_SUFFIX)]):
             continue
         with contextlib.suppress(OSError, ValueError, TypeError, MbtestError):
             with open(os.path.join(STATE_DIR, name)) as f:

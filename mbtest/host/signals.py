@@ -1,22 +1,41 @@
 """SIGINT and SIGTERM become exceptions in the main thread, so that every ``with`` owner
-(testbeds, captures, firewall rules) removes what it made on the way out."""
+(testbeds, captures, firewall rules) removes what it made on the way out.
+
+Removing must not itself be cut short by a second signal: ``deferred()`` marks a critical
+section (creating-and-recording, tearing down) during which a signal is only noted; it is
+raised when the section ends.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import Iterator
 
-from mbtest.errors import Interrupted, Terminated
+from mbtest.errors import Interrupted, Stopped, Terminated
 
 _MAIN_PID = os.getpid()
+_depth = 0
+_pending: int | None = None
+_received: int | None = None  # the first signal, kept: ``check`` raises it again if lost
+
+
+def _exception(signum: int) -> Stopped:
+    if signum == signal.SIGINT:
+        return Interrupted("interrupted")
+    return Terminated("terminated by SIGTERM")
 
 
 def _on_signal(signum, frame) -> None:
+    global _pending, _received
     if os.getpid() != _MAIN_PID:  # a forked helper (pyroute2 makes some): just go
         os._exit(128 + signum)
-    if signum == signal.SIGINT:
-        raise Interrupted("interrupted; everything this run created was removed")
-    raise Terminated("terminated by SIGTERM; everything this run created was removed")
+    _received = _received or signum
+    if _depth:
+        _pending = _pending or signum
+        return
+    raise _exception(signum)
 
 
 def install() -> None:
@@ -25,3 +44,42 @@ def install() -> None:
     _MAIN_PID = os.getpid()
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+
+
+def done() -> None:
+    """The work is over and everything owned released: a signal now would only turn a
+    finished run's status into a kill."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """A section no signal interrupts; one that arrived meanwhile is raised at its end
+    (unless the section is already ending with an exception of its own)."""
+    global _depth, _pending
+    _depth += 1
+    failed = False
+    try:
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        _depth -= 1
+        if not _depth and _pending is not None and not failed:
+            signum, _pending = _pending, None
+            raise _exception(signum)
+
+
+def check() -> None:
+    """A checkpoint in long loops: raise the signal again if its exception was lost (Python
+    drops exceptions raised inside at-fork hooks and finalizers); nothing inside a deferred
+    section, where the run is already stopping."""
+    if _received is not None and not _depth:
+        raise _exception(_received)
+
+
+def pending() -> bool:
+    """Whether a signal arrived during a deferred section and is still to be raised."""
+    return _pending is not None

@@ -21,26 +21,25 @@ from typing import Any
 from mbtest.errors import MbtestError
 from mbtest.host.netfilter import TOOLS, RuleOwner
 from mbtest.middlebox import conntrack, native
-from mbtest.middlebox.base import KERNEL, NFQUEUE, Behaviour, Verdict
-from mbtest.middlebox.flows import FlowTracker
+from mbtest.middlebox.base import KERNEL, NFQUEUE, Behaviour
+from mbtest.middlebox.handler import Outcome, PacketHandler
 from mbtest.middlebox.inject import Injector
 from mbtest.middlebox.log import Log
 from mbtest.middlebox.observer import KernelObserver
 from mbtest.middlebox.relay import Relay, policy_routing
-from mbtest.packet.edit import TcpPacket
 
 
 class Engine:
     def __init__(self, behaviour: Behaviour, queue: int, log: Log, sides: dict[str, str]):
         self.behaviour, self.queue, self.log, self.sides = behaviour, queue, log, sides
         self.rules = RuleOwner()
-        self.tracker = FlowTracker()
+        self.handler = PacketHandler(behaviour)
+        self.tracker = self.handler.tracker
         self.injector = Injector()
         self.queues: list[Any] = []
         self.stopping = False
         self.failure: BaseException | None = None
         self.packets = 0  # how many packets the engine saw (a passive middlebox changes none)
-        self.malformed = 0  # packets the behaviour could not read (logged, then passed on)
         self.observer: KernelObserver | None = None
         self.relay: Relay | None = None
         self.native: subprocess.Popen | None = None  # the C fast path, when it serves the queue
@@ -144,37 +143,13 @@ class Engine:
 
     def on_packet(self, packet) -> None:
         self.packets += 1
-        data = packet.get_payload()
-        try:
-            pkt = TcpPacket(data)
-            ctx = self.tracker.observe(pkt)
-            verdict: Verdict = self.behaviour.handle(pkt, ctx)
-        except MbtestError as e:  # a packet the behaviour cannot read: per packet
-            self._malformed(packet, data, str(e))
-            return
-        self.apply(verdict)
-        if verdict.action == "drop":
+        outcome = self.handler(packet.get_payload())
+        self.apply(outcome)
+        if outcome.action == "drop":
             packet.drop()
-        elif verdict.action == "modified" and verdict.packet is not None:
-            packet.set_payload(verdict.packet)
+        elif outcome.action == "modified" and outcome.packet is not None:
+            packet.set_payload(outcome.packet)
             packet.accept()
-        else:
-            packet.accept()
-
-    def _malformed(self, packet, data: bytes, why: str) -> None:
-        self.malformed += 1
-        action = self.behaviour.handle_malformed(data, why)
-        self.log.write(
-            {
-                "flow": "?",
-                "direction": "?",
-                "field": "malformed",
-                "before": why,
-                "after": "dropped" if action == "drop" else "passed on",
-            }
-        )
-        if action == "drop":
-            packet.drop()
         else:
             packet.accept()
 
@@ -190,7 +165,9 @@ class Engine:
                 packet.get_payload(), conntrack.inside_endpoint
             )
         except MbtestError as e:
-            self._malformed(packet, packet.get_payload(), str(e))
+            self.log.write({"flow": "?", "direction": "?", "field": "malformed", "before": str(e),
+                            "after": "passed on"})  # fmt: skip
+            packet.accept()
             return
         if out is not None:
             packet.set_payload(out)
@@ -198,11 +175,15 @@ class Engine:
         if entry is not None:
             self.log.write(entry)
 
-    def apply(self, verdict: Verdict) -> None:
-        """Send what a verdict injects and log what it changed."""
-        for forged in verdict.inject:
-            self.injector.send(forged)
-        for entry in verdict.changes:
+    def apply(self, outcome: Outcome) -> None:
+        """Send what an outcome injects and log what it changed."""
+        for forged in outcome.inject:
+            try:
+                self.injector.send(forged)
+            except MbtestError as e:  # a packet the behaviour made from a malformed one
+                self.log.write({"flow": "?", "direction": "?", "field": "malformed",
+                                "before": str(e), "after": "not injected"})  # fmt: skip
+        for entry in outcome.changes:
             self.log.write(entry)
 
     # --- loop -------------------------------------------------------------------------------
@@ -226,7 +207,7 @@ class Engine:
                 fds[fd].run(block=False)
             self.log.flush()
             if tick:
-                self.apply(self.behaviour.tick(time.monotonic()))
+                self.apply(self.handler.tick(time.monotonic()))
         if self.failure is not None:
             raise MbtestError(f"behaviour {self.behaviour.NAME} failed: {self.failure!r}")
 
@@ -262,7 +243,7 @@ class Engine:
             nfq.run(block=False)
 
     def write_stats(self) -> None:
-        malformed = self.malformed + (self.observer.malformed if self.observer else 0)
+        malformed = self.handler.malformed + (self.observer.malformed if self.observer else 0)
         with open(self.log.path + ".stats.json", "w") as f:
             json.dump(
                 {

@@ -84,13 +84,16 @@ class KernelObserver:
     """Pairs each packet leaving the slot with the same packet as it came in."""
 
     def __init__(self, log: Log, tracker: FlowTracker, sides: dict[str, str]):
-        self.log, self.tracker = log, tracker
+        self.log, self.tracker, self.sides = log, tracker, sides
         self.pending: dict[tuple, deque] = {}  # key -> (options, payload, when, seq, ack)
         self.lock = threading.Lock()  # the egress thread shares pending and the tracker
         self.malformed = 0
-        self.egress = EgressWatch([sides["client"], sides["server"]], self.after, self.bad)
+        self.egress: EgressWatch | None = None
 
     def start(self) -> None:
+        """Watch the slot's interfaces (packet sockets) for what leaves."""
+        sides = [self.sides["client"], self.sides["server"]]
+        self.egress = EgressWatch(sides, self.after, self.bad)
         self.egress.start()
 
     def bad(self, why: str) -> None:
@@ -159,7 +162,8 @@ class KernelObserver:
             )
 
     def stop(self) -> None:
-        self.egress.stop()
+        if self.egress is not None:
+            self.egress.stop()
 
     def log_consumed(self) -> None:
         """Packets the kernel took in and never forwarded (dropped, or answered itself); the

@@ -7,6 +7,7 @@ checked; a bad one is one sentence naming the parameter and what is allowed.
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,8 @@ class Param:
                 else f"{self.maximum:{'d' if self.kind == 'int' else 'g'}}"
             )
             return f"{'an integer' if self.kind == 'int' else 'a number'} in [{low}, {high}]"
+        if self.kind == "str" and self.minimum:
+            return f"text of at least {self.minimum:g} character(s)"
         return {"bool": "true or false", "address": "an IP address", "str": "text"}[self.kind]
 
     def convert(self, behaviour: str, raw: Any) -> Any:
@@ -63,6 +66,8 @@ class Param:
                 value = float(text)
             except ValueError:
                 raise bad() from None
+            if not math.isfinite(value):
+                raise bad()
         elif self.kind == "bool":
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise bad()
@@ -82,6 +87,10 @@ class Param:
             except ValueError:
                 raise bad() from None
         else:
+            if self.minimum is not None and len(text) < self.minimum:
+                raise bad()
+            if any(ord(c) < 32 for c in text):  # no newlines or control characters
+                raise bad()
             return text
         if (self.minimum is not None and value < self.minimum) or (
             self.maximum is not None and value > self.maximum
@@ -92,6 +101,8 @@ class Param:
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     """``strip-option:subtypes=MP_CAPABLE,mode=nop`` -> ("strip-option", {...})."""
+    if any(ord(c) < 32 for c in spec):
+        raise MiddleboxError(f"middlebox {spec!r} contains a control character (a newline?)")
     name, _, rest = spec.strip().partition(":")
     if not name:
         raise MiddleboxError(f"middlebox {spec!r} has no behaviour name (NAME:key=value,...)")

@@ -11,7 +11,7 @@ import sys
 import time
 
 from mbtest.errors import MbtestError
-from mbtest.host import netns
+from mbtest.host import netns, signals
 from mbtest.middlebox.spec import MiddleboxSpec
 
 
@@ -51,6 +51,7 @@ class MiddleboxProcess:
         deadline = time.monotonic() + timeout
         line = b""
         while b"ready" not in line:
+            signals.check()
             left = deadline - time.monotonic()
             if self.proc.poll() is not None or left <= 0:
                 self.stop()

@@ -6,7 +6,21 @@ import dataclasses
 import ipaddress
 from typing import Any
 
-from mbtest.mptcp.options import MptcpOption, MpTcpRst, subtype_name
+from mbtest.mptcp.options import (
+    AddAddr,
+    Dss,
+    MpCapable,
+    MpFail,
+    MpFastclose,
+    MpJoinAck,
+    MpJoinSyn,
+    MpJoinSynAck,
+    MpPrio,
+    MptcpOption,
+    MpTcpRst,
+    RemoveAddr,
+    subtype_name,
+)
 
 
 def _plain(value: Any) -> Any:
@@ -46,3 +60,57 @@ def describe(option: MptcpOption) -> str:
             value = f"0x{value:x}"
         parts.append(f"{name}={value}")
     return f"{option.name} " + " ".join(parts)
+
+
+def short(option: MptcpOption) -> str:
+    """The option in a few words, as tables and the probe's answers name it
+    (``MP_CAPABLE v1 flags AH, 1 key``, ``DSS data ack 5, mapping 1000+51``)."""
+    if isinstance(option, MpCapable):
+        letters = "".join(
+            letter
+            for letter, on in (("A", option.checksum_required), ("B", option.extensibility),
+                               ("C", option.no_source_subflows), ("H", option.hmac_sha256))
+            if on
+        )  # fmt: skip
+        keys = sum(k is not None for k in (option.sender_key, option.receiver_key))
+        extra = f", {keys} key{'s' if keys != 1 else ''}" if keys else ""
+        if option.data_length is not None:
+            extra += f", data-level length {option.data_length}"
+        return f"MP_CAPABLE v{option.version} flags {letters or 'none'}{extra}"
+    if isinstance(option, MpJoinSyn):
+        backup = " backup" if option.backup else ""
+        return f"MP_JOIN SYN token 0x{option.token:08x} id {option.address_id}{backup}"
+    if isinstance(option, MpJoinSynAck):
+        return f"MP_JOIN SYN/ACK id {option.address_id}"
+    if isinstance(option, MpJoinAck):
+        return "MP_JOIN ACK"
+    if isinstance(option, Dss):
+        parts = []
+        if option.data_ack is not None:
+            parts.append(f"data ack {option.data_ack}")
+        if option.dsn is not None:
+            mapping = f"mapping {option.dsn}+{option.data_length} ssn {option.subflow_seq}"
+            if option.checksum is not None:
+                mapping += f" csum 0x{option.checksum:04x}"
+            parts.append(mapping)
+            if option.infinite_mapping:
+                parts.append("infinite")
+        if option.data_fin:
+            parts.append("DATA_FIN")
+        return "DSS " + (", ".join(parts) or "empty")
+    if isinstance(option, AddAddr):
+        port = f" port {option.port}" if option.port else ""
+        echo = " echo" if option.echo else ""
+        return f"ADD_ADDR{echo} {option.address} id {option.address_id}{port}"
+    if isinstance(option, RemoveAddr):
+        return "REMOVE_ADDR id " + ",".join(str(i) for i in option.address_ids)
+    if isinstance(option, MpPrio):
+        return "MP_PRIO" + (" backup" if option.backup else "")
+    if isinstance(option, MpTcpRst):
+        transient = " transient" if option.transient else ""
+        return f"MP_TCPRST reason {option.reason_name}{transient}"
+    if isinstance(option, MpFail):
+        return f"MP_FAIL at {option.dsn}"
+    if isinstance(option, MpFastclose):
+        return "MP_FASTCLOSE"
+    return subtype_name(getattr(option, "SUBTYPE", getattr(option, "subtype", 0)))

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 
 from mbtest.errors import EnvironmentProblem, MbtestError
-from mbtest.host import netns
+from mbtest.host import netns, signals
 
 
 class Capture:
@@ -54,6 +54,7 @@ class Capture:
         deadline = time.monotonic() + timeout
         seen = b""
         while b"listening on" not in seen:
+            signals.check()
             left = deadline - time.monotonic()
             if left <= 0 or self.proc.poll() is not None:
                 self.stop()

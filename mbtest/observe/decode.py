@@ -8,7 +8,7 @@ hides the rest of the capture.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,7 @@ from mbtest.errors import CodecError, PacketError
 from mbtest.mptcp.fields import option_fields
 from mbtest.mptcp.options import MptcpOption
 from mbtest.packet.headers import TcpSegment, ip_packet, parse_tcp
-from mbtest.packet.pcap import read_frames
+from mbtest.packet.pcap import Frame, read_frames
 
 Endpoint = tuple[str, int]
 
@@ -62,9 +62,14 @@ def _fmt(endpoint: Endpoint) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def iter_segments(path: str | os.PathLike) -> Iterator[tuple[int, float, TcpSegment | PacketError]]:
-    """(frame number, time, segment or the error that stopped its parsing) for TCP frames."""
-    for frame in read_frames(path):
+def iter_segments(
+    frames: str | os.PathLike | Iterable[Frame],
+) -> Iterator[tuple[int, float, TcpSegment | PacketError]]:
+    """(frame number, time, segment or the error that stopped its parsing) for TCP frames
+    of a capture file (a path) or of frames already read."""
+    if isinstance(frames, (str, os.PathLike)):
+        frames = read_frames(frames)
+    for frame in frames:
         packet = ip_packet(frame)
         if packet is None:
             continue
@@ -78,9 +83,10 @@ def iter_segments(path: str | os.PathLike) -> Iterator[tuple[int, float, TcpSegm
 
 
 def decode_capture(
-    path: str | os.PathLike, only_mptcp: bool = True, keep_segments: bool = False
+    path: str | os.PathLike | Iterable[Frame], only_mptcp: bool = True, keep_segments: bool = False
 ) -> Iterator[PacketRecord]:
-    """A record per TCP packet (per packet with MPTCP options when ``only_mptcp``)."""
+    """A record per TCP packet (per packet with MPTCP options when ``only_mptcp``) of a capture
+    file or of frames already read. One malformed packet is one record with its errors."""
     initiators: dict[frozenset[Endpoint], Endpoint] = {}
     for number, stamp, seg in iter_segments(path):
         if isinstance(seg, PacketError):

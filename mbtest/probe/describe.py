@@ -6,19 +6,8 @@ import struct
 from typing import Any
 
 from mbtest.errors import CodecError
-from mbtest.mptcp.options import (
-    AddAddr,
-    Dss,
-    MpCapable,
-    MpFail,
-    MpFastclose,
-    MpJoinAck,
-    MpJoinSyn,
-    MpJoinSynAck,
-    MptcpOption,
-    MpTcpRst,
-    subtype_name,
-)
+from mbtest.mptcp.fields import short
+from mbtest.mptcp.options import MptcpOption
 from mbtest.packet.headers import TcpSegment
 from mbtest.packet.names import flag_text, option_name
 
@@ -26,44 +15,7 @@ from mbtest.packet.names import flag_text, option_name
 def mptcp_short(option: MptcpOption | CodecError) -> str:
     if isinstance(option, CodecError):
         return f"malformed MPTCP option ({option})"
-    if isinstance(option, MpCapable):
-        letters = "".join(
-            letter
-            for letter, on in (
-                ("A", option.checksum_required),
-                ("B", option.extensibility),
-                ("C", option.no_source_subflows),
-                ("H", option.hmac_sha256),
-            )
-            if on
-        )
-        keys = sum(k is not None for k in (option.sender_key, option.receiver_key))
-        extra = f", {keys} key{'s' if keys != 1 else ''}" if keys else ""
-        return f"MP_CAPABLE v{option.version} flags {letters or 'none'}{extra}"
-    if isinstance(option, (MpJoinSyn, MpJoinSynAck, MpJoinAck)):
-        return "MP_JOIN" + (f" token 0x{option.token:08x}" if isinstance(option, MpJoinSyn) else "")
-    if isinstance(option, Dss):
-        parts = []
-        if option.data_ack is not None:
-            parts.append(f"data ack {option.data_ack}")
-        if option.dsn is not None:
-            parts.append(f"mapping {option.dsn}+{option.data_length}")
-            if option.infinite_mapping:
-                parts.append("infinite")
-        if option.data_fin:
-            parts.append("DATA_FIN")
-        return "DSS " + ", ".join(parts)
-    if isinstance(option, AddAddr):
-        port = f" port {option.port}" if option.port else ""
-        echo = " echo" if option.echo else ""
-        return f"ADD_ADDR{echo} {option.address} id {option.address_id}{port}"
-    if isinstance(option, MpTcpRst):
-        return f"MP_TCPRST reason {option.reason_name}"
-    if isinstance(option, MpFail):
-        return f"MP_FAIL at {option.dsn}"
-    if isinstance(option, MpFastclose):
-        return "MP_FASTCLOSE"
-    return subtype_name(getattr(option, "SUBTYPE", getattr(option, "subtype", 0)))
+    return short(option)
 
 
 def options_short(segment: TcpSegment) -> list[str]:

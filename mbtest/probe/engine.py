@@ -17,6 +17,8 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+from mbtest.errors import PacketError
+from mbtest.host import signals
 from mbtest.packet.headers import TcpSegment
 from mbtest.packet.quote import IcmpError, View
 from mbtest.probe import wire
@@ -56,6 +58,7 @@ class Sweep:
     answers: dict[int, HopAnswer] = field(default_factory=dict)
     replies: list[Reply] = field(default_factory=list)
     unmatched: int = 0  # ICMP errors about this probe that could not be tied to a TTL
+    malformed: list[str] = field(default_factory=list)  # target's packets that were unreadable
     last_arrival: float = 0.0
     packets_sent: int = 0
     rounds: int = 0
@@ -127,7 +130,15 @@ class Sweep:
                 rtt = arrival.time - self.sent.get(ttl, (arrival.time, 0))[0]
                 self.answers[ttl] = HopAnswer(ttl, arrival.icmp.router, rtt, arrival.icmp)
                 self.last_arrival = arrival.time
+        elif arrival.malformed is not None:
+            if arrival.source == self.segment.dst:
+                self.malformed.append(arrival.malformed)
         elif arrival.tcp is not None and self.is_reply(arrival.tcp):
+            try:
+                arrival.tcp.options()  # a reply whose options cannot be read is noted, not used
+            except PacketError as e:
+                self.malformed.append(str(e))
+                return
             ttl = self.match_reply(arrival.tcp)
             rtt = arrival.time - self.sent[ttl][0] if ttl in self.sent else None
             self.replies.append(Reply(ttl, rtt, arrival.tcp))
@@ -175,6 +186,7 @@ class Sweep:
 
 
 def _collect(io, sweep: Sweep, until: float) -> None:
+    signals.check()
     for arrival in io.receive(until):
         sweep.feed(arrival)
 

@@ -27,6 +27,23 @@ class Arrival:
     time: float
     icmp: IcmpError | None = None
     tcp: TcpSegment | None = None
+    malformed: str | None = None  # a TCP packet that could not be read: why
+    source: str | None = None  # (for a malformed one) who sent it
+
+
+def read_arrival(icmp: bool, data: bytes, source: str, version: int, now: float) -> Arrival | None:
+    """What one packet read from a raw socket is: an ICMP error, a TCP segment, or a malformed
+    packet saying why (None for anything else, such as an ICMP echo)."""
+    if icmp:
+        message = strip_ipv4_header(data) if version == 4 else data
+        error = parse_icmp(message, source, version)
+        return None if error is None else Arrival(now, icmp=error)
+    try:
+        # (an IPv6 raw socket gives the segment without its IP header)
+        segment = parse_tcp(data) if version == 4 else parse_tcp_segment(data, 6, source, "")
+    except PacketError as e:
+        return Arrival(now, malformed=str(e), source=source)
+    return None if segment is None else Arrival(now, tcp=segment)
 
 
 class RawSockets:
@@ -68,29 +85,17 @@ class RawSockets:
         return self._drain(self.icmp) + self._drain(self.tcp)
 
     def _drain(self, sock: socket.socket) -> list[Arrival]:
+        """Everything queued on one socket; each packet parsed on its own (one that cannot be
+        read is an Arrival saying so, never an exception)."""
         out = []
         while True:
             try:
                 data, addr = sock.recvfrom(65535)
             except BlockingIOError:
                 return out
-            now = time.monotonic()
-            source = addr[0]
-            if sock is self.icmp:
-                message = strip_ipv4_header(data) if self.version == 4 else data
-                error = parse_icmp(message, source, self.version)
-                if error is not None:
-                    out.append(Arrival(now, icmp=error))
-                continue
-            try:
-                if self.version == 4:
-                    segment = parse_tcp(data)
-                else:
-                    segment = parse_tcp_segment(data, 6, source, "")
-            except PacketError:
-                continue
-            if segment is not None:
-                out.append(Arrival(now, tcp=segment))
+            arrival = read_arrival(sock is self.icmp, data, addr[0], self.version, time.monotonic())
+            if arrival is not None:
+                out.append(arrival)
 
     def close(self) -> None:
         for sock in (self.sender, self.icmp, self.tcp):

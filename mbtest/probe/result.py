@@ -62,6 +62,10 @@ def probe_result(
     names: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     names = names or {}
+    notes = list(notes)
+    if sweep.malformed:
+        notes.append(f"{len(sweep.malformed)} packet(s) from the target could not be read and "
+                     f"were left out (first: {sweep.malformed[0]})")  # fmt: skip
     target = sweep.segment.dst
     end = sweep.end_ttl
     at_target = end is not None and end in sweep.answers and sweep.answers[end].router == target
@@ -130,6 +134,7 @@ def probe_result(
         "packets_sent": sweep.packets_sent,
         "rounds": sweep.rounds,
         "unmatched_icmp": sweep.unmatched,
+        "malformed_replies": len(sweep.malformed),
         "seconds": round(seconds, 3),
     }
 
@@ -145,7 +150,10 @@ def destination(sweep: Sweep, icmp_from_target: bool) -> dict[str, Any]:
         out["rtt_ms"] = None if reply.rtt is None else round(reply.rtt * 1000, 3)
         out["answers"] = len(sweep.replies)
         if sweep.segment.check is not None:
-            out["check"] = sweep.segment.check(reply.segment)
+            try:
+                out["check"] = sweep.segment.check(reply.segment)
+            except Exception as e:  # a probe file's own check: say what broke, keep the rest
+                out["check"] = f"the probe's check failed: {type(e).__name__}: {e}"
         return out
     if icmp_from_target and end is not None:
         hop = sweep.answers[end]

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mbtest.errors import MbtestError
+from mbtest.errors import Interrupted, MbtestError, Terminated
 from mbtest.host import netns, owners
+from mbtest.host.paths import OutputError
 from mbtest.probe import engine, loader
 from mbtest.probe.guard import RstGuard
 from mbtest.probe.rawio import RawSockets
@@ -172,20 +173,23 @@ def run(target: str, options: ProbeOptions, command: str = "") -> dict[str, Any]
     results: list[dict] = []
     routers: set[str] = set()
     io = RawSockets(version)
+    stopped: MbtestError | None = None
     try:
         with RstGuard(owners.new_run_id(), version) as guard:
             for spec in specs:
                 result, seen = run_probe(spec, io, guard, address, source, options, rng)
                 results.append(result)
                 routers |= seen
+    except (Interrupted, Terminated) as e:  # what was measured is still written
+        stopped = e
     finally:
         io.close()
-    if options.resolve_names and routers:
+    if options.resolve_names and routers and stopped is None:
         names = reverse_names(routers)
         for result in results:
             for hop in result["hops"]:
                 hop["name"] = names.get(hop.get("router") or "")
-    return {
+    doc = {
         "schema": SCHEMA,
         "target": {"name": target, "address": address, "port": options.port, "ip_version": version},
         "source": source,
@@ -198,18 +202,30 @@ def run(target: str, options: ProbeOptions, command: str = "") -> dict[str, Any]
         "command": command,
         "probes": results,
     }
+    if stopped is not None:
+        doc["interrupted"] = f"{stopped}: {len(results)} of {len(specs)} probes ran"
+        stopped.document = doc  # type: ignore[attr-defined]
+        raise stopped
+    return doc
 
 
 def write_outputs(doc: dict[str, Any], out_file: str | None, html_file: str | None) -> None:
-    """The result as JSON (``-o``) and as an HTML report (``--html``, with its JSON beside)."""
-    if out_file:
-        with open(out_file, "w") as f:
-            json.dump(doc, f, indent=2)
-    if html_file:
-        data_file = out_file or os.path.splitext(html_file)[0] + ".json"
-        if not out_file:
-            with open(data_file, "w") as f:
+    """The result as JSON (``-o``) and as an HTML report (``--html``, with its JSON beside);
+    OutputError naming the place that could not be written."""
+    target = out_file
+    try:
+        if out_file:
+            with open(out_file, "w") as f:
                 json.dump(doc, f, indent=2)
-        from mbtest.report.render import render  # (jinja2 is loaded only when asked for)
+        if html_file:
+            data_file = out_file or os.path.splitext(html_file)[0] + ".json"
+            if not out_file:
+                target = data_file
+                with open(data_file, "w") as f:
+                    json.dump(doc, f, indent=2)
+            from mbtest.report.render import render  # (jinja2 is loaded only when asked for)
 
-        render([data_file], html_file, {"command": doc["command"]})
+            target = html_file
+            render([data_file], html_file, {"command": doc["command"]})
+    except OSError as e:
+        raise OutputError(f"the result could not be written to {target}: {e.strerror}") from None

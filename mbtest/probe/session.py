@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mbtest.errors import MbtestError
+from mbtest.errors import MbtestError, PacketError
+from mbtest.host import signals
 from mbtest.mptcp import crypto
 from mbtest.mptcp.options import Dss, MpCapable, MpFastclose, MptcpOption
 from mbtest.packet.headers import TcpSegment
@@ -189,15 +190,22 @@ class Session:
             self.send(seg)
             end = time.monotonic() + self.timeout
             while time.monotonic() < end:
+                signals.check()
                 for arrival in self.io.receive(end):
                     got = arrival.tcp
                     if (
-                        got is not None
-                        and got.src == self.target
-                        and got.sport == self.port
-                        and got.dport == seg.sport
-                        and want(got)
+                        got is None
+                        or got.src != self.target
+                        or got.sport != self.port
+                        or got.dport != seg.sport
                     ):
+                        continue
+                    try:
+                        got.options()
+                    except PacketError as e:  # an answer that cannot be read: noted, skipped
+                        self.note(f"an answer from {self.target} was malformed: {e}")
+                        continue
+                    if want(got):
                         return got
         return None
 

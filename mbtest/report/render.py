@@ -4,6 +4,7 @@ the template engine (autoescaping), so a host name or a payload can never become
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -11,6 +12,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from markupsafe import Markup
@@ -37,11 +39,13 @@ def load_all(paths: list[str]) -> tuple[list[tuple[str, dict[str, Any]]], list[d
     for path in paths:
         if os.path.isdir(path):
             path = os.path.join(path, "results.jsonl")
+        if not os.path.exists(path):
+            raise MbtestError(f"{path}: no such results file")
+        if not os.path.isfile(path):
+            raise MbtestError(f"{path} is not a regular file (a pipe or a device)")
         try:
             with open(path) as f:
                 text = f.read()
-        except FileNotFoundError:
-            raise MbtestError(f"{path}: no such results file") from None
         except (OSError, UnicodeDecodeError) as e:
             raise MbtestError(f"{path} cannot be read as text: {e}") from None
         document = _probe_document(text)
@@ -54,10 +58,35 @@ def load_all(paths: list[str]) -> tuple[list[tuple[str, dict[str, Any]]], list[d
                 cell = json.loads(line)
             except ValueError:
                 raise MbtestError(f"{path} line {number} is not JSON") from None
-            if not isinstance(cell, dict) or "verdict" not in cell or "scenario" not in cell:
-                raise MbtestError(f"{path} line {number} is not an mbtest cell result")
+            problem = _cell_problem(cell)
+            if problem:
+                raise MbtestError(f"{path} line {number} is not an mbtest cell result: {problem}")
             cells.append((os.path.dirname(os.path.abspath(path)), cell))
+    if not cells and not probes:
+        raise MbtestError(f"{', '.join(paths)} holds no cell or probe result: nothing to report")
     return cells, probes
+
+
+def _cell_problem(cell: Any) -> str | None:
+    """What makes a line unusable as a cell result, or None."""
+    if not isinstance(cell, dict):
+        return "not an object"
+    scenario = cell.get("scenario")
+    if not isinstance(scenario, dict) or not isinstance(scenario.get("name"), str):
+        return "no scenario with a name"
+    if not isinstance(scenario.get("topology", ""), str):
+        return "a topology that is not a string"
+    if not isinstance(scenario.get("middleboxes", {}), dict):
+        return "middleboxes that are not a table"
+    if not isinstance(cell.get("verdict"), str):
+        return "no verdict"
+    if not isinstance(cell.get("why", []), list) or not isinstance(cell.get("facts", {}), dict):
+        return "why or facts of the wrong type"
+    if not all(isinstance(f, dict) for f in cell.get("facts", {}).values()):
+        return "facts of the wrong type"
+    if not isinstance(cell.get("captures", []), list):
+        return "captures that are not a list"
+    return None
 
 
 def _probe_document(text: str) -> dict[str, Any] | None:
@@ -70,25 +99,78 @@ def _probe_document(text: str) -> dict[str, Any] | None:
         return None
     if not isinstance(doc.get("probes"), list) or not isinstance(doc.get("target"), dict):
         raise MbtestError("a probe result without its target or probes")
+    for probe in doc["probes"]:
+        if not isinstance(probe, dict) or not isinstance(probe.get("name"), str):
+            raise MbtestError("a probe result with a probe that has no name")
+        hops = probe.get("hops", [])
+        if not isinstance(hops, list) or not all(isinstance(h, dict) for h in hops):
+            raise MbtestError(f"probe {probe['name']}: its hops are not a list of objects")
+        for hop in hops:
+            if not isinstance(hop.get("changes", []), list):
+                raise MbtestError(f"probe {probe['name']}: a hop's changes are not a list")
     return doc
+
+
+def _inside(base: str, name: Any, must_exist: bool = True) -> str | None:
+    """The path of a file named by a results document, when it is a relative path that stays
+    inside ``base``; None for anything else (absolute paths, '..', URLs such as javascript:)."""
+    if not isinstance(name, str) or not name or "\0" in name:
+        return None
+    if os.path.isabs(name) or ":" in name.split("/")[0] or ".." in name.split("/"):
+        return None
+    path = os.path.realpath(os.path.join(base, name))
+    root = os.path.realpath(base)
+    inside = path.startswith(root + os.sep)
+    return path if inside and (os.path.isfile(path) or not must_exist) else None
+
+
+def _read_json(path: str | None) -> dict[str, Any]:
+    """A JSON document of the evidence, or {} when it is missing or unreadable."""
+    if path is None:
+        return {}
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _log_lines(path: str | None, limit: int = 30) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if path is None:
+        return out
+    with contextlib.suppress(OSError), open(path, errors="replace") as f:
+        for line in f:
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict):
+                    out.append(entry)
+            if len(out) >= limit:
+                break
+    return out
 
 
 def _cell_view(base: str, cell: dict[str, Any], out_dir: str) -> dict[str, Any]:
     scenario = cell["scenario"]
-    cell_dir = os.path.join(base, cell.get("dir", ""))
-    run: dict[str, Any] = {}
-    if cell.get("dir") and os.path.exists(os.path.join(cell_dir, "run.json")):
-        with open(os.path.join(cell_dir, "run.json")) as f:
-            run = json.load(f)
-    timelines = run.get("timelines", {})
+    cell_dir_name = cell.get("dir")
+    cell_dir = None
+    plain = isinstance(cell_dir_name, str) and cell_dir_name not in ("", ".", "..")
+    if plain and "/" not in cell_dir_name and os.path.isdir(os.path.join(base, cell_dir_name)):
+        cell_dir = os.path.join(base, cell_dir_name)
+    run = _read_json(_inside(cell_dir, "run.json")) if cell_dir else {}
+    timelines = run.get("timelines", {}) if isinstance(run.get("timelines"), dict) else {}
     ladder = ladder_svg(timelines.get("client.pcap", {}), timelines.get("server.pcap", {}))
     log: list[dict[str, Any]] = []
-    for mb in run.get("middleboxes", {}).values():
-        path = os.path.join(cell_dir, mb.get("log", ""))
-        if os.path.isfile(path):
-            with open(path) as f:
-                log += [json.loads(line) for _, line in zip(range(30), f, strict=False)]
-    pcaps = [os.path.relpath(os.path.join(cell_dir, p), out_dir) for p in cell.get("captures", [])]
+    boxes = run.get("middleboxes", {}) if isinstance(run.get("middleboxes"), dict) else {}
+    for mb in boxes.values():
+        if isinstance(mb, dict) and cell_dir:
+            log += _log_lines(_inside(cell_dir, mb.get("log")))
+    pcaps = []
+    for name in cell.get("captures", []) if cell_dir else []:
+        path = _inside(cell_dir, name, must_exist=False)
+        if path is not None:  # links only to files inside the results folder, relative
+            pcaps.append(quote(os.path.relpath(path, os.path.realpath(out_dir))))
     spec = ", ".join(scenario.get("middleboxes", {}).values()) or "none"
     names = scenario.get("behaviours") or sorted(
         {s.split(":")[0] for s in scenario.get("middleboxes", {}).values()}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from mbtest.endpoints import pm
 from mbtest.errors import EnvironmentProblem, MbtestError
-from mbtest.host import links, netns, owners
+from mbtest.host import links, netns, owners, signals
 from mbtest.host.netfilter import RuleOwner
 from mbtest.middlebox.process import MiddleboxProcess
 from mbtest.middlebox.spec import MiddleboxSpec
@@ -95,6 +95,15 @@ class Testbed:
         if not self.persistent:
             self.teardown()
 
+    def hand_over(self) -> None:
+        """Keep the testbed when its with-block ends (topo up): it becomes the user's, until
+        topo down, and cleanup leaves it alone."""
+        with signals.deferred():
+            self.persistent = True
+            if self.owner is not None:
+                self.owner.persistent = True
+                self.owner.save()
+
     def build(self) -> None:
         check_mptcp()
         start = time.monotonic()
@@ -106,6 +115,7 @@ class Testbed:
             self.owner.namespaces[node.name] = netns.ns_name(self.run_id, node.name)
         self.owner.save()
         for node in topo.nodes.values():
+            signals.check()
             name = netns.ns_name(self.run_id, node.name)
             netns.create(name)
             self.namespaces[node.name] = name
@@ -122,6 +132,7 @@ class Testbed:
             for key, value in sysctls.items():
                 netns.sysctl(name, key, value)
         for number, link in enumerate(topo.links):
+            signals.check()
             temp = f"{netns.PREFIX.rstrip('-')}{self.run_id}{number}"
             links.veth(
                 temp, self.ns(link.a.node), link.a.ifname, self.ns(link.b.node), link.b.ifname
@@ -225,28 +236,32 @@ class Testbed:
         return {slot: why for slot, p in self.processes.items() if (why := p.check())}
 
     def teardown(self) -> None:
-        """Remove every namespace (killing what runs in it) and the state file."""
-        errors = []
-        for process in self.processes.values():
+        """Remove every namespace the record names (killing what runs in it), the links
+        still in the root namespace, the state folder and the record. No signal cuts it
+        short: one that arrives meanwhile is raised once everything is gone."""
+        with signals.deferred():
+            errors = []
+            for process in self.processes.values():
+                with contextlib.suppress(Exception):
+                    process.stop()
+            names = dict(self.owner.namespaces if self.owner else {}, **self.namespaces)
+            for name in reversed(list(names.values())):
+                try:
+                    netns.remove(name)
+                except Exception as e:  # keep removing the rest
+                    errors.append(f"{name}: {e}")
+            prefix = f"{netns.PREFIX.rstrip('-')}{self.run_id}"
             with contextlib.suppress(Exception):
-                process.stop()
-        for name in reversed(list(self.namespaces.values())):
-            try:
-                netns.remove(name)
-            except Exception as e:  # keep removing the rest
-                errors.append(f"{name}: {e}")
-        prefix = f"{netns.PREFIX.rstrip('-')}{self.run_id}"
-        with contextlib.suppress(Exception):
-            for leftover in links.root_links(prefix):
-                links.delete_root_link(leftover)
-        self.namespaces.clear()
-        if self.owner is not None:
-            for folder in self.owner.folders:
-                shutil.rmtree(folder, ignore_errors=True)
-            if not errors:
-                self.owner.forget()
-        if errors:
-            raise MbtestError("teardown could not remove " + "; ".join(errors))
+                for leftover in links.root_links(prefix):
+                    links.delete_root_link(leftover)
+            self.namespaces.clear()
+            if self.owner is not None:
+                for folder in self.owner.folders:
+                    shutil.rmtree(folder, ignore_errors=True)
+                if not errors:
+                    self.owner.forget()
+            if errors:
+                raise MbtestError("teardown could not remove " + "; ".join(errors))
 
 
 SILENCE_RULES = (

@@ -17,6 +17,7 @@ from typing import Any
 
 from mbtest.errors import MbtestError
 from mbtest.host import datafiles
+from mbtest.middlebox.spec import MiddleboxSpec
 
 ROLES = ("client", "server", "router", "slot", "backend")  # backend: another server behind a slot
 ENDPOINT_FLAGS = ("signal", "subflow", "backup", "fullmesh")
@@ -195,6 +196,8 @@ def load(name_or_path: str, params: dict[str, Any] | None = None) -> Topology:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise TopologyError(f"{path.name} is not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise TopologyError(f"{path} is not a text file") from None
     except OSError as e:
         raise TopologyError(f"{path} cannot be read: {e.strerror}") from None
     return parse(data, source=path.name, params=params)
@@ -207,15 +210,16 @@ def parse(
     where = source
     known = {"name", "description", "nodes", "links", "chain", "params"}
     _no_unknown(data, known, where)
-    chosen = dict(data.get("params", {}))
+    chosen = dict(_table(data, "params", where))
     for key, value in (params or {}).items():
         if key not in chosen:
             allowed = ", ".join(sorted(chosen)) or "none"
             raise TopologyError(f"{where}: unknown parameter {key!r} (parameters: {allowed})")
-        chosen[key] = type(chosen[key])(value) if not isinstance(chosen[key], bool) else value
+        chosen[key] = _param_value(key, chosen[key], value, where)
     if "chain" in data:
         data = {**data, **_expand_chain(data["chain"], chosen, where)}
-    name = data.get("name") or Path(source).stem
+    name = _text(data.get("name") or Path(source).stem, f"{where}: name")
+    _text(data.get("description", ""), f"{where}: description")
     nodes: dict[str, Node] = {}
     for raw in _table_list(data, "nodes", where):
         node = _parse_node(raw, where)
@@ -230,7 +234,25 @@ def parse(
     return topo
 
 
+def _param_value(key: str, default: Any, value: Any, where: str) -> Any:
+    """A --param value in the type of the parameter's default."""
+    if isinstance(default, bool):
+        if str(value).lower() not in ("true", "false", "1", "0"):
+            raise TopologyError(f"{where}: parameter {key} must be true or false, not {value!r}")
+        return str(value).lower() in ("true", "1")
+    if isinstance(default, int):
+        try:
+            return int(str(value), 0)
+        except ValueError:
+            raise TopologyError(
+                f"{where}: parameter {key} must be an integer, not {value!r}"
+            ) from None
+    return str(value)
+
+
 def _no_unknown(table: dict[str, Any], known: set[str], where: str) -> None:
+    if not isinstance(table, dict):
+        raise TopologyError(f"{where} must be a table")
     extra = sorted(set(table) - known)
     if extra:
         raise TopologyError(
@@ -245,66 +267,88 @@ def _table_list(data: dict[str, Any], key: str, where: str) -> list[dict[str, An
     return value
 
 
+def _table(raw: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise TopologyError(f"{where}: {key} must be a table of key = value")
+    return value
+
+
+def _integer(value: Any, low: int, high: int, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise TopologyError(f"{what} must be an integer from {low} to {high}, not {value!r}")
+    return value
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise TopologyError(f"{what} must be a string, not {value!r}")
+    return value
+
+
 def _parse_node(raw: dict[str, Any], where: str) -> Node:
-    _no_unknown(
-        raw,
-        {
-            "name",
-            "role",
-            "sysctls",
-            "routes",
-            "rules",
-            "limits",
-            "endpoints",
-            "middlebox",
-            "icmp_errors",
-        },
-        where,
-    )
+    known = {"name", "role", "sysctls", "routes", "rules", "limits", "endpoints", "middlebox",
+             "icmp_errors"}  # fmt: skip
+    _no_unknown(raw, known, where)
     name = raw.get("name")
-    if not isinstance(name, str) or not NODE_NAME.match(name):
+    if not isinstance(name, str) or not NODE_NAME.fullmatch(name):
         raise TopologyError(f"{where}: node name {name!r} must be 1-10 lowercase letters or digits")
     here = f"{where}: node {name}"
     role = raw.get("role")
     if role not in ROLES:
         raise TopologyError(f"{here}: role must be one of {', '.join(ROLES)}, not {role!r}")
-    sysctls = raw.get("sysctls", {})
-    if not isinstance(sysctls, dict):
-        raise TopologyError(f"{here}: sysctls must be a table of key = value")
-    for key in sysctls:
-        if not re.match(r"^net\.[a-z0-9_.\-]+$", key):
+    sysctls = _table(raw, "sysctls", here)
+    for key, value in sysctls.items():
+        if not re.fullmatch(r"net\.[a-z0-9_.\-]+", key):
             raise TopologyError(f"{here}: sysctl {key!r} is not a net.* sysctl")
+        if not isinstance(value, (str, int)) or not re.fullmatch(r"[0-9A-Za-z_.:\- ]{1,64}",
+                                                               str(value)):  # fmt: skip
+            raise TopologyError(f"{here}: sysctl {key} = {value!r} is not a plain value")
     routes = []
-    for r in raw.get("routes", []):
-        _no_unknown(r, {"to", "via", "table"}, here)
+    for r in _table_list(raw, "routes", here):
+        _no_unknown(r, {"to", "via", "table"}, f"{here}: route")
         if "to" not in r or "via" not in r:
             raise TopologyError(f"{here}: a route needs 'to' and 'via'")
-        _check_prefix(r["to"], f"{here}: route", allow_default=True)
-        _check_address(r["via"], f"{here}: route via")
-        routes.append(Route(r["to"], r["via"], r.get("table")))
+        _check_prefix(_text(r["to"], f"{here}: route to"), f"{here}: route", allow_default=True)
+        _check_address(_text(r["via"], f"{here}: route via"), f"{here}: route via")
+        table = r.get("table")
+        if table is not None:
+            _integer(table, 1, 252, f"{here}: route table")
+        routes.append(Route(r["to"], r["via"], table))
     rules = []
-    for r in raw.get("rules", []):
-        _no_unknown(r, {"from", "table"}, here)
-        _check_prefix(r.get("from", ""), f"{here}: rule")
-        if not isinstance(r.get("table"), int) or not 1 <= r["table"] < 253:
+    for r in _table_list(raw, "rules", here):
+        _no_unknown(r, {"from", "table"}, f"{here}: rule")
+        _check_prefix(_text(r.get("from", ""), f"{here}: rule from"), f"{here}: rule")
+        if (
+            not isinstance(r.get("table"), int)
+            or isinstance(r["table"], bool)
+            or not (1 <= r["table"] < 253)
+        ):
             raise TopologyError(f"{here}: a rule needs a table number between 1 and 252")
         rules.append(Rule(r["from"], r["table"]))
-    limits = raw.get("limits", {})
+    limits = _table(raw, "limits", here)
     _no_unknown(limits, {"subflows", "add_addr_accepted"}, f"{here}: limits")
     for key, value in limits.items():
-        if not isinstance(value, int) or not 0 <= value <= 8:
-            raise TopologyError(f"{here}: limit {key} must be an integer from 0 to 8")
+        _integer(value, 0, 8, f"{here}: limit {key}")
     endpoints = []
-    for e in raw.get("endpoints", []):
+    for e in _table_list(raw, "endpoints", here):
         _no_unknown(e, {"address", "id", "flags", "port"}, f"{here}: endpoint")
-        _check_address(e.get("address", ""), f"{here}: endpoint")
-        flags = tuple(e.get("flags", ["subflow"]))
+        _check_address(
+            _text(e.get("address", ""), f"{here}: endpoint address"), f"{here}: endpoint"
+        )
+        flags = e.get("flags", ["subflow"])
+        if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+            raise TopologyError(f"{here}: endpoint flags must be a list of names")
         bad = [f for f in flags if f not in ENDPOINT_FLAGS]
         if bad:
             raise TopologyError(
                 f"{here}: endpoint flag {bad[0]!r} is not one of {', '.join(ENDPOINT_FLAGS)}"
             )
-        endpoints.append(Endpoint(e["address"], e.get("id"), flags, e.get("port")))
+        if e.get("id") is not None:
+            _integer(e["id"], 1, 255, f"{here}: endpoint id")
+        if e.get("port") is not None:
+            _integer(e["port"], 1, 65535, f"{here}: endpoint port")
+        endpoints.append(Endpoint(e["address"], e.get("id"), tuple(flags), e.get("port")))
     if (endpoints or limits) and role not in ("client", "server"):
         raise TopologyError(
             f"{here}: only the client and the server have MPTCP endpoints and limits"
@@ -314,8 +358,16 @@ def _parse_node(raw: dict[str, Any], where: str) -> Node:
         raise TopologyError(f"{here}: icmp_errors must be true or false")
     if not icmp_errors and role not in ("router", "slot"):
         raise TopologyError(f"{here}: only routers and slots can be silent (icmp_errors)")
+    middlebox = raw.get("middlebox")
+    if middlebox is not None:
+        if role != "slot":
+            raise TopologyError(f"{here}: only a slot holds a middlebox")
+        try:
+            MiddleboxSpec.parse(_text(middlebox, f"{here}: middlebox"))
+        except MbtestError as e:
+            raise TopologyError(f"{here}: {e}") from None
     sysctls = {k: str(v) for k, v in sysctls.items()}
-    return Node(name, role, sysctls, routes, rules, limits, endpoints, icmp_errors=icmp_errors)
+    return Node(name, role, sysctls, routes, rules, limits, endpoints, middlebox, icmp_errors)
 
 
 def _parse_link(raw: dict[str, Any], where: str, number: int) -> Link:
@@ -333,14 +385,20 @@ def _parse_link(raw: dict[str, Any], where: str, number: int) -> Link:
             )
         _no_unknown(end, {"node", "ifname", "addresses"}, f"{here} end {side}")
         ifname = end.get("ifname", "")
-        if not IFNAME.match(str(ifname)):
+        if not isinstance(ifname, str) or not IFNAME.fullmatch(ifname):
             raise TopologyError(
                 f"{here}: interface name {ifname!r} must be 1-10 lowercase letters or digits"
             )
-        addresses = tuple(end.get("addresses", []))
+        addresses = end.get("addresses", [])
+        if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+            raise TopologyError(f"{here}: addresses must be a list of strings")
+        addresses = tuple(addresses)
         for cidr in addresses:
             _check_prefix(cidr, f"{here}", interface=True)
-        ends.append(LinkEnd(str(end.get("node")), ifname, addresses))
+        node = end.get("node")
+        if not isinstance(node, str):
+            raise TopologyError(f"{here}: end {side} needs node = NAME")
+        ends.append(LinkEnd(node, ifname, addresses))
     return Link(ends[0], ends[1], mtu)
 
 

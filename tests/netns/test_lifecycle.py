@@ -75,7 +75,8 @@ def test_cleanup_removes_what_a_sigkill_left(tmp_path):
     again = subprocess.run(
         [sys.executable, "-m", "mbtest.cli", "cleanup"], capture_output=True, text=True
     )
-    assert again.returncode == 0 and again.stdout.strip() == "nothing to remove"
+    assert again.returncode == 0 and again.stdout.splitlines()[0] == "nothing to remove"
+    assert "removed" not in again.stdout  # (what a user has up is listed as kept, not removed)
 
 
 def test_topo_up_ls_down(tmp_path):
@@ -87,6 +88,11 @@ def test_topo_up_ls_down(tmp_path):
     try:
         listing = subprocess.run([*cli, "ls"], capture_output=True, text=True, timeout=30).stdout
         assert f"{run_id}  dual-path" in listing and "single-path" in listing
+        assert "owner: topo up (until topo down)" in listing and "age: " in listing
+        kept = subprocess.run([sys.executable, "-m", "mbtest.cli", "cleanup", "--dry-run"],
+                              capture_output=True, text=True, timeout=30).stdout  # fmt: skip
+        assert f"kept testbed {run_id} (dual-path" in kept and "brought up by topo up" in kept
+        assert f"mbt-{run_id}" not in kept.split("kept")[0]  # nothing of it would be removed
     finally:
         down = subprocess.run([*cli, "down", run_id], capture_output=True, text=True, timeout=60)
     assert down.returncode == 0 and "removed 7 namespaces" in down.stdout

@@ -121,3 +121,21 @@ def test_fallback_evidence_when_the_slot_strips_option_30(tmp_path):
         "MpCapable"
     ]
     assert after["kind"] == "tcp" and after["mptcp_packets"] == 0
+
+
+def test_a_middlebox_named_in_the_topology_file_runs_and_the_command_line_overrides_it(tmp_path):
+    text = topology.TOPOLOGY_DIR.joinpath("single-path.toml").read_text()
+    text = text.replace(
+        'role = "slot"', 'role = "slot"\nmiddlebox = "strip-option:segments=syn"', 1
+    )
+    path = tmp_path / "with-box.toml"
+    path.write_text(text)
+    topo = topology.load(str(path))
+    assert topo.nodes["slot"].middlebox == "strip-option:segments=syn"
+    for placed, fell_back in (({}, True), ({"slot": "pass"}, False)):
+        out = tmp_path / ("file" if not placed else "override")
+        with builder.Testbed(topo, middleboxes=placed, log_dir=str(out)) as bed:
+            doc = run_traffic(bed, RunConfig(c2s_bytes=20_000, s2c_bytes=20_000), str(out))
+        box = doc["middleboxes"]["slot"]
+        assert box["name"] == ("pass" if placed else "strip-option")
+        assert bool(doc["counters"]["client"].get("MPCapableFallbackSYNACK")) is fell_back

@@ -39,7 +39,8 @@ def test_decode_json_lines_carry_every_field():
 def test_decode_table_lists_the_options():
     run = mbtest("decode", str(PCAP), env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
     assert run.returncode == 0, run.stderr
-    for name in ("MpCapable", "MpJoinSynAck", "AddAddr", "RemoveAddr", "MpPrio", "MpFastclose"):
+    names = ("MP_CAPABLE v1", "MP_JOIN SYN/ACK", "ADD_ADDR", "REMOVE_ADDR", "MP_PRIO")
+    for name in (*names, "MP_FASTCLOSE"):
         assert name in run.stdout
     assert "10.11.0.1:" in run.stdout
 

@@ -256,6 +256,7 @@ MANGLE_FIELDS = {
     "DSS.dsn": (mptcp.Dss, "dsn", int),
     "MP_JOIN.token": (mptcp.MpJoinSyn, "token", int),
 }
+FIELD_BITS = {"MP_CAPABLE.version": 4, "ADD_ADDR.port": 16, "DSS.dsn": 64, "MP_JOIN.token": 32}
 
 
 class MangleOption(Behaviour):
@@ -296,18 +297,31 @@ class MangleOption(Behaviour):
     def __init__(self, params=None):
         super().__init__(params)
         cls, name, kind = MANGLE_FIELDS[self.field]
+        bad = MiddleboxError(
+            f"mangle-option: value={self.value!r} does not suit field {self.field} "
+            f"({self._allowed(kind)})"
+        )
         try:
             if kind is bool:
+                if str(self.value).lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise bad
                 self.new_value = str(self.value).lower() in ("1", "true", "yes")
             elif kind is int:
                 self.new_value = int(self.value, 0)
+                if not 0 <= self.new_value < 1 << FIELD_BITS[self.field]:
+                    raise bad
             else:
                 self.new_value = kind(self.value)
         except ValueError:
-            raise MiddleboxError(
-                f"mangle-option: value={self.value!r} does not suit field {self.field}"
-            ) from None
+            raise bad from None
         self.option_class, self.attribute = cls, name
+
+    def _allowed(self, kind) -> str:
+        if kind is bool:
+            return "true or false"
+        if kind is int:
+            return f"an integer from 0 to {(1 << FIELD_BITS[self.field]) - 1}"
+        return "an IP address"
 
     def queue_matches(self) -> list[list[str]]:
         return option_queue((self.field.split(".")[0],), self.segments)

@@ -203,7 +203,7 @@ class PayloadRewrite(Behaviour):
     )
     BOTH_WAYS = True  # the peer's acknowledgements are translated back
     PARAMS = (
-        Param("find", "str", "mptcp", "the text to replace"),
+        Param("find", "str", "mptcp", "the text to replace", minimum=1),
         Param("replace", "str", "MultipathTCP", "what to put instead"),
         Param("direction", "choice", "c2s", "which direction", DIRECTIONS),
     )
