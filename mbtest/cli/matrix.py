@@ -18,9 +18,17 @@ import click
 @click.option(
     "--checksum", type=click.Choice(["on", "off", "both"]), default="both", show_default=True
 )
+@click.option(
+    "--ip",
+    "ip",
+    type=click.Choice(["4", "6", "both"]),
+    default="both",
+    show_default=True,
+    help="IP version of the cells.",
+)
 @click.option("-j", "--jobs", default=2, show_default=True, type=click.IntRange(1, 16))
 @click.option("-o", "--out", "out_dir", default=None)
-def matrix_command(topologies, behaviours, checksum, jobs, out_dir):
+def matrix_command(topologies, behaviours, checksum, ip, jobs, out_dir):
     """Run the grid of scenarios in parallel; write results.jsonl under reports/."""
     from mbtest.cli.ui import matrix_progress, print_matrix
     from mbtest.errors import MbtestError
@@ -33,7 +41,8 @@ def matrix_command(topologies, behaviours, checksum, jobs, out_dir):
         if name != "none" and name not in CATALOG:
             raise MbtestError(f"unknown middlebox behaviour {name!r} (see mbtest middlebox ls)")
     check_mptcp()
-    cells = grid.select(grid.default_grid(), topologies, behaviours, checksum)
+    versions = (4, 6) if ip == "both" else (int(ip),)
+    cells = grid.select(grid.default_grid(versions), topologies, behaviours, checksum)
     if not cells:
         raise MbtestError("no cell of the matrix matches these filters")
     with results_dir(out_dir) as out_dir, matrix_progress(len(cells)) as on_done:

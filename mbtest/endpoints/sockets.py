@@ -102,7 +102,11 @@ def _sockaddr(raw: bytes) -> str:
 
 
 def _tcp_info(raw: bytes) -> dict[str, Any]:
+    """struct tcp_info (include/uapi/linux/tcp.h): what says whether a sender is stuck."""
     raw = raw.ljust(144, b"\0")
+    retransmits, probes, backoff = raw[2], raw[3], raw[4]
+    rto, _, snd_mss, _, unacked = struct.unpack_from("=IIIII", raw, 8)
+    last_data_sent, _, _, last_ack_recv, pmtu = struct.unpack_from("=IIIII", raw, 44)
     rtt, _, _, cwnd = struct.unpack_from("=IIII", raw, 68)
     total_retrans = struct.unpack_from("=I", raw, 100)[0]
     bytes_acked, bytes_received = struct.unpack_from("=QQ", raw, 120)
@@ -110,13 +114,30 @@ def _tcp_info(raw: bytes) -> dict[str, Any]:
     return {
         "state": _TCP_STATES.get(raw[0], str(raw[0])),
         "rtt_us": rtt,
+        "rto_us": rto,
         "snd_cwnd": cwnd,
+        "snd_mss": snd_mss,
+        "pmtu": pmtu,
+        "unacked": unacked,
+        "retransmits": retransmits,  # RTO expirations since the last forward progress
+        "backoff": backoff,  # how often the RTO doubled (exponential backoff)
+        "probes": probes,  # zero-window probes unanswered
         "total_retrans": total_retrans,
+        "last_data_sent_ms": last_data_sent,
+        "last_ack_recv_ms": last_ack_recv,
         "bytes_acked": bytes_acked,
         "bytes_received": bytes_received,
         "segs_out": segs_out,
         "segs_in": segs_in,
     }
+
+
+def transport_infos(sock: socket.socket) -> list[dict[str, Any]]:
+    """TCP_INFO of every subflow of an MPTCP socket, or of the socket itself once it fell
+    back to TCP: the sender's retransmission state, read while a transfer is quiet."""
+    if mptcp_info(sock) is None:
+        return [_tcp_info(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE))]
+    return [_tcp_info(raw) for raw in _subflow_getsockopt(sock, MPTCP_TCPINFO, _TCP_INFO_SIZE)]
 
 
 def socket_report(sock: socket.socket) -> dict[str, Any]:

@@ -1,9 +1,11 @@
-"""Traffic between a connected client and server socket, both directions at once, hashed.
+"""Traffic between a connected client and server socket, both directions at once, hashed and
+compared byte for byte with what was sent.
 
 One select loop drives both sockets, non-blocking: every operation is bounded by the
-overall deadline, and a transfer that makes no progress for ``stall_timeout`` ends as a stall
-with what was delivered so far. A stall, a reset or changed data is a result, not an error.
-Neither side shuts its socket down: the subflows are still there to be described after.
+overall deadline. When the transfer stops making progress, a judge (given by the caller,
+who can read the senders' retransmission state) decides from evidence whether it is a
+stall; a stall, a reset or changed data is a result, not an error. Neither side shuts its
+socket down: the subflows are still there to be described after.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import select
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,6 +23,11 @@ from mbtest.host import signals
 
 CHUNK = 1 << 16
 BLOCK = os.urandom(1 << 20)  # data is this block repeated: cheap to make, hard to fake
+MAX_RANGES = 8  # changed ranges kept per direction (the count covers all of them)
+QUIET = 0.3  # seconds without progress before the judge is asked
+
+# judge(direction, quiet seconds) -> why it is a stall, or None to keep waiting
+Judge = Callable[[str, float], str | None]
 
 
 @dataclass
@@ -35,6 +43,8 @@ class Stream:
     done_sending: bool = False
     eof: bool = False
     error: str | None = None
+    changed_bytes: int = 0  # received bytes that differ from what was sent at that offset
+    changed_ranges: list[list[int]] = field(default_factory=list)  # [start, end) offsets
     _sent_hash: Any = field(default_factory=hashlib.sha256, repr=False)
     _recv_hash: Any = field(default_factory=hashlib.sha256, repr=False)
 
@@ -42,6 +52,34 @@ class Stream:
         offset = self.sent % len(self.block)
         size = min(self.chunk, self.requested - self.sent, len(self.block) - offset)
         return memoryview(self.block)[offset : offset + size]
+
+    def expected(self, offset: int, size: int) -> bytes:
+        """What was sent at these stream offsets (the block repeated)."""
+        out = bytearray()
+        while len(out) < size:
+            at = (offset + len(out)) % len(self.block)
+            out += self.block[at : at + size - len(out)]
+        return bytes(out)
+
+    def take(self, data: bytes) -> None:
+        """Bytes received: hashed, counted, and compared with what was sent there."""
+        self._recv_hash.update(data)
+        wanted = self.expected(self.received, len(data))
+        if data != wanted:
+            for i, (a, b) in enumerate(zip(data, wanted, strict=False)):
+                if a != b:
+                    self._mark(self.received + i)
+            if len(data) > len(wanted):  # longer than sent (cannot happen: same size)
+                self.changed_bytes += len(data) - len(wanted)
+        self.received += len(data)
+
+    def _mark(self, offset: int) -> None:
+        self.changed_bytes += 1
+        last = self.changed_ranges[-1] if self.changed_ranges else None
+        if last is not None and last[1] == offset:
+            last[1] += 1
+        elif len(self.changed_ranges) < MAX_RANGES:
+            self.changed_ranges.append([offset, offset + 1])
 
     @property
     def complete(self) -> bool:
@@ -58,6 +96,8 @@ class Stream:
             "sha256_received": recv_hash,
             "intact": self.received == self.requested == self.sent and sent_hash == recv_hash,
             "changed": self.received == self.sent and sent_hash != recv_hash,
+            "changed_bytes": self.changed_bytes,
+            "changed_ranges": self.changed_ranges,
             "error": self.error,
         }
 
@@ -68,6 +108,8 @@ class TransferResult:
     stalled: bool
     seconds: float
     stall_after: float | None = None  # seconds of no progress that ended it
+    stall_basis: str | None = None  # the evidence that made it a stall
+    stalled_direction: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,9 +128,14 @@ def transfer(
     deadline: float = 60.0,
     block: bytes = BLOCK,
     chunk: int = CHUNK,
+    judge: Judge | None = None,
 ) -> TransferResult:
     """Send c2s bytes client to server and s2c back, concurrently; the data is ``block``
-    repeated (random by default; text for content-aware middleboxes)."""
+    repeated (random by default; text for content-aware middleboxes).
+
+    Without a judge, no progress for ``stall_timeout`` is a stall; with one, the judge
+    decides from evidence once the transfer has been quiet for a moment, and
+    ``stall_timeout`` is not used. ``deadline`` bounds the whole transfer either way."""
     streams = {"c>s": Stream("c>s", c2s, block, chunk), "s>c": Stream("s>c", s2c, block, chunk)}
     if chunk < CHUNK:  # small writes as small segments (an FTP-like control exchange)
         for sock in (client, server):
@@ -97,13 +144,25 @@ def transfer(
     for sock in (client, server):
         sock.setblocking(False)
     start = last_progress = time.monotonic()
-    stalled = False
+    stalled, basis, which, quiet_at_stall = False, None, None, None
     while not all(s.complete or s.error for s in streams.values()):
         signals.check()
         now = time.monotonic()
-        if now - last_progress > stall_timeout or now - start > deadline:
-            stalled = True
+        quiet = now - last_progress
+        if now - start > deadline:
+            stalled, basis = True, f"no completion within the bound of {deadline:g} s"
+            which = _stuck(streams)
             break
+        if judge is None and quiet > stall_timeout:
+            stalled, basis, which = True, f"no progress for {stall_timeout:g} s", _stuck(streams)
+            quiet_at_stall = stall_timeout
+            break
+        if judge is not None and quiet > QUIET:
+            which = _stuck(streams)
+            basis = judge(which, quiet) if which else None
+            if basis is not None:
+                stalled = True
+                break
         readers, writers = [], []
         for name, stream in streams.items():
             sender, receiver = ends[name]
@@ -119,9 +178,9 @@ def transfer(
             sender, receiver = ends[name]
             try:
                 if sender in writable and not stream.done_sending:
-                    chunk = stream.next_chunk()
-                    n = sender.send(chunk)
-                    stream._sent_hash.update(chunk[:n])
+                    chunk_ = stream.next_chunk()
+                    n = sender.send(chunk_)
+                    stream._sent_hash.update(chunk_[:n])
                     stream.sent += n
                     last_progress = time.monotonic()
                     if stream.sent >= stream.requested:
@@ -133,8 +192,7 @@ def transfer(
                         if stream.received < stream.requested:
                             stream.error = f"connection closed after {stream.received} bytes"
                     else:
-                        stream._recv_hash.update(data)
-                        stream.received += len(data)
+                        stream.take(data)
                         last_progress = time.monotonic()
             except (BlockingIOError, InterruptedError):
                 continue
@@ -145,5 +203,15 @@ def transfer(
         [s.summary() for s in streams.values()],
         stalled,
         round(elapsed, 4),
-        round(stall_timeout, 3) if stalled else None,
+        (quiet_at_stall or round(time.monotonic() - last_progress, 3)) if stalled else None,
+        basis,
+        which if stalled else None,
     )
+
+
+def _stuck(streams: dict[str, Stream]) -> str | None:
+    """The direction that has not completed (c>s first), or None."""
+    for name, stream in streams.items():
+        if not (stream.complete or stream.error):
+            return name
+    return None

@@ -16,19 +16,25 @@ from mbtest.experiment.scenario import Scenario
 from mbtest.host import signals
 from mbtest.testbed import topology
 from mbtest.testbed.builder import Testbed
-from mbtest.verdict import expect, facts
+from mbtest.verdict import expect, facts, references
+from mbtest.verdict.decide import FINDINGS, decide
+from mbtest.verdict.evidence import Evidence
 
 SCHEMA = "mbtest.cell/1"
 
 
-def _log(out_dir: str, doc: dict[str, Any]) -> list[dict[str, Any]]:
-    entries = []
-    for mb in doc.get("middleboxes", {}).values():
-        path = os.path.join(out_dir, mb["log"]) if not os.path.isabs(mb["log"]) else mb["log"]
-        if os.path.exists(path):
-            with open(path) as f:
-                entries += [json.loads(line) for line in f if line.strip()]
-    return entries
+def judge(scenario: Scenario, doc: dict[str, Any], folder: str) -> dict[str, Any]:
+    """Facts, verdict, the outcome taken and the references, from a run's evidence."""
+    expectation = expect.EXPECTATIONS[scenario.expect]
+    observed = facts.observe(Evidence.of(folder, doc))
+    decided = decide(expectation, observed, bool(scenario.middleboxes))
+    return {
+        "facts": {name: f.to_json() for name, f in observed.items()},
+        "verdict": decided["verdict"],
+        "why": decided["why"],
+        "outcome": decided["outcome"],
+        "references": references.compare(scenario, observed),
+    }
 
 
 def run_scenario(scenario: Scenario, out_dir: str) -> dict[str, Any]:
@@ -39,7 +45,7 @@ def run_scenario(scenario: Scenario, out_dir: str) -> dict[str, Any]:
     result: dict[str, Any] = {
         "schema": SCHEMA,
         "scenario": scenario.to_json(),
-        "expected": {"name": expectation.name, "rfc": expectation.rfc, "text": expectation.text},
+        "expected": expectation.to_json(),
         "started": started,
     }
     try:
@@ -55,22 +61,28 @@ def run_scenario(scenario: Scenario, out_dir: str) -> dict[str, Any]:
             connect_timeout=scenario.connect_timeout,
             stall_timeout=scenario.stall_timeout,
             deadline=scenario.deadline,
+            evidence=scenario.evidence,
+            hold=scenario.hold,
+            hold_until=scenario.hold_until,
+            announce=scenario.announce,
         )
+        sysctls = {
+            node: {k: str(v) for k, v in values.items()}
+            for node, values in scenario.sysctls.items()
+        }
         bed = Testbed(
             topo,
             ip_version=scenario.ip_version,
             checksums=scenario.checksums,
             middleboxes=scenario.middleboxes,
             log_dir=out_dir,
+            sysctls=sysctls,
+            wire_segments=not scenario.offloads,
         )
         with bed:
             doc = run_traffic(bed, config, out_dir)
-        observed = facts.observe(doc, _log(out_dir, doc))
-        decided = expect.verdict(expectation, observed, bool(scenario.middleboxes))
+        result.update(judge(scenario, doc, out_dir))
         result.update(
-            facts={name: f.to_json() for name, f in observed.items()},
-            verdict=decided["verdict"],
-            why=decided["why"],
             run="run.json",
             captures=sorted(doc.get("captures", {})),
             timings=doc.get("timings", {}),
@@ -93,8 +105,11 @@ def _write(out_dir: str, result: dict[str, Any], started: float) -> None:
 
 
 def exit_status(result: dict[str, Any]) -> int:
-    """0 as expected, 1 a finding, 2 the harness failed."""
-    return {"as-expected": 0, "deviates": 1, "inconclusive": 1}.get(result["verdict"], 2)
+    """0 nothing to report, 1 a finding, 2 the harness failed."""
+    verdict = result["verdict"]
+    if verdict in ("as-expected", "permitted-variant"):
+        return 0
+    return 1 if verdict in FINDINGS else 2
 
 
 def main(argv: list[str] | None = None) -> int:

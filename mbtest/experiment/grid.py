@@ -1,5 +1,6 @@
 """The default grid: the baselines, then every cell the catalog's behaviours declare
-(``Behaviour.CELLS``), and its selection by filters."""
+(``Behaviour.CELLS``), each over every IP version the behaviour exists for; and its
+selection by filters."""
 
 from __future__ import annotations
 
@@ -9,30 +10,44 @@ from mbtest.middlebox.catalog import CATALOG
 from mbtest.middlebox.spec import MiddleboxSpec
 
 BASELINES = (
-    Scenario(name="baseline", topology="single-path", expect="mptcp-unaffected"),
-    Scenario(name="baseline-dual-path", topology="dual-path", expect="mptcp-with-joins"),
+    Cell("baseline", "mptcp-unaffected"),
+    Cell("baseline-dual-path", "mptcp-with-joins", topology="dual-path"),
 )
 
 
-def scenario(behaviour: str, cell: Cell) -> Scenario:
-    """The scenario a behaviour's cell declaration stands for."""
-    text = behaviour + (f":{cell.params}" if cell.params else "")
+def name_for(cell_name: str, ip_version: int) -> str:
+    """A cell's name in the grid: IPv4 cells keep theirs, IPv6 ones get '-ipv6'."""
+    return cell_name if ip_version == 4 else f"{cell_name}-ipv6"
+
+
+def scenario(behaviour: str | None, cell: Cell, ip_version: int = 4) -> Scenario:
+    """The scenario a cell declaration stands for, over one IP version."""
+    boxes = {}
+    if behaviour is not None:
+        params = cell.params6 if ip_version == 6 and cell.params6 is not None else cell.params
+        boxes = {cell.slot: MiddleboxSpec.parse(behaviour + (f":{params}" if params else ""))}
     return Scenario(
-        name=cell.name,
+        name=name_for(cell.name, ip_version),
         topology=cell.topology,
-        middleboxes={cell.slot: MiddleboxSpec.parse(text)},
+        middleboxes=boxes,
         expect=cell.expect,
         checksums=cell.checksums,
-        **cell.traffic,
+        ip_version=ip_version,
+        **cell.conditions,
     )
 
 
-def default_grid() -> list[Scenario]:
+def default_grid(ip_versions: tuple[int, ...] = (4, 6)) -> list[Scenario]:
     """Every catalog behaviour on the initial path, join-path variants where they matter,
-    checksums on and off where they matter, both directions for payload changes."""
-    cells = list(BASELINES)
-    for name, cls in CATALOG.items():
-        cells += [scenario(name, cell) for cell in cls.CELLS]
+    checksums on and off where they matter, both directions for payload changes; each over
+    every IP version the behaviour exists for (IPv4 first, then IPv6)."""
+    cells = []
+    for version in ip_versions:
+        cells += [scenario(None, cell, version) for cell in BASELINES]
+        for name, cls in CATALOG.items():
+            for cell in cls.CELLS:
+                if version in (cell.ip_versions or cls.IP_VERSIONS):
+                    cells.append(scenario(name, cell, version))
     return cells
 
 
@@ -41,6 +56,7 @@ def select(
     topologies: tuple[str, ...] = (),
     behaviours: tuple[str, ...] = (),
     checksum: str = "both",
+    names: tuple[str, ...] = (),
 ) -> list[Scenario]:
     """The cells matching the filters (behaviour by name, or 'none' for baselines)."""
     out = []
@@ -50,6 +66,8 @@ def select(
         if behaviours and not cell.behaviours & set(behaviours):
             continue
         if checksum != "both" and cell.checksums != (checksum == "on"):
+            continue
+        if names and cell.name not in names:
             continue
         out.append(cell)
     return out

@@ -52,8 +52,13 @@ def run_cells(
                 cell_dir = os.path.join(out_dir, f"{index:03d}-{cell.name}")
                 os.makedirs(cell_dir, exist_ok=True)
                 output.write_json(os.path.join(cell_dir, "scenario.json"), cell.to_json())
-                argv = [sys.executable, "-m", "mbtest.experiment.cell",
-                        os.path.join(cell_dir, "scenario.json"), cell_dir]  # fmt: skip
+                argv = [
+                    sys.executable,
+                    "-m",
+                    "mbtest.experiment.cell",
+                    os.path.join(cell_dir, "scenario.json"),
+                    cell_dir,
+                ]
                 with signals.deferred():  # started and recorded, or neither
                     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                     running[index] = (proc, cell_dir, time.monotonic())
@@ -92,8 +97,14 @@ def run_cells(
 
 
 def _not_run(cell: Scenario, why: str, cell_dir: str) -> dict[str, Any]:
-    return {"schema": CELL_SCHEMA, "scenario": cell.to_json(), "verdict": "not-run",
-            "why": [why], "facts": {}, "dir": os.path.basename(cell_dir)}  # fmt: skip
+    return {
+        "schema": CELL_SCHEMA,
+        "scenario": cell.to_json(),
+        "verdict": "not-run",
+        "why": [why],
+        "facts": {},
+        "dir": os.path.basename(cell_dir),
+    }
 
 
 def _collect(

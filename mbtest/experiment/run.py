@@ -1,6 +1,13 @@
 """Run traffic between the real kernel MPTCP client and server of a testbed, and gather the
 evidence into one schema-versioned JSON document: counters, socket info, hashes, captures,
-decoded timelines and timings."""
+decoded timelines and timings.
+
+Run conditions let the event an expectation waits for happen: the connection can be held
+open after the transfer (for timers such as ADD_ADDR retransmission), the server can
+announce its addresses only once data has flowed, and a transfer that stops making
+progress is called a stall only when the senders' own state says so (three RTO backoffs
+unanswered, segments refused locally, zero-window probes unanswered, data the MPTCP
+socket does not schedule) or when the run's bound is reached."""
 
 from __future__ import annotations
 
@@ -9,12 +16,13 @@ import json
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mbtest import __version__
-from mbtest.endpoints import sockets
+from mbtest.endpoints import pm, sockets
 from mbtest.endpoints.traffic import BLOCK, transfer
+from mbtest.host import signals
 from mbtest.observe import counters, timeline
 from mbtest.observe.capture import Capture, capturing
 from mbtest.testbed.builder import Testbed
@@ -32,13 +40,17 @@ class RunConfig:
     s2c_bytes: int = 1_000_000
     connect_timeout: float = 5.0
     join_wait: float = 2.0  # how long to wait for the expected subflows before sending
-    stall_timeout: float = 5.0
-    deadline: float = 60.0
+    stall_timeout: float = 5.0  # only without evidence (evidence=False): a fixed quiet time
+    deadline: float = 60.0  # the bound on the transfer, whatever the evidence says
     capture: bool = True
     decode: bool = True
     text: str | None = None  # send this text repeated instead of random bytes
     port: int = PORT  # the server's port (21 for the FTP ALG's control connection)
     chunk: int = 65536  # largest write; small ones (with TCP_NODELAY) make small segments
+    evidence: bool = True  # decide stalls from the senders' state, not a fixed timer
+    hold: float = 0.0  # seconds the connection stays open after the transfer (timers)
+    hold_until: dict[str, dict[str, int]] = field(default_factory=dict)  # node -> counters
+    announce: str = "at-start"  # or "late": the server's signal endpoints once data flowed
 
 
 def expected_subflows(topo: Topology, ip_version: int) -> int:
@@ -51,7 +63,10 @@ def expected_subflows(topo: Topology, ip_version: int) -> int:
 
 
 def _captures(bed: Testbed, out_dir: str) -> list[Capture]:
-    snaplen = 4096 if bed.wire_segments else 0
+    # whole packets: the largest MTU of the testbed and the link-layer header (a jumbo
+    # path's 9000-byte segments must be captured whole to tell what they carry)
+    largest = max((link.mtu or 1500 for link in bed.topology.links), default=1500)
+    snaplen = max(4096, largest + 128) if bed.wire_segments else 0
     caps = []
     for node in (bed.topology.client, bed.topology.server):
         path = os.path.join(out_dir, f"{node.name}.pcap")
@@ -63,18 +78,126 @@ def _captures(bed: Testbed, out_dir: str) -> list[Capture]:
     return caps
 
 
+PREAMBLE = {"c>s": b"\x01", "s>c": b"\x02"}
+
+
 def _preamble(client: socket.socket, server: socket.socket, timeout: float) -> dict[str, Any]:
-    """One byte each way before the measured transfer; its failure is evidence too."""
-    try:
-        for sender, receiver, byte in ((client, server, b"\x01"), (server, client, b"\x02")):
+    """One byte each way before the measured transfer (Linux opens further subflows only once
+    data went both ways); these bytes count in the data facts like any others."""
+    out: dict[str, Any] = {"ok": True}
+    for direction, sender, receiver in (("c>s", client, server), ("s>c", server, client)):
+        byte = PREAMBLE[direction]
+        try:
             sender.settimeout(timeout)
             receiver.settimeout(timeout)
             sender.sendall(byte)
-            if receiver.recv(1) != byte:
-                return {"ok": False, "error": "the preamble byte arrived changed or not at all"}
-    except OSError as e:
-        return {"ok": False, "error": f"{type(e).__name__}: {e.strerror or e}"}
-    return {"ok": True}
+            got = receiver.recv(1)
+        except OSError as e:
+            out.update(ok=False, error=f"{type(e).__name__}: {e.strerror or e}")
+            out[direction] = {"sent": 1, "received": 0, "intact": False}
+            return out
+        out[direction] = {"sent": 1, "received": len(got), "intact": got == byte}
+        if got != byte:
+            out.update(ok=False, error="the preamble byte arrived changed or not at all")
+    return out
+
+
+class StallJudge:
+    """Decides from the senders' own state whether a quiet transfer is stalled, and keeps
+    the evidence it decided on."""
+
+    def __init__(self, bed: Testbed, ends: dict[str, tuple[socket.socket, str]]):
+        self.bed, self.ends = bed, ends  # direction -> (sending socket, its node)
+        self.baseline: dict[str, dict[str, int]] = {}
+        self.last_quiet = 0.0
+        self.evidence: dict[str, Any] = {}
+
+    def __call__(self, direction: str, quiet: float) -> str | None:
+        sock, node = self.ends[direction]
+        if quiet < self.last_quiet or node not in self.baseline:  # a new quiet period
+            self.baseline[node] = counters.read_host(self.bed.ns(node))
+        self.last_quiet = quiet
+        try:
+            infos = sockets.transport_infos(sock)
+            info = sockets.mptcp_info(sock)
+        except OSError:
+            return None
+        host = counters.read_host(self.bed.ns(node))
+        refused = sum(
+            host.get(name, 0) - self.baseline[node].get(name, 0)
+            for name in ("Ip.FragFails", "Ip6.FragFails")
+        )
+        rto = max((i["rto_us"] for i in infos), default=200_000) / 1e6
+        backoff = max((i["backoff"] for i in infos), default=0)
+        probes = max((i["probes"] for i in infos), default=0)
+        in_flight = sum(i["unacked"] for i in infos)
+        unsent = 0 if info is None else (info["write_seq"] - info["snd_una"]) & (2**64 - 1)
+        why = None
+        if backoff >= 3:
+            why = f"the {node}'s retransmissions went unanswered over {backoff} RTO backoffs"
+        elif refused and quiet >= max(7 * rto, 1.5):  # as long as three backoffs would take
+            why = (
+                f"the {node}'s segments were refused locally {refused} times in {quiet:.1f} s "
+                "(larger than the path MTU): they never leave the host"
+            )
+        elif probes >= 3:
+            why = f"the receiver's window stayed closed over {probes} zero-window probes"
+        elif in_flight == 0 and unsent and quiet >= 3.0:
+            why = (
+                f"the {node}'s MPTCP socket holds {unsent} unacknowledged bytes but no "
+                f"subflow has data in flight for {quiet:.1f} s"
+            )
+        if why is not None:
+            self.evidence = {
+                "direction": direction,
+                "sender": node,
+                "quiet_seconds": round(quiet, 3),
+                "subflows": infos,
+                "host_counters": {k: v - self.baseline[node].get(k, 0) for k, v in host.items()},
+                "mptcp_unacked_bytes": unsent,
+            }
+        return why
+
+
+def _withhold_announcements(bed: Testbed) -> list[dict]:
+    """The server's signal endpoints, removed until data has flowed (announce = late)."""
+    ns = bed.server_ns
+    signal = [e for e in pm.endpoints(ns) if e.get("flags", 0) & pm.EndpointFlag.SIGNAL]
+    for endpoint in signal:
+        pm.delete_endpoint(ns, endpoint["id"])
+    return signal
+
+
+def _announce(bed: Testbed, endpoints: list[dict], before: dict) -> dict[str, Any]:
+    """Put the signal endpoints back: the server announces them on the running connection."""
+    ns = bed.server_ns
+    started = time.monotonic()
+    for e in endpoints:
+        pm.add_endpoint(ns, e.get("addr4") or e.get("addr6"), e["id"], e["flags"], e.get("port"))
+    sent = before[bed.topology.server.name].get("AddAddrTx", 0)
+    while time.monotonic() - started < 2.0:  # until the announcement left
+        if counters.read(ns).get("AddAddrTx", 0) > sent:
+            break
+        time.sleep(0.02)
+    return {"endpoints": len(endpoints), "after_seconds": round(time.monotonic() - started, 3)}
+
+
+def _hold(bed: Testbed, config: RunConfig, before: dict) -> dict[str, Any]:
+    """Keep the connection open, idle, until the counters say the awaited event happened or
+    the hold time is over."""
+    started = time.monotonic()
+    met = not config.hold_until
+    while time.monotonic() - started < config.hold:
+        signals.check()
+        met = all(
+            counters.read(bed.ns(node)).get(name, 0) - before[node].get(name, 0) >= count
+            for node, wanted in config.hold_until.items()
+            for name, count in wanted.items()
+        )
+        if met and config.hold_until:
+            break
+        time.sleep(0.05)
+    return {"seconds": round(time.monotonic() - started, 3), "until": config.hold_until, "met": met}
 
 
 def _stats(log_path: str) -> dict[str, Any]:
@@ -113,6 +236,7 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
         timings["captures_ready"] = round(time.monotonic() - start, 4)
         hosts = (topo.client.name, topo.server.name, *(b.name for b in topo.backends))
         before = {side: counters.read(bed.ns(side)) for side in hosts}
+        host_before = {side: counters.read_host(bed.ns(side)) for side in hosts}
         listener = sockets.mptcp_socket(bed.server_ns, family)
         stack.callback(listener.close)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -124,8 +248,12 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
             stack.callback(other.close)
             other.bind(("::" if config.ip_version == 6 else "0.0.0.0", config.port))
             other.listen(8)
+        late = _withhold_announcements(bed) if config.announce == "late" else []
         client = sockets.mptcp_socket(bed.client_ns, family)
         stack.callback(client.close)
+        # the initial subflow leaves from the client's first address, as the topology says
+        # (IPv6 source selection would pick the newest address of a link instead)
+        client.bind((topo.addresses(topo.client.name, config.ip_version)[0], 0))
         client.settimeout(config.connect_timeout)
         server = None
         try:
@@ -140,6 +268,8 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
             # Linux opens further subflows once the connection is fully established, which
             # takes data both ways: a one-byte exchange, then the wait for the subflows.
             doc["preamble"] = _preamble(client, server, config.connect_timeout)
+            if late:
+                doc["announced"] = _announce(bed, late, before)
             deadline = time.monotonic() + config.join_wait
             while time.monotonic() < deadline:
                 info = sockets.mptcp_info(client)
@@ -152,6 +282,8 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
                 if config.text
                 else BLOCK
             )
+            ends = {"c>s": (client, topo.client.name), "s>c": (server, topo.server.name)}
+            judge = StallJudge(bed, ends) if config.evidence else None
             result = transfer(
                 client,
                 server,
@@ -161,9 +293,15 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
                 config.deadline,
                 block,
                 config.chunk,
+                judge=judge,
             )
             doc["transfer"] = result.to_json()
+            if judge is not None and result.stalled:
+                doc["transfer"]["stall_evidence"] = judge.evidence
             timings["transfer"] = result.seconds
+            if config.hold:
+                doc["hold"] = _hold(bed, config, before)
+                timings["hold"] = doc["hold"]["seconds"]
             doc["sockets"] = {
                 "client": sockets.socket_report(client),
                 "server": sockets.socket_report(server),
@@ -171,6 +309,10 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
         crashed = bed.check_middleboxes()
         after = {side: counters.read(bed.ns(side)) for side in before}
         doc["counters"] = {side: counters.delta(before[side], after[side]) for side in before}
+        host_after = {side: counters.read_host(bed.ns(side)) for side in host_before}
+        doc["host_counters"] = {
+            side: counters.delta(host_before[side], host_after[side]) for side in host_before
+        }
         for sock in (client, server):
             if sock is not None:
                 sock.close()

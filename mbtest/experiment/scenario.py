@@ -37,8 +37,14 @@ class Scenario:
     port: int = 18080
     chunk: int = 65536
     connect_timeout: float = 10.0
-    stall_timeout: float = 4.0
-    deadline: float = 30.0
+    stall_timeout: float = 4.0  # only when evidence is off
+    deadline: float = 60.0  # the bound on the transfer
+    evidence: bool = True  # stalls decided from the senders' state
+    hold: float = 0.0  # seconds the connection stays open after the transfer (for timers)
+    hold_until: dict[str, dict[str, int]] = field(default_factory=dict)  # node -> counters
+    announce: str = "at-start"  # or "late": the server announces once data has flowed
+    sysctls: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> sysctls
+    offloads: bool = False  # keep segmentation offloads on (the kernel's default)
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -72,20 +78,57 @@ class Scenario:
                 raise bad(name, "a table")
         if not isinstance(self.checksums, bool):
             raise bad("checksums", "true or false")
-        for name, low, high in (("ip_version", 4, 6), ("c2s_bytes", 0, 1 << 40),
-                                ("s2c_bytes", 0, 1 << 40), ("port", 1, 65535),
-                                ("chunk", 1, 1 << 20)):  # fmt: skip
+        for name, low, high in (
+            ("ip_version", 4, 6),
+            ("c2s_bytes", 0, 1 << 40),
+            ("s2c_bytes", 0, 1 << 40),
+            ("port", 1, 65535),
+            ("chunk", 1, 1 << 20),
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise bad(name, f"an integer from {low} to {high}")
-        for name, low, high in (("connect_timeout", 0.1, 600), ("stall_timeout", 0.1, 600),
-                                ("deadline", 1, 3600)):  # fmt: skip
+        for name, low, high in (
+            ("connect_timeout", 0.1, 600),
+            ("stall_timeout", 0.1, 600),
+            ("deadline", 1, 3600),
+        ):
             value = getattr(self, name)
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not ok or not math.isfinite(value) or not low <= value <= high:
                 raise bad(name, f"a number of seconds from {low:g} to {high:g}")
         if self.text is not None and (not isinstance(self.text, str) or not self.text):
             raise bad("text", "a non-empty string (or left out for random bytes)")
+        for name in ("evidence", "offloads"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad(name, "true or false")
+        if (
+            not isinstance(self.hold, (int, float))
+            or isinstance(self.hold, bool)
+            or not (0 <= self.hold <= 120 and math.isfinite(self.hold))
+        ):
+            raise bad("hold", "a number of seconds from 0 to 120")
+        if self.announce not in ("at-start", "late"):
+            raise bad("announce", "at-start or late")
+        for name in ("hold_until", "sysctls"):
+            table = getattr(self, name)
+            ok = isinstance(table, dict) and all(
+                isinstance(node, str)
+                and isinstance(values, dict)
+                and all(isinstance(k, str) for k in values)
+                for node, values in table.items()
+            )
+            if not ok:
+                raise bad(name, "a table of node = { name = value }")
+        for values in self.hold_until.values():
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in values.values()):
+                raise bad("hold_until", "counter thresholds that are integers")
+        for values in self.sysctls.values():
+            for key, value in values.items():
+                if not re.fullmatch(r"net\.[a-z0-9_.\-]+", key) or not re.fullmatch(
+                    r"[0-9A-Za-z_.:\- ]{1,64}", str(value)
+                ):
+                    raise bad("sysctls", "net.* keys with plain values")
 
     @property
     def behaviours(self) -> set[str]:

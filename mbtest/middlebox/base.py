@@ -56,9 +56,11 @@ ACCEPT = Verdict()
 class Cell:
     """A matrix cell a behaviour brings: where it goes, how it is set, what the RFC expects.
 
-    ``params`` is the behaviour's parameters as written after its name (``segments=syn``);
-    ``expect`` names an expectation of ``mbtest.verdict`` (a unit test checks it exists).
-    The traffic fields override the scenario's defaults where a behaviour needs other data.
+    ``params`` is the behaviour's parameters as written after its name (``segments=syn``),
+    ``params6`` their IPv6 form where an address differs; ``expect`` names an expectation of
+    ``mbtest.verdict`` (a unit test checks it exists). ``conditions`` override the
+    scenario's defaults: other data (text, port, sizes), or run conditions an expectation
+    needs (hold, sysctls, announce). ``ip_versions`` narrows the behaviour's own.
     """
 
     name: str
@@ -67,7 +69,9 @@ class Cell:
     topology: str = "single-path"
     slot: str = "slot"
     checksums: bool = False
-    traffic: dict[str, Any] = field(default_factory=dict)  # text, port, c2s_bytes, chunk...
+    conditions: dict[str, Any] = field(default_factory=dict)
+    params6: str | None = None
+    ip_versions: tuple[int, ...] | None = None
 
 
 def span_matches(raw: bytes, span: OptionSpan, subtypes: tuple[str, ...]) -> bool:
@@ -103,6 +107,8 @@ def change(
         "packet": ctx.index,
         "seq": pkt.seq,
         "flags": pkt.flags,
+        "segment": sorted(ctx.classes - {"all"}),  # syn, first (after the handshake), data...
+        "payload": pkt.payload_length,
         "field": field_name,
         "before": before.hex() if isinstance(before, (bytes, bytearray)) else before,
         "after": after.hex() if isinstance(after, (bytes, bytearray)) else after,
@@ -120,6 +126,7 @@ class Behaviour:
     RFC: ClassVar[str]
     PARAMS: ClassVar[tuple[Param, ...]] = ()
     CELLS: ClassVar[tuple[Cell, ...]] = ()  # its cells in the default matrix
+    IP_VERSIONS: ClassVar[tuple[int, ...]] = (4, 6)  # where it exists (IPv4 ID: IPv4 only)
 
     # --- what it asks of the engine (NFQUEUE behaviours) -------------------------------------
     TICK: ClassVar[float | None] = None  # seconds between calls to tick(), for held packets

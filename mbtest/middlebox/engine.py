@@ -165,8 +165,15 @@ class Engine:
                 packet.get_payload(), conntrack.inside_endpoint
             )
         except MbtestError as e:
-            self.log.write({"flow": "?", "direction": "?", "field": "malformed", "before": str(e),
-                            "after": "passed on"})  # fmt: skip
+            self.log.write(
+                {
+                    "flow": "?",
+                    "direction": "?",
+                    "field": "malformed",
+                    "before": str(e),
+                    "after": "passed on",
+                }
+            )
             packet.accept()
             return
         if out is not None:
@@ -181,8 +188,15 @@ class Engine:
             try:
                 self.injector.send(forged)
             except MbtestError as e:  # a packet the behaviour made from a malformed one
-                self.log.write({"flow": "?", "direction": "?", "field": "malformed",
-                                "before": str(e), "after": "not injected"})  # fmt: skip
+                self.log.write(
+                    {
+                        "flow": "?",
+                        "direction": "?",
+                        "field": "malformed",
+                        "before": str(e),
+                        "after": "not injected",
+                    }
+                )
         for entry in outcome.changes:
             self.log.write(entry)
 

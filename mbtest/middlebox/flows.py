@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 from mbtest.packet.edit import TcpPacket
 
-SEGMENT_CLASSES = ("syn", "synack", "third-ack", "data", "all")
+# "first": the first packet of a direction after the handshake (the client's third ACK, the
+# server's first packet after its SYN/ACK): Linux wants DSS or MP_CAPABLE on it.
+SEGMENT_CLASSES = ("syn", "synack", "third-ack", "first", "data", "all")
 
 
 @dataclass
@@ -14,6 +17,9 @@ class Flow:
     initiator: bytes | None = None  # the opener's raw address and port
     packets: dict[str, int] = field(default_factory=lambda: {"c>s": 0, "s>c": 0, "?": 0})
     third_ack_seen: bool = False
+    established: dict[str, bool] = field(
+        default_factory=lambda: {"c>s": False, "s>c": False, "?": False}
+    )
     data_segments: dict[str, int] = field(default_factory=lambda: {"c>s": 0, "s>c": 0, "?": 0})
     state: dict = field(default_factory=dict)  # a behaviour's own per-flow state
 
@@ -32,18 +38,10 @@ class PacketContext:
         return self.flow.state.get("name", "?")
 
 
-_CLASSES = {
-    (syn, synack, third, data): frozenset(
-        {"all"}
-        | ({"syn"} if syn else set())
-        | ({"synack"} if synack else set())
-        | ({"third-ack"} if third else set())
-        | ({"data"} if data else set())
-    )
-    for syn in (False, True)
-    for synack in (False, True)
-    for third in (False, True)
-    for data in (False, True)
+_NAMES = ("syn", "synack", "third-ack", "first", "data")
+_CLASSES = {  # (syn, synack, third-ack, first, data) -> the classes, made once
+    bits: frozenset({"all"} | {name for name, on in zip(_NAMES, bits, strict=True) if on})
+    for bits in itertools.product((False, True), repeat=len(_NAMES))
 }
 
 
@@ -82,12 +80,15 @@ class FlowTracker:
         third = False
         if not syn and ack and direction == "c>s" and not flow.third_ack_seen:
             flow.third_ack_seen = third = True
+        first = False
+        if not syn and not flow.established[direction]:
+            flow.established[direction] = first = True
         data_index = 0
         data = not syn and pkt.payload_length > 0
         if data:
             flow.data_segments[direction] += 1
             data_index = flow.data_segments[direction]
-        classes = _CLASSES[(syn and not ack, syn and ack, third, data)]
+        classes = _CLASSES[(syn and not ack, syn and ack, third, first, data)]
         return PacketContext(key, flow, direction, classes, flow.packets[direction], data_index)
 
 

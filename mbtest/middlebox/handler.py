@@ -38,10 +38,16 @@ class PacketHandler:
         except MbtestError as e:
             self.malformed += 1
             action = self.behaviour.handle_malformed(data, str(e))
-            entry = {"flow": "?", "direction": "?", "field": "malformed", "before": str(e),
-                     "after": "dropped" if action == "drop" else "passed on"}  # fmt: skip
-            return Outcome("drop" if action == "drop" else "accept", changes=[entry],
-                           malformed=str(e))  # fmt: skip
+            entry = {
+                "flow": "?",
+                "direction": "?",
+                "field": "malformed",
+                "before": str(e),
+                "after": "dropped" if action == "drop" else "passed on",
+            }
+            return Outcome(
+                "drop" if action == "drop" else "accept", changes=[entry], malformed=str(e)
+            )
         return Outcome(verdict.action, verdict.packet, list(verdict.inject), list(verdict.changes))
 
     def tick(self, now: float) -> Outcome:

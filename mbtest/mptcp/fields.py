@@ -68,10 +68,14 @@ def short(option: MptcpOption) -> str:
     if isinstance(option, MpCapable):
         letters = "".join(
             letter
-            for letter, on in (("A", option.checksum_required), ("B", option.extensibility),
-                               ("C", option.no_source_subflows), ("H", option.hmac_sha256))
+            for letter, on in (
+                ("A", option.checksum_required),
+                ("B", option.extensibility),
+                ("C", option.no_source_subflows),
+                ("H", option.hmac_sha256),
+            )
             if on
-        )  # fmt: skip
+        )
         keys = sum(k is not None for k in (option.sender_key, option.receiver_key))
         extra = f", {keys} key{'s' if keys != 1 else ''}" if keys else ""
         if option.data_length is not None:

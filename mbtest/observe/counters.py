@@ -24,3 +24,31 @@ def read(ns: str) -> dict[str, int]:
 def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     """Counters that changed, with how much."""
     return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+
+
+# Host counters that explain a stall: segments refused locally for being larger than the
+# path MTU, retransmission timeouts, ICMP errors sent. (/proc/net/snmp and TcpExt.)
+HOST = {
+    "Ip": ("FragFails", "OutDiscards", "OutNoRoutes"),
+    "Icmp": ("OutDestUnreachs", "InDestUnreachs"),
+    "Tcp": ("RetransSegs", "OutRsts"),
+    "TcpExt": ("TCPTimeouts", "TCPLossProbes", "TCPAbortOnTimeout"),
+}
+
+
+HOST6 = ("Ip6FragFails", "Ip6OutDiscards", "Icmp6OutPktTooBigs", "Icmp6OutDestUnreachs")
+
+
+def read_host(ns: str) -> dict[str, int]:
+    """The HOST counters of a namespace, named Group.Name (IPv6's as Ip6.Name...)."""
+    out = {}
+    text = netns.read_proc_net(ns, "snmp") + netns.read_proc_net(ns, "netstat")
+    for group, names in HOST.items():
+        values = parse_netstat(text, group)
+        out.update({f"{group}.{name}": values[name] for name in names if name in values})
+    for line in netns.read_proc_net(ns, "snmp6").splitlines():
+        name, _, value = line.partition(" ")
+        if name in HOST6 and value.strip().isdigit():
+            group = "Ip6" if name.startswith("Ip6") else "Icmp6"
+            out[f"{group}.{name[len(group) :]}"] = int(value)
+    return out

@@ -8,6 +8,7 @@ hides the rest of the capture.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,9 @@ from mbtest.errors import CodecError, PacketError
 from mbtest.mptcp.fields import option_fields
 from mbtest.mptcp.options import MptcpOption
 from mbtest.packet.headers import TcpSegment, ip_packet, parse_tcp
+from mbtest.packet.ip import ICMP, ICMPV6, locate
 from mbtest.packet.pcap import Frame, read_frames
+from mbtest.packet.quote import IcmpError, parse_icmp
 
 Endpoint = tuple[str, int]
 
@@ -125,3 +128,41 @@ def decode_capture(
             errors,
             seg if keep_segments else None,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpRecord:
+    """An ICMP or ICMPv6 error in a capture, with the packet it quotes."""
+
+    frame: int
+    time: float
+    src: str
+    dst: str
+    error: IcmpError
+
+    @property
+    def local(self) -> bool:
+        """Sent by the host to itself: a packet refused before it left (too big, no route)."""
+        return self.src == self.dst
+
+
+def icmp_errors(path: str | os.PathLike | Iterable[Frame]) -> Iterator[IcmpRecord]:
+    """Every ICMP / ICMPv6 error of a capture (a file or frames already read)."""
+    frames = read_frames(path) if isinstance(path, (str, os.PathLike)) else path
+    for frame in frames:
+        packet = ip_packet(frame)
+        if packet is None:
+            continue
+        try:
+            header = locate(packet)
+        except PacketError:
+            continue
+        if header.protocol not in (ICMP, ICMPV6) or header.later_fragment:
+            continue
+        family = socket.AF_INET if header.version == 4 else socket.AF_INET6
+        src_at, size = (12, 4) if header.version == 4 else (8, 16)
+        src = socket.inet_ntop(family, packet[src_at : src_at + size])
+        dst = socket.inet_ntop(family, packet[src_at + size : src_at + 2 * size])
+        error = parse_icmp(packet[header.header_len : header.end], src, header.version)
+        if error is not None:
+            yield IcmpRecord(frame.number, frame.time, src, dst, error)

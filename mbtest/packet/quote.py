@@ -18,7 +18,7 @@ from mbtest.mptcp.crypto import ones_complement_sum
 from mbtest.packet.edit import option_spans
 
 ICMP_TIME_EXCEEDED, ICMP_UNREACHABLE = 11, 3
-ICMP6_TIME_EXCEEDED, ICMP6_UNREACHABLE = 3, 1
+ICMP6_TIME_EXCEEDED, ICMP6_UNREACHABLE, ICMP6_TOO_BIG = 3, 1, 2
 _V4_UNREACHABLE = {0: "network unreachable", 1: "host unreachable", 2: "protocol unreachable",
                    3: "port unreachable", 4: "fragmentation needed", 9: "network prohibited",
                    10: "host prohibited", 13: "administratively prohibited"}  # fmt: skip
@@ -39,11 +39,19 @@ class IcmpError:
     code: int
     quote: bytes  # the original datagram as quoted, RFC 4884 extensions cut off
     extensions: bool
+    mtu: int | None = None  # "fragmentation needed" / "packet too big": the next-hop MTU
+
+    @property
+    def too_big(self) -> bool:
+        v6 = ":" in self.router
+        return (self.type == ICMP6_TOO_BIG) if v6 else (self.type == 3 and self.code == 4)
 
     @property
     def what(self) -> str:
         if self.expired:
             return "time exceeded"
+        if ":" in self.router and self.type == ICMP6_TOO_BIG:
+            return "packet too big"
         names = _V6_UNREACHABLE if ":" in self.router else _V4_UNREACHABLE
         return "unreachable: " + names.get(self.code, f"code {self.code}")
 
@@ -53,19 +61,24 @@ def parse_icmp(data: bytes, router: str, version: int) -> IcmpError | None:
     if len(data) < 8:
         return None
     kind, code = data[0], data[1]
+    mtu = None
     if version == 4:
         if kind not in (ICMP_TIME_EXCEEDED, ICMP_UNREACHABLE):
             return None
         words, unit, expired = data[5], 4, kind == ICMP_TIME_EXCEEDED
+        if kind == ICMP_UNREACHABLE and code == 4:
+            mtu, words = struct.unpack_from("!H", data, 6)[0], 0
     else:
-        if kind not in (ICMP6_TIME_EXCEEDED, ICMP6_UNREACHABLE):
+        if kind not in (ICMP6_TIME_EXCEEDED, ICMP6_UNREACHABLE, ICMP6_TOO_BIG):
             return None
         words, unit, expired = data[4], 8, kind == ICMP6_TIME_EXCEEDED
+        if kind == ICMP6_TOO_BIG:
+            mtu, words = struct.unpack_from("!I", data, 4)[0], 0
     body = bytes(data[8:])
     if words:  # RFC 4884: the original datagram is `words` long, extensions follow
         cut = words * unit
-        return IcmpError(router, expired, kind, code, body[:cut], len(body) > cut)
-    return IcmpError(router, expired, kind, code, body, False)
+        return IcmpError(router, expired, kind, code, body[:cut], len(body) > cut, mtu)
+    return IcmpError(router, expired, kind, code, body, False, mtu)
 
 
 def strip_ipv4_header(data: bytes) -> bytes:

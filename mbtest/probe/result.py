@@ -64,8 +64,10 @@ def probe_result(
     names = names or {}
     notes = list(notes)
     if sweep.malformed:
-        notes.append(f"{len(sweep.malformed)} packet(s) from the target could not be read and "
-                     f"were left out (first: {sweep.malformed[0]})")  # fmt: skip
+        notes.append(
+            f"{len(sweep.malformed)} packet(s) from the target could not be read and "
+            f"were left out (first: {sweep.malformed[0]})"
+        )
     target = sweep.segment.dst
     end = sweep.end_ttl
     at_target = end is not None and end in sweep.answers and sweep.answers[end].router == target

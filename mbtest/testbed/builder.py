@@ -62,6 +62,7 @@ class Testbed:
     middleboxes: dict[str, MiddleboxSpec | str] = field(default_factory=dict)  # slot -> spec
     log_dir: str | None = None  # where middleboxes write their ground-truth logs
     wire_segments: bool = True  # no TSO/GSO/GRO: everything sees MTU-sized packets
+    sysctls: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> extra sysctls
     processes: dict[str, MiddleboxProcess] = field(default_factory=dict)
     namespaces: dict[str, str] = field(default_factory=dict)  # node -> namespace
     build_seconds: float = 0.0
@@ -108,6 +109,9 @@ class Testbed:
         check_mptcp()
         start = time.monotonic()
         topo = self.topology
+        unknown = sorted(set(self.sysctls) - set(topo.nodes))
+        if unknown:
+            raise MbtestError(f"sysctls for {unknown[0]}, which is not a node of {topo.name}")
         self.owner = owners.Owner(
             self.run_id, "testbed", persistent=self.persistent, about=self._about()
         )
@@ -129,6 +133,7 @@ class Testbed:
                 if self.checksums is not None:
                     sysctls["net.mptcp.checksum_enabled"] = "1" if self.checksums else "0"
             sysctls.update(node.sysctls)
+            sysctls.update(self.sysctls.get(node.name, {}))
             for key, value in sysctls.items():
                 netns.sysctl(name, key, value)
         for number, link in enumerate(topo.links):

@@ -287,8 +287,17 @@ def _text(value: Any, what: str) -> str:
 
 
 def _parse_node(raw: dict[str, Any], where: str) -> Node:
-    known = {"name", "role", "sysctls", "routes", "rules", "limits", "endpoints", "middlebox",
-             "icmp_errors"}  # fmt: skip
+    known = {
+        "name",
+        "role",
+        "sysctls",
+        "routes",
+        "rules",
+        "limits",
+        "endpoints",
+        "middlebox",
+        "icmp_errors",
+    }
     _no_unknown(raw, known, where)
     name = raw.get("name")
     if not isinstance(name, str) or not NODE_NAME.fullmatch(name):
@@ -301,8 +310,9 @@ def _parse_node(raw: dict[str, Any], where: str) -> Node:
     for key, value in sysctls.items():
         if not re.fullmatch(r"net\.[a-z0-9_.\-]+", key):
             raise TopologyError(f"{here}: sysctl {key!r} is not a net.* sysctl")
-        if not isinstance(value, (str, int)) or not re.fullmatch(r"[0-9A-Za-z_.:\- ]{1,64}",
-                                                               str(value)):  # fmt: skip
+        if not isinstance(value, (str, int)) or not re.fullmatch(
+            r"[0-9A-Za-z_.:\- ]{1,64}", str(value)
+        ):
             raise TopologyError(f"{here}: sysctl {key} = {value!r} is not a plain value")
     routes = []
     for r in _table_list(raw, "routes", here):

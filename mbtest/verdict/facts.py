@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mbtest.middlebox.spec import MiddleboxSpec
+from mbtest.verdict import packets, stall
+from mbtest.verdict.evidence import Evidence
 
 FACTS: dict[str, str] = {}  # name -> what it means
 
@@ -57,6 +59,31 @@ STALLED = _fact("stalled", "the transfer stopped making progress before it compl
 DATA_C2S = _fact("data_c2s", "client-to-server data: intact, changed or lost")
 DATA_S2C = _fact("data_s2c", "server-to-client data: intact, changed or lost")
 CHANGED_SOMEWHERE = _fact("changed_somewhere", "data arrived changed in at least one direction")
+LOST_SOMEWHERE = _fact("lost_somewhere", "data did not all arrive in at least one direction")
+CHANGED_BYTES = _fact(
+    "changed_bytes",
+    "per direction: bytes the application received that differ from what was "
+    "sent at that offset, and where (stream offsets, the preamble byte first)",
+)
+MAPPING_CROSSED = _fact(
+    "mapping_crossed",
+    "data segments whose bytes run past the mapping they carry, as the "
+    "receivers got them (a coalescer merging across a mapping boundary)",
+)
+OPTION_REMOVED_FROM = _fact(
+    "option_removed_from",
+    "the packets a middlebox removed MPTCP options from: SYN, first "
+    "packet after the handshake, pure ACK, data",
+)
+INFINITE_MAPPING_SENT = _fact("infinite_mapping_sent", "infinite mappings sent (both ends)")
+INFINITE_MAPPING_RECEIVED = _fact(
+    "infinite_mapping_received", "infinite mappings received (both ends)"
+)
+STALL = _fact(
+    "stall",
+    "why the transfer stalled: what the stalled side keeps sending, whether it leaves "
+    "the host, reaches the other side, is acknowledged or dropped by a middlebox",
+)
 BROKEN_OR_FALLBACK = _fact(
     "broken_or_fallback", "the initial subflow was reset or the connection fell back later"
 )
@@ -210,34 +237,44 @@ def _resets(facts: _Facts, timelines: dict[str, Any]) -> None:
     )
 
 
-def _transfer(facts: _Facts, transfer: dict[str, Any]) -> None:
+def _transfer(facts: _Facts, transfer: dict[str, Any], preamble: dict[str, Any]) -> None:
     stalled = transfer["stalled"]
-    facts.add(
-        STALLED,
-        stalled,
-        f"no progress for {transfer.get('stall_after')} s"
-        if stalled
-        else f"transfer took {transfer['seconds']} s",
-    )
+    why = transfer.get("stall_basis") or f"no progress for {transfer.get('stall_after')} s"
+    facts.add(STALLED, stalled, why if stalled else f"transfer took {transfer['seconds']} s")
+    changes = {}
     for stream in transfer["streams"]:
-        if not stream["requested"]:
+        first = preamble.get(stream["direction"], {"sent": 0, "received": 0, "intact": True})
+        if not stream["requested"] and not first["sent"]:
             continue
-        complete = stream["received"] == stream["sent"] == stream["requested"]
-        if stream["intact"]:
+        sent = stream["sent"] + first["sent"]
+        requested = stream["requested"] + first["sent"]
+        received = stream["received"] + first["received"]
+        intact = stream["intact"] and first["intact"]
+        changed = stream.get("changed_bytes", 0) + (0 if first["intact"] else first["received"])
+        if intact:
             state = "intact"
-        elif complete or stream["received"] > stream["requested"]:
+        elif received == sent == requested or stream["received"] > stream["requested"]:
             state = "changed"
         else:
             state = "lost"
         evidence = (
-            f"{stream['received']}/{stream['requested']} bytes, sha256 sent "
-            f"{stream['sha256_sent'][:12]} received {stream['sha256_received'][:12]}"
+            f"{received}/{requested} bytes (the preamble's {first['sent']} included), sha256 "
+            f"sent {stream['sha256_sent'][:12]} received {stream['sha256_received'][:12]}"
         )
         facts.add(DATA_C2S if stream["direction"] == "c>s" else DATA_S2C, state, evidence)
+        offset = first["sent"]
+        ranges = [[a + offset, b + offset] for a, b in stream.get("changed_ranges", [])]
+        changes[stream["direction"]] = {"bytes": changed, "ranges": ranges}
+    if changes:
+        said = "; ".join(
+            f"{d}: {c['bytes']} bytes at {c['ranges'][:4]}" for d, c in changes.items()
+        )
+        facts.add(CHANGED_BYTES, changes, said)
 
 
-def observe(doc: dict[str, Any], log: list[dict[str, Any]]) -> dict[str, Fact]:
+def observe(evidence: Evidence) -> dict[str, Fact]:
     """Every fact the evidence supports, by name."""
+    doc, log = evidence.doc, evidence.log
     facts = _Facts()
     connect = doc.get("connect", {})
     facts.add(CONNECTED, bool(connect.get("ok")), f"connect: {connect.get('error') or 'ok'}")
@@ -251,9 +288,60 @@ def observe(doc: dict[str, Any], log: list[dict[str, Any]]) -> dict[str, Fact]:
     _counted(facts, counters)
     _resets(facts, doc.get("timelines", {}))
     if doc.get("transfer"):
-        _transfer(facts, doc["transfer"])
+        _transfer(facts, doc["transfer"], doc.get("preamble", {}))
+        diagnosis = stall.diagnose(evidence)
+        if diagnosis is not None:
+            facts.add(STALL, diagnosis["text"], f"{doc['transfer'].get('stall_basis')}")
+    _infinite(facts, counters, evidence)
+    _packets(facts, evidence)
     _derived(facts)
     return dict(facts)
+
+
+def _infinite(facts: _Facts, counters: Counters, evidence: Evidence) -> None:
+    sent = sum(_count(counters, side, "InfiniteMapTx") for side in counters)
+    received = sum(_count(counters, side, "InfiniteMapRx") for side in counters)
+    frames = []
+    for side in ("client", "server"):
+        records = evidence.records(f"{side}.pcap")
+        if records:
+            for direction, found in packets.infinite_mappings(records).items():
+                if found:
+                    frames.append(f"{side}.pcap {direction} frames {found[:3]}")
+    where = "; ".join(frames)
+    facts.add(
+        INFINITE_MAPPING_SENT,
+        sent,
+        _cite(counters, "InfiniteMapTx") + (f"; {where}" if where else ""),
+    )
+    facts.add(INFINITE_MAPPING_RECEIVED, received, _cite(counters, "InfiniteMapRx"))
+
+
+def _packets(facts: _Facts, evidence: Evidence) -> None:
+    removed = packets.removals(evidence.log)
+    if evidence.doc.get("middleboxes"):
+        kinds = sorted({packets.packet_kind(e) for e in removed})
+        where = "; ".join(
+            f"{e.get('direction')} packet {e.get('packet')} seq {e.get('seq')}: "
+            f"{packets.packet_kind(e)}"
+            for e in removed[:3]
+        )
+        facts.add(OPTION_REMOVED_FROM, kinds, where or "no option removed in the log")
+    crossed, cited, looked = 0, [], False
+    for side, direction in (("server", "c>s"), ("client", "s>c")):
+        records = evidence.records(f"{side}.pcap")
+        if records is None:
+            continue
+        looked = True
+        found = packets.crossings(records, direction)
+        crossed += len(found)
+        cited += [c.text(f"{side}.pcap") for c in found[:2]]
+    if looked:
+        facts.add(
+            MAPPING_CROSSED,
+            crossed,
+            "; ".join(cited) or "every data segment stayed inside the mapping it carries",
+        )
 
 
 def _derived(facts: _Facts) -> None:
@@ -261,7 +349,9 @@ def _derived(facts: _Facts) -> None:
     data = [facts[n] for n in (DATA_C2S, DATA_S2C) if n in facts]
     if data:
         changed = any(f.value == "changed" for f in data)
-        facts.add(CHANGED_SOMEWHERE, changed, "; ".join(f"{f.name}: {f.value}" for f in data))
+        said = "; ".join(f"{f.name}: {f.value}" for f in data)
+        facts.add(CHANGED_SOMEWHERE, changed, said)
+        facts.add(LOST_SOMEWHERE, any(f.value == "lost" for f in data), said)
     if FALLBACK_LATER in facts and INITIAL_SUBFLOW_RESET in facts:
         later, reset = facts[FALLBACK_LATER], facts[INITIAL_SUBFLOW_RESET]
         facts.add(

@@ -51,6 +51,7 @@ class IpIdRewrite(Behaviour):
     EXPECTED = "MPTCP unaffected; data intact"
     RFC = "§6"
     CELLS = (Cell("ipid-rewrite", "mptcp-unaffected"),)
+    IP_VERSIONS = (4,)  # IPv6 has no identification field
     PARAMS = (Param("start", "int", 1, "first ID written", (), 0, 65535),)
 
     def __init__(self, params=None):

@@ -246,7 +246,7 @@ class FtpAlg(Behaviour):
             f"ftp-alg-{tag}",
             f"length-change-{tag}",
             checksums=tag == "csum",
-            traffic={
+            conditions={
                 "text": FTP,
                 "port": 21,
                 "c2s_bytes": len(FTP) * 100,
@@ -262,6 +262,7 @@ class FtpAlg(Behaviour):
     )
     OBSERVE = True
     CONNTRACK_LOG = True
+    IP_VERSIONS = (4,)  # an IPv4 NAT address and PORT commands
 
     def addresses(self) -> list[str]:
         return [self.to]

@@ -19,7 +19,10 @@ class LbSplit(Behaviour):
     )
     EXPECTED = "the backend does not know the token: RST (MP_TCPRST); the connection continues"
     RFC = "§3.2"
-    CELLS = (Cell("lb-split", "lb-unknown-token", topology="load-balanced", slot="lb"),)
+    CELLS = (
+        Cell("lb-split", "lb-unknown-token", topology="load-balanced", slot="lb",
+             params6="backend=fd00:4:4::2"),
+    )  # fmt: skip
     PARAMS = (Param("backend", "address", "10.4.4.2", "where joins are sent"),)
     CHAIN = "PREROUTING"  # a new destination must be routed
 

@@ -54,6 +54,11 @@ def option_queue(subtypes: tuple[str, ...], segments: str) -> list[list[str]]:
     return [OPTION_30]
 
 
+# Run conditions cells need for the event their expectation waits for.
+JOIN_PATH_DATA = {"c2s_bytes": 2_000_000, "s2c_bytes": 2_000_000}  # enough to use both paths
+ADD_ADDR_TIMER = {"sysctls": {"server": {"net.mptcp.add_addr_timeout": "1"}}, "hold": 4.0,
+                  "hold_until": {"server": {"AddAddrTx": 2}}}  # fmt: skip
+
 SEGMENTS = Param("segments", "choice", "all", "which segments", SEGMENT_CLASSES)
 DIRECTION = Param("direction", "choice", "both", "which direction", DIRECTIONS)
 
@@ -80,36 +85,21 @@ class StripOption(Behaviour):
         Cell("strip-mpc-syn-remove", "fallback-at-handshake", "segments=syn,mode=remove"),
         Cell("strip-mpc-synack", "fallback-at-handshake", "segments=synack"),
         Cell("strip-mpc-third-ack", "fallback-at-handshake", "direction=c2s,after=1"),
-        Cell("strip-dss-data", "fallback-infinite-mapping", "subtypes=DSS,segments=data"),
-        Cell("eol-after-syn", "fallback-infinite-mapping", "subtypes=ALL,segments=data,mode=eol"),
-        Cell(
-            "strip-dss-join-path",
-            "join-reset-middlebox",
-            "subtypes=DSS,segments=data",
-            topology="dual-path",
-            slot="slotb",
-        ),
-        Cell(
-            "strip-join-syn",
-            "join-not-established",
-            "subtypes=MP_JOIN,segments=syn",
-            topology="dual-path",
-            slot="slotb",
-        ),
-        Cell(
-            "strip-join-synack",
-            "join-synack-stripped",
-            "subtypes=MP_JOIN,segments=synack",
-            topology="dual-path",
-            slot="slotb",
-        ),
-        Cell(
-            "add-addr-stripped",
-            "add-addr-removed",
-            "subtypes=ADD_ADDR",
-            topology="dual-homed-server",
-        ),
-    )
+        Cell("strip-dss-data", "fallback-without-dss", "subtypes=DSS,segments=data"),
+        Cell("eol-after-syn", "fallback-without-dss", "subtypes=ALL,segments=data,mode=eol"),
+        Cell("strip-dss-join-path", "join-reset-middlebox", "subtypes=DSS,segments=data",
+             topology="dual-path", slot="slotb", conditions=JOIN_PATH_DATA),
+        Cell("strip-join-syn", "join-not-established", "subtypes=MP_JOIN,segments=syn",
+             topology="dual-path", slot="slotb"),
+        Cell("strip-join-synack", "join-synack-stripped", "subtypes=MP_JOIN,segments=synack",
+             topology="dual-path", slot="slotb"),
+        # where Linux puts ADD_ADDR: alone in the server's first packet after the handshake
+        Cell("add-addr-stripped", "add-addr-removed", "subtypes=ADD_ADDR,segments=first",
+             topology="dual-homed-server"),
+        # announced once data has flowed: in a later pure ACK
+        Cell("add-addr-stripped-late", "add-addr-removed", "subtypes=ADD_ADDR",
+             topology="dual-homed-server", conditions={"announce": "late"}),
+    )  # fmt: skip
     PARAMS = (
         Param("subtypes", "choices", ("MP_CAPABLE",), "MPTCP options to strip", SUBTYPE_CHOICES),
         SEGMENTS,
@@ -161,20 +151,12 @@ class DropOption(Behaviour):
     RFC = "§3.1, §3.2, §3.4.1, §6"
     CELLS = (
         Cell("drop-mpc-syn", "fallback-at-handshake", "segments=syn"),
-        Cell(
-            "drop-join-syn",
-            "join-not-established",
-            "subtypes=MP_JOIN,segments=syn",
-            topology="dual-path",
-            slot="slotb",
-        ),
-        Cell(
-            "add-addr-echo-dropped",
-            "add-addr-retransmitted",
-            "subtypes=ADD_ADDR_ECHO",
-            topology="dual-homed-server",
-        ),
-    )
+        Cell("drop-join-syn", "join-not-established", "subtypes=MP_JOIN,segments=syn",
+             topology="dual-path", slot="slotb"),
+        # the kernel selftests' ADD_ADDR timeout test: a 1 s timer, the connection held open
+        Cell("add-addr-echo-dropped", "add-addr-retransmitted", "subtypes=ADD_ADDR_ECHO",
+             topology="dual-homed-server", conditions=ADD_ADDR_TIMER),
+    )  # fmt: skip
     PARAMS = (
         Param("subtypes", "choices", ("MP_CAPABLE",), "MPTCP options to drop on", SUBTYPE_CHOICES),
         SEGMENTS,
@@ -266,25 +248,14 @@ class MangleOption(Behaviour):
     EXPECTED = "flags follow what each end saw; a rewritten ADD_ADDR fails its HMAC and is ignored"
     RFC = "§3.1, §3.4.1"
     CELLS = (
-        Cell(
-            "mangle-mpc-clear-a",
-            "flags-consistent",
-            "field=MP_CAPABLE.checksum_required,value=0,segments=synack",
-            checksums=True,
-        ),
+        Cell("mangle-mpc-clear-a", "flags-consistent",
+             "field=MP_CAPABLE.checksum_required,value=0,segments=synack", checksums=True),
         # §3.1: an MP_CAPABLE with B set that is not understood is ignored: fallback.
-        Cell(
-            "mangle-mpc-set-b",
-            "fallback-at-handshake",
-            "field=MP_CAPABLE.extensibility,value=1,segments=syn",
-        ),
-        Cell(
-            "add-addr-rewritten",
-            "add-addr-ignored",
-            "field=ADD_ADDR.address,value=10.3.6.99",
-            topology="dual-homed-server",
-        ),
-    )
+        Cell("mangle-mpc-set-b", "fallback-at-handshake",
+             "field=MP_CAPABLE.extensibility,value=1,segments=syn"),
+        Cell("add-addr-rewritten", "add-addr-ignored", "field=ADD_ADDR.address,value=10.3.6.99",
+             topology="dual-homed-server", params6="field=ADD_ADDR.address,value=fd00:3:6::99"),
+    )  # fmt: skip
     PARAMS = (
         Param(
             "field", "choice", "MP_CAPABLE.checksum_required", "which field", tuple(MANGLE_FIELDS)

@@ -83,6 +83,11 @@ class _Held:
     merged: int = 1
 
 
+def _mptcp_options(pkt: TcpPacket) -> list[bytes]:
+    raw = bytes(pkt.options)
+    return [raw[s.start : s.end] for s in pkt.mptcp_spans()]
+
+
 class Coalesce(Behaviour):
     NAME = "coalesce"
     MODELS = (
@@ -94,10 +99,25 @@ class Coalesce(Behaviour):
     )
     EXPECTED = "MPTCP unaffected while mappings still cover the bytes; data intact"
     RFC = "§3.3.1, §6"
-    CELLS = (Cell("coalesce", "mptcp-unaffected", "max_size=8000", topology="single-path-jumbo"),)
+    CELLS = (
+        # as GRO does: only segments whose MPTCP options are the same (one mapping) merge
+        Cell("coalesce-within-mapping", "mptcp-unaffected", "max_size=8000,merge=same-options",
+             topology="single-path-jumbo"),
+        # a naive coalescer keeping the first segment's options for all merged data
+        Cell("coalesce-across-mappings", "mptcp-unaffected", "max_size=8000,merge=any",
+             topology="single-path-jumbo"),
+    )  # fmt: skip
     PARAMS = (
         Param("max_size", "int", 2800, "largest merged payload", (), 2, 65000),
         Param("hold_ms", "float", 5.0, "how long a segment waits for the next", (), 0.1, 1000),
+        Param(
+            "merge",
+            "choice",
+            "any",
+            "which segments merge: any (the first's options kept "
+            "for all), or same-options (as GRO: the data stays inside its mapping)",
+            ("any", "same-options"),
+        ),
         Param("direction", "choice", "c2s", "which direction", DIRECTIONS),
     )
     TICK = 0.002
@@ -123,6 +143,8 @@ class Coalesce(Behaviour):
             return Verdict("drop")
         h = held.packet
         contiguous = (h.seq + len(h.payload)) & 0xFFFFFFFF == pkt.seq
+        if self.merge == "same-options" and _mptcp_options(h) != _mptcp_options(pkt):
+            contiguous = False  # another mapping: released, not merged
         fits = len(h.buf) + len(pkt.payload) <= self.egress_mtu
         if contiguous and fits and len(h.payload) + len(pkt.payload) <= self.max_size:
             h.payload = bytes(h.payload) + bytes(pkt.payload)
@@ -197,7 +219,7 @@ class PayloadRewrite(Behaviour):
             f"length-change-{tag}",
             "find=mptcp,replace=MPTCP-ALG",
             checksums=tag == "csum",
-            traffic={"text": HTTP},
+            conditions={"text": HTTP},
         )
         for tag in ("csum", "nocsum")
     )

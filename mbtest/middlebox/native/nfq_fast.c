@@ -54,6 +54,7 @@ struct flow {
 	int has_initiator;
 	struct endpoint initiator;
 	unsigned long pkts[3], data[3];
+	int established[3], third_ack_seen; /* as flows.py: the "first" and "third-ack" classes */
 	char name[160];
 };
 
@@ -151,6 +152,7 @@ struct context {
 	struct flow *flow;
 	int direction;
 	unsigned long index, data_index;
+	int first, third; /* first packet of its direction after the handshake; the third ACK */
 };
 
 static struct context observe(struct packet *p)
@@ -196,7 +198,7 @@ static struct context observe(struct packet *p)
 		fmt_endpoint(b, sizeof b, p->v6, sa, port_of(&p->src));
 		snprintf(f->name, sizeof f->name, "%s > %s", a, b);
 	}
-	struct context ctx = {f, UNKNOWN, 0, 0};
+	struct context ctx = {f, UNKNOWN, 0, 0, 0, 0};
 	if (f->has_initiator)
 		ctx.direction = ep_cmp(&f->initiator, &p->src) ? S2C : C2S;
 	if (!f->name[0]) {
@@ -205,6 +207,10 @@ static struct context observe(struct packet *p)
 		snprintf(f->name, sizeof f->name, "%s > %s", a, b);
 	}
 	ctx.index = ++f->pkts[ctx.direction];
+	if (!syn && ack && ctx.direction == C2S && !f->third_ack_seen)
+		f->third_ack_seen = ctx.third = 1;
+	if (!syn && !f->established[ctx.direction])
+		f->established[ctx.direction] = ctx.first = 1;
 	if (!syn && p->payload_len > 0)
 		ctx.data_index = ++f->data[ctx.direction];
 	return ctx;
@@ -283,10 +289,16 @@ static int payload_flip(struct packet *p, const struct context *ctx)
 	fprintf(logf, "{\"t\": %ld.%06ld, \"behaviour\": \"payload-flip\", \"flow\": ",
 		(long)now.tv_sec, (long)now.tv_usec);
 	json_string(logf, ctx->flow->name);
+	/* the segment's classes, sorted as base.change() writes them (it carries data) */
+	const char *classes = ctx->first ? (ctx->third ? "\"data\", \"first\", \"third-ack\""
+						     : "\"data\", \"first\"")
+					 : (ctx->third ? "\"data\", \"third-ack\"" : "\"data\"");
 	fprintf(logf,
 		", \"direction\": \"%s\", \"packet\": %lu, \"seq\": %lu, \"flags\": %d, "
+		"\"segment\": [%s], \"payload\": %d, "
 		"\"field\": \"payload[%ld:%ld]\", \"before\": \"%s\", \"after\": \"%s\"}\n",
-		ARROW[ctx->direction], ctx->index, seq, t[13], cfg.offset, end, hb, ha);
+		ARROW[ctx->direction], ctx->index, seq, t[13], classes, p->payload_len, cfg.offset,
+		end, hb, ha);
 	changes++;
 	return 1;
 }
