@@ -9,6 +9,7 @@ import click
 
 @click.command("matrix")
 @click.option("--topology", "topologies", multiple=True, help="Only cells on these topologies.")
+@click.option("--cell", "names", multiple=True, metavar="NAME", help="Only these cells.")
 @click.option(
     "--middlebox",
     "behaviours",
@@ -27,8 +28,15 @@ import click
     help="IP version of the cells.",
 )
 @click.option("-j", "--jobs", default=2, show_default=True, type=click.IntRange(1, 16))
+@click.option(
+    "--repeat",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="Run every cell N times: a cell whose runs disagree is flaky.",
+)
 @click.option("-o", "--out", "out_dir", default=None)
-def matrix_command(topologies, behaviours, checksum, ip, jobs, out_dir):
+def matrix_command(topologies, names, behaviours, checksum, ip, jobs, repeat, out_dir):
     """Run the grid of scenarios in parallel; write results.jsonl under reports/."""
     from mbtest.cli.ui import matrix_progress, print_matrix
     from mbtest.errors import MbtestError
@@ -42,11 +50,12 @@ def matrix_command(topologies, behaviours, checksum, ip, jobs, out_dir):
             raise MbtestError(f"unknown middlebox behaviour {name!r} (see mbtest middlebox ls)")
     check_mptcp()
     versions = (4, 6) if ip == "both" else (int(ip),)
-    cells = grid.select(grid.default_grid(versions), topologies, behaviours, checksum)
+    cells = grid.select(grid.default_grid(versions), topologies, behaviours, checksum, names)
     if not cells:
         raise MbtestError("no cell of the matrix matches these filters")
     with results_dir(out_dir) as out_dir, matrix_progress(len(cells)) as on_done:
-        results, report = matrix.run_matrix(cells, out_dir, jobs, on_done, " ".join(sys.argv))
+        command = " ".join(sys.argv)
+        results, report = matrix.run_matrix(cells, out_dir, jobs, on_done, command, repeat)
     print_matrix(results, out_dir)
     click.echo(f"report: {report}")
     sys.exit(matrix.exit_status(results))

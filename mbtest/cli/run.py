@@ -18,11 +18,18 @@ from mbtest.cli.options import middleboxes
 @click.option("-6", "ipv6", is_flag=True)
 @click.option("-o", "--out", "out_dir", default=None)
 @click.option("--quiet", is_flag=True, help="Only write the result.")
-def run_command(scenario_file, topology, placed, expect, checksum, ipv6, out_dir, quiet):
+@click.option(
+    "--repeat",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="Run it N times: runs that disagree make it flaky.",
+)
+def run_command(scenario_file, topology, placed, expect, checksum, ipv6, out_dir, quiet, repeat):
     """Run one scenario (a TOML/JSON file, or the options) and print its verdict with evidence."""
     from mbtest.cli.ui import print_cell
     from mbtest.experiment import scenario as scenarios
-    from mbtest.experiment.cell import exit_status, run_scenario
+    from mbtest.experiment.cell import exit_status, run_repeated
     from mbtest.experiment.output import results_dir
 
     if scenario_file:
@@ -39,7 +46,7 @@ def run_command(scenario_file, topology, placed, expect, checksum, ipv6, out_dir
             ip_version=6 if ipv6 else 4,
         )
     with results_dir(out_dir) as out_dir:
-        result = run_scenario(scenario, out_dir)
+        result = run_repeated(scenario, out_dir, repeat)
     if not quiet:
         print_cell(result, out_dir)
     sys.exit(exit_status(result))

@@ -118,9 +118,12 @@ def print_run(doc: dict, out_dir: str, console: Console | None = None) -> None:
 
 VERDICT_STYLE = {
     "as-expected": "green",
+    "permitted-variant": "cyan",
     "deviates": "red",
+    "flaky": "red",
     "inconclusive": "yellow",
     "error": "magenta",
+    "not-run": "dim",
 }
 
 
@@ -134,8 +137,24 @@ def print_cell(result: dict, out_dir: str, console: Console | None = None) -> No
     )
     expected = result.get("expected", {})
     console.print(Text(f"expected ({expected.get('rfc', '')}): {expected.get('text', '')}"))
+    for other in expected.get("outcomes", [])[1:]:
+        console.print(Text(f"  also permitted ({other['rfc']}): {other['name']}: {other['text']}"))
+    outcome = result.get("outcome")
+    if outcome and outcome.get("name") != "main":
+        console.print(Text(f"outcome: {outcome['name']} ({outcome['rfc']})", style="cyan"))
     for line in result.get("why", []):
         console.print(Text(f"  - {line}"))
+    stability = result.get("stability", {})
+    if stability.get("runs", 1) > 1:
+        counts = ", ".join(f"{k} {v}" for k, v in stability["verdicts"].items())
+        state = "stable" if stability["stable"] else "FLAKY"
+        console.print(Text(f"{stability['runs']} runs, {state}: {counts}"))
+    for ref in result.get("references", []):
+        said = {True: "agrees", False: "differs", None: "undecided"}[ref["agrees"]]
+        line = f"reference {ref['source']}, {ref['test']}: {said}"
+        if ref["agrees"] is False:
+            line += f" ({'; '.join(ref['differences'])}); here: {ref.get('explanation', '')}"
+        console.print(Text(line, style="dim"))
     table = Table(show_header=True)
     table.add_column("fact")
     table.add_column("value")

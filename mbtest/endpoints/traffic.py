@@ -26,8 +26,9 @@ BLOCK = os.urandom(1 << 20)  # data is this block repeated: cheap to make, hard 
 MAX_RANGES = 8  # changed ranges kept per direction (the count covers all of them)
 QUIET = 0.3  # seconds without progress before the judge is asked
 
-# judge(direction, quiet seconds) -> why it is a stall, or None to keep waiting
+# judge(direction, quiet seconds) -> why it is a stall, DRAINED, or None to keep waiting
 Judge = Callable[[str, float], str | None]
+DRAINED = "drained"  # the network acknowledged everything sent: nothing more will arrive
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Stream:
     done_sending: bool = False
     eof: bool = False
     error: str | None = None
+    drained: bool = False  # sent and acknowledged, but fewer bytes arrived (a length change)
     changed_bytes: int = 0  # received bytes that differ from what was sent at that offset
     changed_ranges: list[list[int]] = field(default_factory=list)  # [start, end) offsets
     _sent_hash: Any = field(default_factory=hashlib.sha256, repr=False)
@@ -83,7 +85,7 @@ class Stream:
 
     @property
     def complete(self) -> bool:
-        return self.received >= self.requested and self.done_sending
+        return self.done_sending and (self.received >= self.requested or self.drained)
 
     def summary(self) -> dict[str, Any]:
         sent_hash, recv_hash = self._sent_hash.hexdigest(), self._recv_hash.hexdigest()
@@ -98,6 +100,7 @@ class Stream:
             "changed": self.received == self.sent and sent_hash != recv_hash,
             "changed_bytes": self.changed_bytes,
             "changed_ranges": self.changed_ranges,
+            "drained": self.drained,
             "error": self.error,
         }
 
@@ -160,7 +163,11 @@ def transfer(
         if judge is not None and quiet > QUIET:
             which = _stuck(streams)
             basis = judge(which, quiet) if which else None
-            if basis is not None:
+            if basis == DRAINED and streams[which].done_sending:
+                streams[which].drained = True  # everything sent was acknowledged
+                basis = None
+                continue
+            if basis is not None and basis != DRAINED:
                 stalled = True
                 break
         readers, writers = [], []

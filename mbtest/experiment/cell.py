@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from mbtest.errors import Interrupted, MbtestError, Stopped, Terminated
+from mbtest.experiment import repeats
 from mbtest.experiment import scenario as scenarios
 from mbtest.experiment.run import RunConfig, run_traffic
 from mbtest.experiment.scenario import Scenario
@@ -102,6 +103,21 @@ def _write(out_dir: str, result: dict[str, Any], started: float) -> None:
         result["seconds"] = round(time.time() - started, 3)
         with open(os.path.join(out_dir, "cell.json"), "w") as f:
             json.dump(result, f, indent=2)
+
+
+def run_repeated(scenario: Scenario, out_dir: str, repeat: int = 1) -> dict[str, Any]:
+    """The scenario run ``repeat`` times (each in out_dir/run-N): stable or flaky."""
+    if repeat == 1:
+        return repeats.aggregate([run_scenario(scenario, out_dir)], os.path.basename(out_dir))
+    runs = []
+    for n in range(1, repeat + 1):
+        result = run_scenario(scenario, os.path.join(out_dir, f"run-{n}"))
+        result["dir"] = f"run-{n}"
+        runs.append(result)
+    result = repeats.aggregate(runs, ".")
+    with open(os.path.join(out_dir, "cell.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    return result
 
 
 def exit_status(result: dict[str, Any]) -> int:

@@ -15,11 +15,12 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from mbtest.experiment import output
+from mbtest.experiment import output, repeats
 from mbtest.experiment.cell import SCHEMA as CELL_SCHEMA
 from mbtest.experiment.scenario import Scenario
 from mbtest.host import cleanup, owners, signals
 from mbtest.report.render import render
+from mbtest.verdict.decide import FINDINGS
 
 SCHEMA = "mbtest.matrix/1"
 
@@ -29,70 +30,86 @@ def run_cells(
     out_dir: str,
     jobs: int,
     on_done: Callable[[dict[str, Any]], None] = lambda r: None,
+    repeat: int = 1,
 ) -> list[dict[str, Any]]:
-    """Run each cell in a child process (at most ``jobs`` at once); results in grid order.
+    """Run each cell ``repeat`` times, each run in a child process (at most ``jobs`` at
+    once); one result per cell, in grid order (repeats say whether they agree).
 
     On Ctrl-C or SIGTERM the running children are told to stop (they tear their testbeds
     down and say ``not-run``), those that do not in time are killed and what they left is
     removed, and the results finished so far are kept."""
     os.makedirs(out_dir, exist_ok=True)
-    pending = list(enumerate(cells))
-    running: dict[int, tuple[subprocess.Popen, str, float]] = {}
+    pending = [(index, run) for index in range(len(cells)) for run in range(1, repeat + 1)]
+    running: dict[tuple[int, int], tuple[subprocess.Popen, str, float]] = {}
+    runs: dict[int, dict[int, dict[str, Any]]] = {}
     results: dict[int, dict[str, Any]] = {}
 
-    def finish(index: int, proc: subprocess.Popen, cell_dir: str, stopped: bool = False) -> None:
+    def cell_dir(index: int) -> str:
+        return os.path.join(out_dir, f"{index:03d}-{cells[index].name}")
+
+    def run_dir(index: int, run: int) -> str:
+        return cell_dir(index) if repeat == 1 else os.path.join(cell_dir(index), f"run-{run}")
+
+    def finish(key: tuple[int, int], proc: subprocess.Popen, folder: str, stopped: bool = False):
+        index, run = key
         cleanup.remove_owned_by({proc.pid})  # a cell that died without tearing down
-        results[index] = _collect(cells[index], proc, cell_dir, stopped)
-        on_done(results[index])
+        runs.setdefault(index, {})[run] = _collect(cells[index], proc, folder, stopped)
+        if len(runs[index]) == repeat:
+            results[index] = repeats.aggregate(
+                [runs[index][r] for r in sorted(runs[index])], os.path.basename(cell_dir(index))
+            )
+            if repeat > 1:
+                output.write_json(os.path.join(cell_dir(index), "cell.json"), results[index])
+            on_done(results[index])
 
     try:
         while pending or running:
             while pending and len(running) < jobs:
-                index, cell = pending.pop(0)
-                cell_dir = os.path.join(out_dir, f"{index:03d}-{cell.name}")
-                os.makedirs(cell_dir, exist_ok=True)
-                output.write_json(os.path.join(cell_dir, "scenario.json"), cell.to_json())
-                argv = [
-                    sys.executable,
-                    "-m",
-                    "mbtest.experiment.cell",
-                    os.path.join(cell_dir, "scenario.json"),
-                    cell_dir,
-                ]
+                key = pending.pop(0)
+                folder = run_dir(*key)
+                os.makedirs(folder, exist_ok=True)
+                scenario_file = os.path.join(folder, "scenario.json")
+                output.write_json(scenario_file, cells[key[0]].to_json())
+                argv = [sys.executable, "-m", "mbtest.experiment.cell", scenario_file, folder]
                 with signals.deferred():  # started and recorded, or neither
                     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                    running[index] = (proc, cell_dir, time.monotonic())
+                    running[key] = (proc, folder, time.monotonic())
                     owners.CHILDREN.add(proc.pid)
             time.sleep(0.05)
             signals.check()
-            for index, (proc, cell_dir, started) in list(running.items()):
-                limit = cells[index].deadline + 60
+            for key, (proc, folder, started) in list(running.items()):
+                limit = cells[key[0]].deadline + cells[key[0]].hold + 60
                 if proc.poll() is None and time.monotonic() - started > limit:
-                    proc.send_signal(signal.SIGTERM)  # a cell past its deadline is ended
+                    proc.send_signal(signal.SIGTERM)  # a cell past its bound is ended
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         proc.wait(30)
                 if proc.poll() is None:
                     continue
-                del running[index]
-                finish(index, proc, cell_dir)
+                del running[key]
+                finish(key, proc, folder)
     finally:  # stopped early (Ctrl-C, SIGTERM): stop the running cells, keep what finished
         with signals.deferred():
             for proc, _, _ in running.values():
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGTERM)
-            for index, (proc, cell_dir, _) in running.items():
+            for key, (proc, folder, _) in running.items():
                 try:
                     proc.wait(30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(10)
-                finish(index, proc, cell_dir, stopped=True)
-            for index, cell in pending:  # never started
-                where = os.path.join(out_dir, f"{index:03d}-{cell.name}")
-                results[index] = _not_run(
-                    cell, "the matrix was stopped before this cell ran", where
+                finish(key, proc, folder, stopped=True)
+            for key in pending:  # never started
+                index, run = key
+                runs.setdefault(index, {})[run] = _not_run(
+                    cells[index], "the matrix was stopped before this cell ran", run_dir(*key)
                 )
-                on_done(results[index])
+            for index, done in runs.items():  # cells some of whose runs never happened
+                if index not in results:
+                    results[index] = repeats.aggregate(
+                        [done[r] for r in sorted(done)], os.path.basename(cell_dir(index))
+                    )
+                    on_done(results[index])
     return [results[i] for i in sorted(results)]
 
 
@@ -141,10 +158,11 @@ def summary(results: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def exit_status(results: list[dict[str, Any]]) -> int:
+    """0 nothing to report, 1 findings (deviates, flaky, inconclusive), 2 harness errors."""
     verdicts = {r["verdict"] for r in results}
     if "error" in verdicts:
         return 2
-    if verdicts - {"as-expected"}:
+    if verdicts & set(FINDINGS):
         return 1
     return 0
 
@@ -155,6 +173,7 @@ def run_matrix(
     jobs: int,
     on_done: Callable[[dict[str, Any]], None] = lambda r: None,
     command: str = "",
+    repeat: int = 1,
 ) -> tuple[list[dict[str, Any]], str]:
     """Run the cells, write results.jsonl, matrix.json and report.html into out_dir (also
     when interrupted: what finished is kept); the results and the report's path."""
@@ -166,18 +185,23 @@ def run_matrix(
         on_done(result)
 
     try:
-        run_cells(cells, out_dir, jobs, done)
+        run_cells(cells, out_dir, jobs, done, repeat)
     finally:  # on Ctrl-C too: what finished is kept
         with signals.deferred():
             results = sorted(finished, key=lambda r: r["dir"])
-            meta = write_results(out_dir, results, started, jobs, command)
+            meta = write_results(out_dir, results, started, jobs, command, repeat)
     meta["started_text"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
     report = render([out_dir], os.path.join(out_dir, "report.html"), meta)
     return results, report
 
 
 def write_results(
-    out_dir: str, results: list[dict[str, Any]], started: float, jobs: int, command: str
+    out_dir: str,
+    results: list[dict[str, Any]],
+    started: float,
+    jobs: int,
+    command: str,
+    repeat: int = 1,
 ) -> dict[str, Any]:
     output.write_lines(os.path.join(out_dir, "results.jsonl"), results)
     meta = {
@@ -185,6 +209,7 @@ def write_results(
         "started": started,
         "seconds": round(time.time() - started, 2),
         "jobs": jobs,
+        "repeat": repeat,
         "cells": len(results),
         "verdicts": summary(results),
         "command": command,

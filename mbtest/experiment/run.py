@@ -21,7 +21,7 @@ from typing import Any
 
 from mbtest import __version__
 from mbtest.endpoints import pm, sockets
-from mbtest.endpoints.traffic import BLOCK, transfer
+from mbtest.endpoints.traffic import BLOCK, DRAINED, transfer
 from mbtest.host import signals
 from mbtest.observe import counters, timeline
 from mbtest.observe.capture import Capture, capturing
@@ -133,6 +133,8 @@ class StallJudge:
         in_flight = sum(i["unacked"] for i in infos)
         unsent = 0 if info is None else (info["write_seq"] - info["snd_una"]) & (2**64 - 1)
         why = None
+        if in_flight == 0 and not unsent and not probes and quiet >= max(3 * rto, 0.6):
+            return DRAINED  # sent and acknowledged: what did not arrive never will
         if backoff >= 3:
             why = f"the {node}'s retransmissions went unanswered over {backoff} RTO backoffs"
         elif refused and quiet >= max(7 * rto, 1.5):  # as long as three backoffs would take

@@ -42,6 +42,7 @@ class Engine:
         self.packets = 0  # how many packets the engine saw (a passive middlebox changes none)
         self.observer: KernelObserver | None = None
         self.relay: Relay | None = None
+        self.events: conntrack.Events | None = None
         self.native: subprocess.Popen | None = None  # the C fast path, when it serves the queue
 
     # --- setup ------------------------------------------------------------------------------
@@ -65,6 +66,11 @@ class Engine:
             for tool in TOOLS:
                 self.rules.add(tool, [*before, "--queue-num", str(self.queue)])
             self.observer.start()
+        if b.CONNTRACK_LOG:  # every translated connection as it starts, not one dump at the end
+            with open("/proc/sys/net/netfilter/nf_conntrack_events", "w") as f:
+                f.write("1")
+            self.events = conntrack.Events(self.log.write)
+            self.events.start()
         icmp_rules = b.icmp_error_rules(self.sides, self.queue + 1)
         if icmp_rules:
             conntrack.warm()
@@ -270,9 +276,12 @@ class Engine:
             )
 
     def log_conntrack(self) -> None:
-        """NAT's ground truth: each tracked connection whose reply tuple shows a rewrite."""
+        """NAT's ground truth: the connections still tracked that the events missed."""
+        if self.events is None:
+            return
+        self.events.stop()
         for entry in conntrack.rewrites():
-            self.log.write(entry)
+            self.events.add(entry)
 
 
 def _rule_fits(tool: str, args: list[str]) -> bool:

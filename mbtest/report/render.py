@@ -21,7 +21,15 @@ from mbtest import __version__
 from mbtest.errors import MbtestError
 from mbtest.report.ladder import ladder_svg
 
-VERDICTS = ("as-expected", "deviates", "inconclusive", "error")
+VERDICTS = (
+    "as-expected",
+    "permitted-variant",
+    "deviates",
+    "flaky",
+    "inconclusive",
+    "error",
+    "not-run",
+)
 TEMPLATE = "report.html.j2"  # in mbtest/report/templates/, shipped as package data
 
 
@@ -184,6 +192,11 @@ def _cell_view(base: str, cell: dict[str, Any], out_dir: str) -> dict[str, Any]:
         "verdict": cell["verdict"],
         "why": cell.get("why", []),
         "expected": cell.get("expected", {}),
+        "outcome": cell.get("outcome") if isinstance(cell.get("outcome"), dict) else None,
+        "stability": cell.get("stability") if isinstance(cell.get("stability"), dict) else {},
+        "runs": [r for r in cell.get("runs", []) if isinstance(r, dict)],
+        "references": [r for r in cell.get("references", []) if isinstance(r, dict)],
+        "stall": (cell.get("facts", {}).get("stall") or {}).get("value"),
         "facts": cell.get("facts", {}),
         "label": _short_label(cell),
         "log": log,
@@ -206,6 +219,8 @@ def _short_label(cell: dict[str, Any]) -> str:
     facts = {k: v.get("value") for k, v in cell.get("facts", {}).items()}
     if not facts.get("connected", True):
         return "connect failed"
+    if cell.get("verdict") == "flaky":
+        return "flaky"
     if facts.get("stalled"):
         return "stalled"
     if facts.get("fallback_at_handshake"):
@@ -253,7 +268,7 @@ def render(paths: list[str], out_file: str, meta: dict[str, Any] | None = None) 
     changed = sum(1 for p in probes if p.get("first_change") or p.get("setup_failed"))
     if counts["error"] or any(p.get("error") and not p.get("setup_failed") for p in probes):
         overall = "error"
-    elif counts["deviates"] or counts["inconclusive"] or changed:
+    elif counts["deviates"] or counts["inconclusive"] or counts["flaky"] or changed:
         overall = "deviates"
     else:
         overall = "as-expected"

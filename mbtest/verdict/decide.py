@@ -15,8 +15,15 @@ from mbtest.verdict import facts as F
 from mbtest.verdict.expect import OPERATORS, Check, Expectation, Outcome
 from mbtest.verdict.facts import Fact
 
-VERDICTS = ("as-expected", "permitted-variant", "deviates", "inconclusive", "error", "not-run",
-            "flaky")  # fmt: skip
+VERDICTS = (
+    "as-expected",
+    "permitted-variant",
+    "deviates",
+    "inconclusive",
+    "error",
+    "not-run",
+    "flaky",
+)
 FINDINGS = ("deviates", "inconclusive", "flaky")  # verdicts a user has to look at
 
 
@@ -39,12 +46,18 @@ def decide(expectation: Expectation, facts: dict[str, Fact], has_middlebox: bool
     if crashed is not None:
         return {"verdict": "error", "why": [crashed.evidence], "outcome": None}
     if has_middlebox and not facts.get(F.MIDDLEBOX_TRIGGERED, Fact("", False, "")).value:
-        return {"verdict": "inconclusive", "why": ["the middlebox never changed a packet"],
-                "outcome": None}  # fmt: skip
+        return {
+            "verdict": "inconclusive",
+            "why": ["the middlebox never changed a packet"],
+            "outcome": None,
+        }
     missing = _missing((*expectation.always, *expectation.main.checks), facts)
     if missing:
-        return {"verdict": "inconclusive", "why": [f"no evidence for {n}" for n in missing],
-                "outcome": None}  # fmt: skip
+        return {
+            "verdict": "inconclusive",
+            "why": [f"no evidence for {n}" for n in missing],
+            "outcome": None,
+        }
     stall = [facts[F.STALL].value] if F.STALL in facts else []
     broken = _failing(expectation.always, facts)
     if broken:
@@ -53,10 +66,16 @@ def decide(expectation: Expectation, facts: dict[str, Fact], has_middlebox: bool
         return {"verdict": "as-expected", "why": [], "outcome": expectation.main.to_json()}
     for variant in expectation.variants:
         if not _missing(variant.checks, facts) and not _failing(variant.checks, facts):
-            return {"verdict": "permitted-variant", "why": [_said(variant)],
-                    "outcome": variant.to_json()}  # fmt: skip
-    return {"verdict": "deviates", "why": _failing(expectation.main.checks, facts) + stall,
-            "outcome": None}  # fmt: skip
+            return {
+                "verdict": "permitted-variant",
+                "why": [_said(variant)],
+                "outcome": variant.to_json(),
+            }
+    return {
+        "verdict": "deviates",
+        "why": _failing(expectation.main.checks, facts) + stall,
+        "outcome": None,
+    }
 
 
 def _said(variant: Outcome) -> str:

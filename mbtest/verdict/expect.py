@@ -81,10 +81,17 @@ class Expectation:
         }
 
 
+# never acceptable: an endpoint building packets its own path MTU refuses
+FITS = ((F.REFUSED_LOCALLY, "eq", 0),)
 INTACT = ((F.DATA_C2S, "eq", "intact"), (F.DATA_S2C, "eq", "intact"), (F.STALLED, "eq", False))
-CARRIES_ON = ((F.CONNECTED, "eq", True), *INTACT)
+CARRIES_ON = ((F.CONNECTED, "eq", True), *INTACT, *FITS)
 NO_RESET = ((F.INITIAL_SUBFLOW_RESET, "eq", False),)
-COMPLETES = ((F.CONNECTED, "eq", True), (F.STALLED, "eq", False), (F.LOST_SOMEWHERE, "eq", False))
+COMPLETES = (
+    (F.CONNECTED, "eq", True),
+    (F.STALLED, "eq", False),
+    (F.LOST_SOMEWHERE, "eq", False),
+    *FITS,
+)
 
 UNMAPPED_FALLBACK = Outcome(
     "fallback after data outside its mapping",
@@ -173,7 +180,7 @@ EXPECTATIONS = {
                    ((F.MP_FAIL_SENT, "ge", 1), (F.INITIAL_SUBFLOW_RESET, "eq", True)),
                    "§3.7: after a length change the data in flight may not be contiguous; the "
                    "receiver then resets the subflow")),
-        _e("length-change-nocsum", "§3.3.1, §3.7", ((F.CONNECTED, "eq", True), (F.STALLED, "eq", False)),
+        _e("length-change-nocsum", "§3.3.1, §3.7", ((F.CONNECTED, "eq", True), (F.STALLED, "eq", False), *FITS),
            _main("the mapping no longer matches the data: the receiver falls back to TCP", "§3.3.1",
                  (F.FALLBACK_LATER, "eq", True), *NO_RESET),
            Outcome("treated as broken", "the subflow is treated as broken and reset", "§3.7",

@@ -79,6 +79,11 @@ INFINITE_MAPPING_SENT = _fact("infinite_mapping_sent", "infinite mappings sent (
 INFINITE_MAPPING_RECEIVED = _fact(
     "infinite_mapping_received", "infinite mappings received (both ends)"
 )
+REFUSED_LOCALLY = _fact(
+    "refused_locally",
+    "packets the endpoints built larger than their path MTU, refused before "
+    "they left (IPv4 and IPv6 fragmentation failures with don't-fragment)",
+)
 STALL = _fact(
     "stall",
     "why the transfer stalled: what the stalled side keeps sending, whether it leaves "
@@ -251,9 +256,10 @@ def _transfer(facts: _Facts, transfer: dict[str, Any], preamble: dict[str, Any])
         received = stream["received"] + first["received"]
         intact = stream["intact"] and first["intact"]
         changed = stream.get("changed_bytes", 0) + (0 if first["intact"] else first["received"])
+        delivered = received == sent == requested or stream["received"] > stream["requested"]
         if intact:
             state = "intact"
-        elif received == sent == requested or stream["received"] > stream["requested"]:
+        elif delivered or stream.get("drained"):
             state = "changed"
         else:
             state = "lost"
@@ -261,6 +267,11 @@ def _transfer(facts: _Facts, transfer: dict[str, Any], preamble: dict[str, Any])
             f"{received}/{requested} bytes (the preamble's {first['sent']} included), sha256 "
             f"sent {stream['sha256_sent'][:12]} received {stream['sha256_received'][:12]}"
         )
+        if stream.get("drained"):
+            evidence += (
+                f"; the network acknowledged all {sent} bytes sent: "
+                f"{sent - received} fewer arrived (shortened on the way)"
+            )
         facts.add(DATA_C2S if stream["direction"] == "c>s" else DATA_S2C, state, evidence)
         offset = first["sent"]
         ranges = [[a + offset, b + offset] for a, b in stream.get("changed_ranges", [])]
@@ -292,10 +303,19 @@ def observe(evidence: Evidence) -> dict[str, Fact]:
         diagnosis = stall.diagnose(evidence)
         if diagnosis is not None:
             facts.add(STALL, diagnosis["text"], f"{doc['transfer'].get('stall_basis')}")
+    _refused(facts, doc.get("host_counters"))
     _infinite(facts, counters, evidence)
     _packets(facts, evidence)
     _derived(facts)
     return dict(facts)
+
+
+def _refused(facts: _Facts, host: dict[str, dict[str, int]] | None) -> None:
+    if host is None:  # a run recorded before host counters were kept
+        return
+    names = ("Ip.FragFails", "Ip6.FragFails")
+    total = sum(host.get(side, {}).get(n, 0) for side in host for n in names)
+    facts.add(REFUSED_LOCALLY, total, _cite(host, *names))
 
 
 def _infinite(facts: _Facts, counters: Counters, evidence: Evidence) -> None:

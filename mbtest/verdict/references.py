@@ -18,8 +18,7 @@ EXPERIENCE = "draft-ietf-mptcp-experience, §3.1 (MBtest results)"
 SURVEY = "draft-eardley-mptcp-implementations-survey, §7 Q4 (Linux's answers)"
 
 COMPLETES = ((F.STALLED, "eq", False), (F.LOST_SOMEWHERE, "eq", False))
-UNAFFECTED = ((F.FALLBACK_AT_HANDSHAKE, "eq", False), (F.FALLBACK_LATER, "eq", False),
-              *COMPLETES)  # fmt: skip
+UNAFFECTED = ((F.FALLBACK_AT_HANDSHAKE, "eq", False), (F.FALLBACK_LATER, "eq", False), *COMPLETES)
 
 
 @dataclass(frozen=True)
@@ -32,47 +31,93 @@ class Reference:
 
 
 REFERENCES = (
-    Reference(SELFTEST, "fail_tests: 'Infinite map'",
-              "one payload byte flipped under checksums on a single subflow: MP_FAIL, an "
-              "infinite mapping from the client, the server falls back (DssFallback), no "
-              "MP_RST, and the transfer completes",
-              ("payload-flip-c2s-csum",),
-              ((F.MP_FAIL_SENT, "ge", 1), (F.INFINITE_MAPPING_SENT, "ge", 1),
-               (F.FALLBACK_LATER, "eq", True), (F.INITIAL_SUBFLOW_RESET, "eq", False),
-               *COMPLETES)),
-    Reference(SELFTEST, "fail_tests: 'MP_FAIL MP_RST'",
-              "one payload byte flipped under checksums on one of two subflows: one checksum "
-              "error, MP_FAIL, the subflow reset, no infinite mapping, no fallback, and the "
-              "transfer completes",
-              ("payload-flip-two-subflows-csum",),
-              ((F.CHECKSUM_ERRORS, "ge", 1), (F.MP_FAIL_SENT, "ge", 1),
-               (F.INFINITE_MAPPING_SENT, "eq", 0), (F.FALLBACK_LATER, "eq", False),
-               *COMPLETES)),
-    Reference(SELFTEST, "add_addr_timeout_tests (add_addr_timeout=1, echoes dropped)",
-              "the announcer retransmits ADD_ADDR (4 sent with 3 retransmissions) and the join "
-              "to the announced address still succeeds",
-              ("add-addr-echo-dropped",),
-              ((F.ADD_ADDR_SENT, "ge", 2), (F.JOINS_COMPLETED, "ge", 1))),
-    Reference(EXPERIENCE, "NAT", "MPTCP unaffected behind a NAT",
-              ("nat", "nat-join-path"), UNAFFECTED),
-    Reference(EXPERIENCE, "sequence number rewriting", "MPTCP unaffected",
-              ("seq-rewrite",), UNAFFECTED),
-    Reference(EXPERIENCE, "MP_CAPABLE removed from the SYN", "the connection falls back to TCP",
-              ("strip-mpc-syn-nop", "strip-mpc-syn-remove", "kernel-optstrip-syn"),
-              ((F.FALLBACK_AT_HANDSHAKE, "eq", True), *COMPLETES)),
-    Reference(EXPERIENCE, "DSS removed from all data segments", "the connection falls back to TCP",
-              ("strip-dss-data",), ((F.FALLBACK_LATER, "eq", True), *COMPLETES)),
-    Reference(EXPERIENCE, "MPTCP options replaced by EOL",
-              "fallback to TCP without harm to the application",
-              ("eol-after-syn",), ((F.FALLBACK_LATER, "eq", True), *COMPLETES)),
-    Reference(EXPERIENCE, "segment splitting and coalescing", "MPTCP continues",
-              ("split", "coalesce-within-mapping", "coalesce-across-mappings"), UNAFFECTED),
-    Reference(SURVEY, "checksum failure with several subflows", "the subflow is reset (RST)",
-              ("payload-flip-two-subflows-csum",),
-              ((F.MP_FAIL_SENT, "ge", 1), (F.CHECKSUM_ERRORS, "ge", 1))),
-    Reference(SURVEY, "DSS missing on an additional subflow", "that subflow is reset",
-              ("strip-dss-join-path",), ((F.JOIN_RESET_REASONS, "nonempty", True),)),
-)  # fmt: skip
+    Reference(
+        SELFTEST,
+        "fail_tests: 'Infinite map'",
+        "one payload byte flipped under checksums on a single subflow: MP_FAIL, an "
+        "infinite mapping from the client, the server falls back (DssFallback), no "
+        "MP_RST, and the transfer completes",
+        ("payload-flip-c2s-csum",),
+        (
+            (F.MP_FAIL_SENT, "ge", 1),
+            (F.INFINITE_MAPPING_SENT, "ge", 1),
+            (F.FALLBACK_LATER, "eq", True),
+            (F.INITIAL_SUBFLOW_RESET, "eq", False),
+            *COMPLETES,
+        ),
+    ),
+    Reference(
+        SELFTEST,
+        "fail_tests: 'MP_FAIL MP_RST'",
+        "one payload byte flipped under checksums on one of two subflows: one checksum "
+        "error, MP_FAIL, the subflow reset, no infinite mapping, no fallback, and the "
+        "transfer completes",
+        ("payload-flip-two-subflows-csum",),
+        (
+            (F.CHECKSUM_ERRORS, "ge", 1),
+            (F.MP_FAIL_SENT, "ge", 1),
+            (F.INFINITE_MAPPING_SENT, "eq", 0),
+            (F.FALLBACK_LATER, "eq", False),
+            *COMPLETES,
+        ),
+    ),
+    Reference(
+        SELFTEST,
+        "add_addr_timeout_tests (add_addr_timeout=1, echoes dropped)",
+        "the announcer retransmits ADD_ADDR (4 sent with 3 retransmissions) and the join "
+        "to the announced address still succeeds",
+        ("add-addr-echo-dropped",),
+        ((F.ADD_ADDR_SENT, "ge", 2), (F.JOINS_COMPLETED, "ge", 1)),
+    ),
+    Reference(
+        EXPERIENCE, "NAT", "MPTCP unaffected behind a NAT", ("nat", "nat-join-path"), UNAFFECTED
+    ),
+    Reference(
+        EXPERIENCE, "sequence number rewriting", "MPTCP unaffected", ("seq-rewrite",), UNAFFECTED
+    ),
+    Reference(
+        EXPERIENCE,
+        "MP_CAPABLE removed from the SYN",
+        "the connection falls back to TCP",
+        ("strip-mpc-syn-nop", "strip-mpc-syn-remove", "kernel-optstrip-syn"),
+        ((F.FALLBACK_AT_HANDSHAKE, "eq", True), *COMPLETES),
+    ),
+    Reference(
+        EXPERIENCE,
+        "DSS removed from all data segments",
+        "the connection falls back to TCP",
+        ("strip-dss-data",),
+        ((F.FALLBACK_LATER, "eq", True), *COMPLETES),
+    ),
+    Reference(
+        EXPERIENCE,
+        "MPTCP options replaced by EOL",
+        "fallback to TCP without harm to the application",
+        ("eol-after-syn",),
+        ((F.FALLBACK_LATER, "eq", True), *COMPLETES),
+    ),
+    Reference(
+        EXPERIENCE,
+        "segment splitting and coalescing",
+        "MPTCP continues",
+        ("split", "coalesce-within-mapping", "coalesce-across-mappings"),
+        UNAFFECTED,
+    ),
+    Reference(
+        SURVEY,
+        "checksum failure with several subflows",
+        "the subflow is reset (RST)",
+        ("payload-flip-two-subflows-csum",),
+        ((F.MP_FAIL_SENT, "ge", 1), (F.CHECKSUM_ERRORS, "ge", 1)),
+    ),
+    Reference(
+        SURVEY,
+        "DSS missing on an additional subflow",
+        "that subflow is reset",
+        ("strip-dss-join-path",),
+        ((F.JOIN_RESET_REASONS, "nonempty", True),),
+    ),
+)
 
 
 def _base(name: str) -> str:

@@ -43,7 +43,9 @@ def diagnose(evidence: Evidence) -> dict[str, Any] | None:
         context.append("an infinite mapping")
     out["after"] = context
     refused = [r for r in evidence.icmp(f"{sender}.pcap") if r.local and r.error.too_big]
-    out["refused_locally"] = len(refused)
+    host = evidence.doc.get("host_counters", {}).get(sender, {})
+    counted = host.get("Ip.FragFails", 0) + host.get("Ip6.FragFails", 0)
+    out["refused_locally"] = max(len(refused), counted)  # the capture's view, or the counters
     if refused:
         sizes = Counter(View(r.error.quote).total_length for r in refused)
         size, _ = sizes.most_common(1)[0]
@@ -134,11 +136,17 @@ def _sentence(d: dict[str, Any]) -> str:
         options = ", ".join(d.get("refused_options") or []) or "no options"
         others = len(d.get("refused_sizes", {})) - 1
         also = f", and {others} other size(s)" if others > 0 else ""
-        parts.append(
-            f"the {d['sender']} keeps trying to send {d.get('refused_size')}-byte packets "
-            f"({options}){also} over a {d.get('path_mtu')}-byte path MTU: refused locally "
-            f"{d['refused_locally']} times ('fragmentation needed'), they never leave the host"
-        )
+        if d.get("refused_size"):
+            parts.append(
+                f"the {d['sender']} keeps trying to send {d.get('refused_size')}-byte packets "
+                f"({options}){also} over a {d.get('path_mtu')}-byte path MTU: refused locally "
+                f"{d['refused_locally']} times ('fragmentation needed'), they never leave the host"
+            )
+        else:  # only the counters, no capture
+            parts.append(
+                f"the {d['sender']}'s packets were refused locally {d['refused_locally']} times "
+                "(larger than the path MTU: IP fragmentation failures), they never leave the host"
+            )
     elif d.get("keeps_sending"):
         sent = d["keeps_sending"]
         reach = {

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from mbtest.experiment.cell import _log
 from mbtest.experiment.scenario import Scenario, ScenarioError, from_dict
 from mbtest.verdict import expect, facts
+from mbtest.verdict.decide import decide
+from mbtest.verdict.evidence import Evidence
 
 CELLS = Path(__file__).parent.parent / "data" / "cells"
 
@@ -16,10 +17,8 @@ def recorded(name):
     directory = CELLS / name
     doc = json.loads((directory / "run.json").read_text())
     scenario = from_dict(json.loads((directory / "scenario.json").read_text()))
-    observed = facts.observe(doc, _log(str(directory), doc))
-    decided = expect.verdict(
-        expect.EXPECTATIONS[scenario.expect], observed, bool(scenario.middleboxes)
-    )
+    observed = facts.observe(Evidence.of(str(directory), doc))
+    decided = decide(expect.EXPECTATIONS[scenario.expect], observed, bool(scenario.middleboxes))
     return observed, decided
 
 
@@ -29,7 +28,11 @@ def value(observed, name):
 
 def test_baseline_is_mptcp_with_intact_data():
     observed, decided = recorded("baseline")
-    assert decided == {"verdict": "as-expected", "why": []}
+    assert (decided["verdict"], decided["why"], decided["outcome"]["name"]) == (
+        "as-expected",
+        [],
+        "main",
+    )
     assert value(observed, "mptcp_negotiated") is True
     assert value(observed, "mptcp_at_end") == {"client": True, "server": True}
     assert (value(observed, "data_c2s"), value(observed, "data_s2c")) == ("intact", "intact")
@@ -72,7 +75,8 @@ def test_a_stalled_run_deviates_and_says_why():
 def test_a_middlebox_that_never_triggered_is_inconclusive_not_a_pass():
     observed, decided = recorded("strip-mp-prio-never")
     assert value(observed, "middlebox_triggered") is False
-    assert decided == {"verdict": "inconclusive", "why": ["the middlebox never changed a packet"]}
+    assert decided["verdict"] == "inconclusive"
+    assert decided["why"] == ["the middlebox never changed a packet"]
 
 
 def test_a_passive_middlebox_is_triggered_by_seeing_packets():
@@ -88,12 +92,11 @@ def test_a_crashed_middlebox_is_an_error_and_missing_evidence_inconclusive():
         "connect": {"ok": False, "error": "timeout"},
         "middleboxes": {"slot": {"behaviour": "pass", "crashed": why}},
     }
-    decided = expect.verdict(
-        expect.EXPECTATIONS["mptcp-unaffected"], facts.observe(crashed, []), True
-    )
-    assert decided == {"verdict": "error", "why": [why]}
-    no_connection = facts.observe({"connect": {"ok": False, "error": "refused"}}, [])
-    decided = expect.verdict(expect.EXPECTATIONS["mptcp-unaffected"], no_connection, False)
+    unaffected = expect.EXPECTATIONS["mptcp-unaffected"]
+    decided = decide(unaffected, facts.observe(Evidence(crashed, [])), True)
+    assert (decided["verdict"], decided["why"]) == ("error", [why])
+    no_connection = facts.observe(Evidence({"connect": {"ok": False, "error": "refused"}}, []))
+    decided = decide(unaffected, no_connection, False)
     assert decided["verdict"] == "inconclusive" and "no evidence for data_c2s" in decided["why"]
 
 

@@ -65,4 +65,31 @@ def test_the_grid_has_every_behaviour_and_unique_names():
     names = [c.name for c in cells]
     assert len(names) == len(set(names))
     assert {n for c in cells for n in c.behaviours} == set(CATALOG) | {"none"}
-    assert len(cells) == 43
+    v4 = [c for c in cells if c.ip_version == 4]
+    v6 = {c.name for c in cells if c.ip_version == 6}
+    assert len(v4) == 45
+    # every cell has its IPv6 twin but where IPv6 has no such thing (an IPv4 ID, PORT)
+    assert {c.name for c in v4 if f"{c.name}-ipv6" not in v6} == {
+        "ipid-rewrite",
+        "ftp-alg-csum",
+        "ftp-alg-nocsum",
+    }
+
+
+def test_no_expectation_waits_for_a_timer_longer_than_its_cell_holds():
+    """An event on a timer (ADD_ADDR retransmission) must be able to happen in the cell."""
+    for cell in grid.default_grid():
+        timer = expect.EXPECTATIONS[cell.expect].timer
+        if timer is None:
+            continue
+        seconds = float(cell.sysctls.get(timer.node, {}).get(timer.sysctl, timer.default))
+        assert cell.hold > seconds, (
+            f"{cell.name}: {timer.what} takes {seconds} s, held {cell.hold} s"
+        )
+        assert cell.hold < cell.deadline
+
+
+def test_the_timer_check_can_fail():
+    cell = next(c for c in grid.default_grid() if c.name == "add-addr-echo-dropped")
+    timer = expect.EXPECTATIONS[cell.expect].timer
+    assert timer is not None and timer.default > cell.hold  # without its sysctl: impossible

@@ -21,7 +21,10 @@ from mbtest.packet.edit import TcpPacket, option_spans
 class WindowShrink(Behaviour):
     NAME = "window-shrink"
     MODELS = "a middlebox that shrinks advertised receive windows (a shaping or buggy firewall)"
-    DOES = "divides the TCP window field of every segment, or subtracts from it"
+    DOES = (
+        "divides the TCP window field of every segment after the handshake by divisor, then "
+        "subtracts delta (never below 1); SYNs keep theirs (their window is not scaled)"
+    )
     EXPECTED = "MPTCP unaffected (slower); data intact"
     RFC = "§3.3.4, §6"
     CELLS = (Cell("window-shrink", "mptcp-unaffected", "divisor=4"),)

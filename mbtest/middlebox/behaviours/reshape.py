@@ -217,7 +217,7 @@ class PayloadRewrite(Behaviour):
         Cell(
             f"payload-rewrite-{tag}",
             f"length-change-{tag}",
-            "find=mptcp,replace=MPTCP-ALG",
+            "find=mptcp,replace=mp,segment=20",
             checksums=tag == "csum",
             conditions={"text": HTTP},
         )
@@ -228,6 +228,15 @@ class PayloadRewrite(Behaviour):
         Param("find", "str", "mptcp", "the text to replace", minimum=1),
         Param("replace", "str", "MultipathTCP", "what to put instead"),
         Param("direction", "choice", "c2s", "which direction", DIRECTIONS),
+        Param(
+            "segment",
+            "int",
+            0,
+            "rewrite only this data segment (1-based; 0: every one holding the text)",
+            (),
+            0,
+            1 << 30,
+        ),
     )
 
     NEEDS_EGRESS_MTU = True  # a rewrite that would not fit is not made
@@ -241,10 +250,11 @@ class PayloadRewrite(Behaviour):
         original_seq = pkt.seq
         payload = bytes(pkt.payload)
         find, replace = self.find.encode(), self.replace.encode()
-        new_payload = payload.replace(find, replace) if find in payload else payload
+        known = any(start == original_seq for start, _, _ in own.edits)  # a retransmission
+        wanted = not self.segment or ctx.data_index == self.segment or known
+        new_payload = payload.replace(find, replace) if wanted and find in payload else payload
         fits = len(pkt.buf) + len(new_payload) - len(payload) <= self.egress_mtu
         if new_payload != payload and fits and direction_matches(self.direction, ctx.direction):
-            known = any(start == original_seq for start, _, _ in own.edits)
             if not known:
                 own.edits.append((original_seq, len(payload), len(new_payload)))
             pkt.payload = new_payload
