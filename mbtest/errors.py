@@ -23,9 +23,10 @@ class EnvironmentProblem(MbtestError):
     """The machine cannot run the job: not root, MPTCP disabled, a tool missing."""
 
 
-class Stopped(BaseException):
-    """A signal asked the run to stop. Like KeyboardInterrupt it is no Exception, so that no
-    ``except Exception`` on the way swallows it; every owner tears down what it made."""
+class Stopped(KeyboardInterrupt):
+    """A signal asked the run to stop. A KeyboardInterrupt, so that no ``except Exception``
+    on the way swallows it and event loops (asyncio, inside pyroute2) pass it on instead of
+    logging it; every owner tears down what it made."""
 
     exit_code = 130
 

@@ -28,9 +28,9 @@ for module in (decode, system, topo, middlebox, run, matrix, report, probe):
 def _what_is_left() -> str:
     """After a signal: whether everything this run (and the cells it started) created is
     gone, checked rather than assumed."""
-    from mbtest.host import cleanup, owners
+    try:  # (an import the signal cut short may fail here: then say so)
+        from mbtest.host import cleanup, owners
 
-    try:
         left = cleanup.left_by({os.getpid(), *owners.CHILDREN})
     except Exception as e:  # the check itself failed: say so rather than claim anything
         return f"could not check what is left ({type(e).__name__}); run mbtest cleanup"
@@ -43,9 +43,13 @@ def main() -> None:
     """Entry point: every MbtestError is one line on stderr and a non-zero exit."""
     try:
         try:
-            cli.main(standalone_mode=False)
+            # not cli.main(): it would turn a signal's KeyboardInterrupt into its own Abort
+            with cli.make_context("mbtest", sys.argv[1:]) as ctx:
+                cli.invoke(ctx)
         finally:
             signals.done()  # all owned things are released: a late signal changes nothing
+    except click.exceptions.Exit as e:  # --help, --version
+        sys.exit(e.exit_code)
     except (Interrupted, Terminated) as e:
         click.echo(f"mbtest: {e}; {_what_is_left()}", err=True)
         sys.exit(e.exit_code)

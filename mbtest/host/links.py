@@ -11,10 +11,12 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from mbtest.errors import MbtestError
+from mbtest.host import signals
 
 IFA_F_NODAD = 0x02
 
 
+@signals.critical
 def veth(temp_name: str, ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
     """A veth pair with one end in each namespace, both up (and their loopbacks).
 
@@ -35,6 +37,7 @@ def veth(temp_name: str, ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
         raise MbtestError(f"cannot link {ns_a}:{if_a} to {ns_b}:{if_b}: {e.args[-1]}") from None
 
 
+@signals.critical
 def address(ns: str, ifname: str, cidr: str) -> None:
     """Add an address (IPv6 without duplicate address detection, so it is usable at once)."""
     iface = ipaddress.ip_interface(cidr)
@@ -50,6 +53,7 @@ def address(ns: str, ifname: str, cidr: str) -> None:
         )
 
 
+@signals.critical
 def route(ns: str, to: str, via: str, table: int | None = None, timeout: float = 5.0) -> None:
     """Add a route; retried while the gateway is not yet reachable, because the kernel adds
     an IPv6 prefix route only once the veth's carrier is seen, which may take a moment."""
@@ -73,6 +77,7 @@ def route(ns: str, to: str, via: str, table: int | None = None, timeout: float =
                 time.sleep(0.02)
 
 
+@signals.critical
 def rule(ns: str, source: str, table: int) -> None:
     network = ipaddress.ip_network(source, strict=False)
     with IPRoute(netns=ns) as ipr:
@@ -85,6 +90,7 @@ def rule(ns: str, source: str, table: int) -> None:
         )
 
 
+@signals.critical
 def root_links(prefix: str) -> list[str]:
     """Links in the root namespace whose name starts with prefix (leftovers of a killed run)."""
     with IPRoute() as ipr:
@@ -95,6 +101,7 @@ def root_links(prefix: str) -> list[str]:
         ]
 
 
+@signals.critical
 def delete_root_link(name: str) -> None:
     with IPRoute() as ipr:
         found = ipr.link_lookup(ifname=name)
@@ -109,6 +116,7 @@ OFFLOADS = (
 )  # fmt: skip
 
 
+@signals.critical
 def wire_segments(ns: str, ifname: str) -> None:
     """Turn off segmentation, GRO and checksum offloads, so that captures and middleboxes see
     packets as they would be on a wire: MTU-sized, with real checksums."""
@@ -127,6 +135,7 @@ def wire_segments(ns: str, ifname: str) -> None:
     netns.call_in(ns, run)
 
 
+@signals.critical
 def set_mtu(ns: str, ifname: str, mtu: int) -> None:
     with IPRoute(netns=ns) as ipr:
         ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], mtu=mtu)

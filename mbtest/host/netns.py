@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from pyroute2 import netns as _pyroute2_netns
 
 from mbtest.errors import EnvironmentProblem, MbtestError
+from mbtest.host import signals
 
 PREFIX = "mbt-"
 NETNS_DIR = "/run/netns"
@@ -67,6 +68,7 @@ def listed(prefix: str = PREFIX) -> list[str]:
         return []
 
 
+@signals.critical
 def create(name: str) -> None:
     require_root()
     if exists(name):
@@ -89,6 +91,7 @@ def pids(name: str) -> list[int]:
     return found
 
 
+@signals.critical
 def remove(name: str, grace: float = 1.0) -> list[int]:
     """Kill every process in the namespace, then delete it; returns the pids killed."""
     if not exists(name):
@@ -116,6 +119,7 @@ def alive(pid: int) -> bool:
     return False
 
 
+@signals.critical
 def call_in(name: str, fn: Callable[..., T], *args: Any, timeout: float = 30.0, **kwargs: Any) -> T:
     """Run fn(*args) in a thread that has entered namespace ``name``; return its result."""
     box: dict[str, Any] = {}
@@ -161,6 +165,7 @@ def read_proc_net(name: str, file: str) -> str:
     return call_in(name, read)
 
 
+@signals.critical
 def popen(name: str, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
     """Start a process inside the namespace, in its own process group."""
     return subprocess.Popen(

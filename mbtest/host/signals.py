@@ -9,12 +9,15 @@ raised when the section ends.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from mbtest.errors import Interrupted, Stopped, Terminated
 
+T = TypeVar("T")
 _MAIN_PID = os.getpid()
 _depth = 0
 _pending: int | None = None
@@ -32,10 +35,24 @@ def _on_signal(signum, frame) -> None:
     if os.getpid() != _MAIN_PID:  # a forked helper (pyroute2 makes some): just go
         os._exit(128 + signum)
     _received = _received or signum
-    if _depth:
+    if _depth or _in_fork_hook(frame):
         _pending = _pending or signum
-        return
+        return  # raised at the end of the section, or by the next check()
     raise _exception(signum)
+
+
+def _in_fork_hook(frame) -> bool:
+    """Whether the signal interrupted an at-fork hook (logging's lock release after a fork):
+    Python would print the exception and drop it there."""
+    for _ in range(4):
+        if frame is None:
+            return False
+        if frame.f_globals.get("__name__") == "logging" or frame.f_code.co_name.startswith(
+            ("_releaseLock", "_after_at_fork", "_at_fork")
+        ):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def install() -> None:
@@ -73,11 +90,23 @@ def deferred() -> Iterator[None]:
 
 
 def check() -> None:
-    """A checkpoint in long loops: raise the signal again if its exception was lost (Python
-    drops exceptions raised inside at-fork hooks and finalizers); nothing inside a deferred
+    """A checkpoint in long loops: raise the signal that arrived where it could not be raised
+    (an at-fork hook), or whose exception was lost (finalizers); nothing inside a deferred
     section, where the run is already stopping."""
     if _received is not None and not _depth:
         raise _exception(_received)
+
+
+def critical(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run a function as a deferred section: for short calls into libraries (netlink, fork,
+    event loops) that a signal must not cut in the middle."""
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> T:
+        with deferred():
+            return fn(*args, **kwargs)
+
+    return wrapped
 
 
 def pending() -> bool:

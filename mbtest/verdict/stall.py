@@ -46,6 +46,8 @@ def diagnose(evidence: Evidence) -> dict[str, Any] | None:
     host = evidence.doc.get("host_counters", {}).get(sender, {})
     counted = host.get("Ip.FragFails", 0) + host.get("Ip6.FragFails", 0)
     out["refused_locally"] = max(len(refused), counted)  # the capture's view, or the counters
+    other = evidence.doc.get("host_counters", {}).get(receiver, {})
+    out["refused_at_receiver"] = other.get("Ip.FragFails", 0) + other.get("Ip6.FragFails", 0)
     if refused:
         sizes = Counter(View(r.error.quote).total_length for r in refused)
         size, _ = sizes.most_common(1)[0]
@@ -164,6 +166,12 @@ def _sentence(d: dict[str, Any]) -> str:
         parts.append(
             f"the {d['sender']} last sent {sent['bytes']} bytes at seq {sent['seq']} "
             f"({sent['times']} times); {reach}" + (f", {ack}" if ack else "")
+        )
+    if d.get("refused_at_receiver"):
+        other = "server" if d["sender"] == "client" else "client"
+        parts.append(
+            f"meanwhile the {other}'s own packets were refused locally "
+            f"{d['refused_at_receiver']} times (larger than the path MTU)"
         )
     if d["middlebox_drops"]:
         parts.append(f"the middlebox logged {d['middlebox_drops']} drops in that direction")
