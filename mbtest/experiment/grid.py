@@ -58,7 +58,8 @@ def select(
     checksum: str = "both",
     names: tuple[str, ...] = (),
 ) -> list[Scenario]:
-    """The cells matching the filters (behaviour by name, or 'none' for baselines)."""
+    """The cells matching the filters (behaviour by name, or 'none' for baselines; a cell's
+    IPv4 name stands for both its versions, its '-ipv6' name for that one only)."""
     out = []
     for cell in grid:
         if topologies and cell.topology not in topologies:
@@ -67,7 +68,7 @@ def select(
             continue
         if checksum != "both" and cell.checksums != (checksum == "on"):
             continue
-        if names and cell.name not in names:
+        if names and cell.name not in names and cell.name.removesuffix("-ipv6") not in names:
             continue
         out.append(cell)
     return out

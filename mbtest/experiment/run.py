@@ -133,8 +133,6 @@ class StallJudge:
         in_flight = sum(i["unacked"] for i in infos)
         unsent = 0 if info is None else (info["write_seq"] - info["snd_una"]) & (2**64 - 1)
         why = None
-        if in_flight == 0 and not unsent and not probes and quiet >= max(3 * rto, 0.6):
-            return DRAINED  # sent and acknowledged: what did not arrive never will
         if backoff >= 3:
             why = f"the {node}'s retransmissions went unanswered over {backoff} RTO backoffs"
         elif refused and quiet >= max(7 * rto, 1.5):  # as long as three backoffs would take
@@ -149,15 +147,19 @@ class StallJudge:
                 f"the {node}'s MPTCP socket holds {unsent} unacknowledged bytes but no "
                 f"subflow has data in flight for {quiet:.1f} s"
             )
-        if why is not None:
-            self.evidence = {
-                "direction": direction,
-                "sender": node,
-                "quiet_seconds": round(quiet, 3),
-                "subflows": infos,
-                "host_counters": {k: v - self.baseline[node].get(k, 0) for k, v in host.items()},
-                "mptcp_unacked_bytes": unsent,
-            }
+        if why is None:
+            quiet_enough = quiet >= max(3 * rto, 0.6)
+            if in_flight == 0 and not unsent and not probes and not refused and quiet_enough:
+                return DRAINED  # sent and acknowledged: what did not arrive never will
+            return None
+        self.evidence = {
+            "direction": direction,
+            "sender": node,
+            "quiet_seconds": round(quiet, 3),
+            "subflows": infos,
+            "host_counters": {k: v - self.baseline[node].get(k, 0) for k, v in host.items()},
+            "mptcp_unacked_bytes": unsent,
+        }
         return why
 
 

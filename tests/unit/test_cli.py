@@ -112,3 +112,15 @@ def test_probe_list_names_every_probe():
     assert names == sorted(
         ["add_addr", "dss", "mp_capable", "mp_capable_v0", "mp_join", "plain_syn"]
     )
+
+
+def test_matrix_list_selects_cells_by_name_over_both_ip_versions():
+    run = mbtest("matrix", "--list", "--cell", "payload-rewrite-csum")
+    assert run.returncode == 0, run.stderr
+    names = [line.split("\t")[0] for line in run.stdout.splitlines()]
+    assert names == ["payload-rewrite-csum", "payload-rewrite-csum-ipv6"]
+    run = mbtest("matrix", "--list", "--cell", "payload-rewrite-csum-ipv6", "--ip", "6")
+    assert [line.split("\t")[0] for line in run.stdout.splitlines()] == names[1:]
+    run = mbtest("matrix", "--cell", "payload-rewrite-csum", "--cell", "no-such-cell")
+    assert run.returncode == 2 and "unknown cell 'no-such-cell'" in run.stderr
+    assert "Traceback" not in run.stderr
