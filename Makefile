@@ -9,7 +9,7 @@ STAMP    := $(VENV)/.mbtest-installed
 
 NATIVE   := mbtest/middlebox/native/mbtest-nfq-fast
 
-.PHONY: setup system demo selfcheck test unit lint bench fuzz clean
+.PHONY: setup system demo selfcheck test unit lint bench stability fuzz clean
 
 setup: system $(STAMP) $(NATIVE)
 
@@ -66,6 +66,10 @@ fuzz: setup
 
 bench: setup
 	$(PY) -m tests.bench.run --output reports/bench.json
+
+# Five default matrices in a row: every cell's verdict must be the same five times.
+stability: setup
+	$(PY) -m tests.bench.run --only stability --output reports/stability.json
 
 clean:
 	-$(MBTEST) cleanup

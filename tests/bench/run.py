@@ -208,6 +208,38 @@ def bench_matrix() -> dict[str, float]:
     return figures
 
 
+def bench_stability(matrices: int = 5, record: str | None = None) -> dict[str, float]:
+    """The default matrix run ``matrices`` times in a row (-j 2, as `make demo` runs it):
+    how many cells gave the same verdict every time, and which did not. With ``record``,
+    each cell's verdicts go there, and each matrix's results beside it."""
+    from mbtest.experiment import grid, matrix
+
+    cells = grid.default_grid()
+    runs: list[dict[str, str]] = []
+    walls = []
+    for i in range(matrices):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            results = matrix.run_cells(cells, tmp, 2)
+            walls.append(time.perf_counter() - start)
+        if record:
+            lines = "".join(json.dumps(r) + "\n" for r in results)
+            Path(record).with_suffix(f".{i + 1}.jsonl").write_text(lines)
+        runs.append({r["scenario"]["name"]: r["verdict"] for r in results})
+    names = [c.name for c in cells]
+    differing = [n for n in names if len({run.get(n) for run in runs}) > 1]
+    if record:
+        detail = {n: [run.get(n) for run in runs] for n in names}
+        Path(record).write_text(json.dumps(detail, indent=1) + "\n")
+    return {
+        "stability_matrices": matrices,
+        "stability_cells": len(names),
+        "stability_cells_identical": len(names) - len(differing),
+        "stability_cells_differing": differing,
+        "stability_matrix_wall_seconds_median": round(sorted(walls)[len(walls) // 2], 1),
+    }
+
+
 def bench_report(cells: int = 500) -> dict[str, float]:
     """Time to render a report of 500 cells (recorded cells repeated)."""
     import json as _json
@@ -236,15 +268,23 @@ def bench_report(cells: int = 500) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", default="reports/bench.json")
+    parser.add_argument(
+        "--only", choices=("stability",), help="only this benchmark (five default matrices)"
+    )
     args = parser.parse_args()
-    figures: dict[str, float] = {}
-    figures.update(bench_decode())
-    figures.update(bench_report())
-    if os.geteuid() == 0:
-        figures.update(bench_probe())
-        figures.update(bench_testbeds())
-        figures.update(bench_matrix())
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
+    record = os.path.join(os.path.dirname(args.output) or ".", "stability-verdicts.json")
+    figures: dict[str, float] = {}
+    if args.only == "stability":
+        figures.update(bench_stability(record=record))
+    else:
+        figures.update(bench_decode())
+        figures.update(bench_report())
+        if os.geteuid() == 0:
+            figures.update(bench_probe())
+            figures.update(bench_testbeds())
+            figures.update(bench_matrix())
+            figures.update(bench_stability(record=record))
     with open(args.output, "w") as f:
         json.dump(figures, f, indent=2)
     print(json.dumps(figures, indent=2))
