@@ -11,6 +11,12 @@ from mbtest.cli.options import middleboxes
 
 @click.command("run")
 @click.argument("scenario_file", required=False)
+@click.option(
+    "--cell",
+    "cell_name",
+    metavar="NAME",
+    help="A cell of the default matrix, with its run conditions (see matrix --list).",
+)
 @click.option("--topology", default="single-path", show_default=True)
 @click.option("--middlebox", "placed", multiple=True, metavar="SLOT=NAME:k=v,...")
 @click.option("--expect", default="mptcp-unaffected", show_default=True, help="Expectation name.")
@@ -25,14 +31,28 @@ from mbtest.cli.options import middleboxes
     type=click.IntRange(1, 100),
     help="Run it N times: runs that disagree make it flaky.",
 )
-def run_command(scenario_file, topology, placed, expect, checksum, ipv6, out_dir, quiet, repeat):
-    """Run one scenario (a TOML/JSON file, or the options) and print its verdict with evidence."""
+def run_command(
+    scenario_file, cell_name, topology, placed, expect, checksum, ipv6, out_dir, quiet, repeat
+):
+    """Run one scenario (a TOML/JSON file, a cell of the matrix, or the options) and print its
+    verdict with evidence."""
     from mbtest.cli.ui import print_cell
+    from mbtest.errors import MbtestError
+    from mbtest.experiment import grid
     from mbtest.experiment import scenario as scenarios
     from mbtest.experiment.cell import exit_status, run_repeated
     from mbtest.experiment.output import results_dir
 
-    if scenario_file:
+    if scenario_file and cell_name:
+        raise MbtestError("give a scenario file or --cell, not both")
+    if cell_name:
+        wanted = grid.name_for(cell_name.removesuffix("-ipv6"), 6 if ipv6 else 4)
+        wanted = cell_name if cell_name.endswith("-ipv6") else wanted
+        found = [s for s in grid.default_grid() if s.name == wanted]
+        if not found:
+            raise MbtestError(f"unknown cell {wanted!r} (see mbtest matrix --list)")
+        scenario = found[0]
+    elif scenario_file:
         scenario = scenarios.load(scenario_file)
     else:
         specs = middleboxes(placed)

@@ -115,8 +115,14 @@ FIRST_PACKET_FALLBACK = Outcome(
 )  # fmt: skip
 
 
-def _e(name: str, rfc: str, always: tuple[Check, ...], main: Outcome,
-       *variants: Outcome, timer: Timer | None = None) -> Expectation:  # fmt: skip
+def _e(
+    name: str,
+    rfc: str,
+    always: tuple[Check, ...],
+    main: Outcome,
+    *variants: Outcome,
+    timer: Timer | None = None,
+) -> Expectation:
     return Expectation(name, rfc, always, main, variants, timer)
 
 

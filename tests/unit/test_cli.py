@@ -124,3 +124,10 @@ def test_matrix_list_selects_cells_by_name_over_both_ip_versions():
     run = mbtest("matrix", "--cell", "payload-rewrite-csum", "--cell", "no-such-cell")
     assert run.returncode == 2 and "unknown cell 'no-such-cell'" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_run_cell_names_a_cell_of_the_matrix():
+    run = mbtest("run", "--cell", "no-such-cell", "-6")
+    assert run.returncode == 2 and "unknown cell 'no-such-cell-ipv6'" in run.stderr
+    run = mbtest("run", "--cell", "coalesce-across-mappings", "scenario.toml")
+    assert run.returncode == 2 and "not both" in run.stderr

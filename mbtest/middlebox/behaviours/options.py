@@ -56,8 +56,11 @@ def option_queue(subtypes: tuple[str, ...], segments: str) -> list[list[str]]:
 
 # Run conditions cells need for the event their expectation waits for.
 JOIN_PATH_DATA = {"c2s_bytes": 2_000_000, "s2c_bytes": 2_000_000}  # enough to use both paths
-ADD_ADDR_TIMER = {"sysctls": {"server": {"net.mptcp.add_addr_timeout": "1"}}, "hold": 4.0,
-                  "hold_until": {"server": {"AddAddrTx": 2}}}  # fmt: skip
+ADD_ADDR_TIMER = {
+    "sysctls": {"server": {"net.mptcp.add_addr_timeout": "1"}},  # the selftests' setting
+    "hold": 4.0,
+    "hold_until": {"server": {"AddAddrTx": 2}},  # until the first retransmission left
+}
 
 SEGMENTS = Param("segments", "choice", "all", "which segments", SEGMENT_CLASSES)
 DIRECTION = Param("direction", "choice", "both", "which direction", DIRECTIONS)
