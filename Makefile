@@ -9,7 +9,7 @@ STAMP    := $(VENV)/.mbtest-installed
 
 NATIVE   := mbtest/middlebox/native/mbtest-nfq-fast
 
-.PHONY: setup system demo selfcheck test unit lint bench stability fuzz clean
+.PHONY: setup system demo selfcheck test smoke unit lint bench stability fuzz clean
 
 setup: system $(STAMP) $(NATIVE)
 
@@ -47,10 +47,16 @@ demo: setup
 selfcheck: setup
 	$(MBTEST) selfcheck
 
-# The whole test suite: unit tests, then the real-kernel namespace tests (need root).
+# The whole test suite: unit tests, then the real-kernel namespace tests (need root), then
+# the package as a user installs it (a wheel in a fresh virtual environment).
 test: setup
 	$(VENV)/bin/ruff check mbtest tests
 	$(PY) -m pytest
+	PYTHON=$(PY) .ci/wheel-smoke
+
+# Only the wheel smoke test.
+smoke: setup
+	PYTHON=$(PY) .ci/wheel-smoke
 
 unit: setup
 	$(PY) -m pytest tests/unit

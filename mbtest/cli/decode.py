@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
+
+from mbtest import jsondoc
 
 
 @click.command()
@@ -22,7 +23,7 @@ def decode(capture: str, as_json: bool, all_packets: bool) -> None:
     if as_json:
         out = sys.stdout
         for record in records:
-            out.write(json.dumps(record.to_json()) + "\n")
+            out.write(jsondoc.dumps(record.to_json()) + "\n")
         return
     from mbtest.cli.ui import print_decoded
 

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
+from mbtest import jsondoc
+from mbtest.cli.options import complete_probe, finish, no_fail_option
 from mbtest.errors import Interrupted, MbtestError, Terminated
 
 
-@click.command("probe")
+@click.command(
+    "probe",
+    epilog="""\b
+Examples:
+  sudo mbtest probe example.net                  the path probes, port 80
+  sudo mbtest probe -6 -p 443 example.net --probe mp_capable --probe dss
+  sudo mbtest probe 10.1.4.2 -m 12 -t 1 --json   tracebox's -m and -t; a JSON line per probe
+  sudo mbtest probe 10.1.4.2 --from client       from a node of a testbed brought up by topo up
+  sudo mbtest probe example.net -o r.json --html r.html
+
+Exit status: 0 no change on the path, 1 changes found (or the path kept a probe's setup
+from completing), 2 usage error, 3 a probe or the tool failed, 130/143 interrupted.""",
+)
 @click.argument("target", required=False)
 @click.option("-p", "--port", default=80, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
@@ -18,10 +31,12 @@ from mbtest.errors import Interrupted, MbtestError, Terminated
     "probes",
     multiple=True,
     metavar="NAME|FILE",
+    shell_complete=complete_probe,
     help="A probe shipped with mbtest or a probe file (default: the path probes).",
 )
-@click.option("--max-ttl", default=30, show_default=True, type=click.IntRange(1, 64))
+@click.option("-m", "--max-ttl", default=30, show_default=True, type=click.IntRange(1, 64))
 @click.option(
+    "-t",
     "--timeout",
     default=2.0,
     show_default=True,
@@ -37,7 +52,12 @@ from mbtest.errors import Interrupted, MbtestError, Terminated
 )
 @click.option("-4", "ipv4", is_flag=True, help="Probe over IPv4.")
 @click.option("-6", "ipv6", is_flag=True, help="Probe over IPv6.")
-@click.option("--json", "as_json", is_flag=True, help="Print the schema-versioned JSON result.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON line per probe as it ends (an mbtest.probe/2 document each).",
+)
 @click.option("-n", "numeric", is_flag=True, help="No reverse DNS names for routers.")
 @click.option("--serial", is_flag=True, help="One TTL at a time, as traceroute does (slower).")
 @click.option("-o", "--out", "out_file", default=None, help="Also write the JSON result here.")
@@ -51,6 +71,7 @@ from mbtest.errors import Interrupted, MbtestError, Terminated
 )
 @click.option("--testbed", "run_id", default=None, help="Which testbed (default: the only one).")
 @click.option("--list", "list_probes", is_flag=True, help="List the probes and exit.")
+@no_fail_option
 def probe_command(
     target,
     port,
@@ -68,14 +89,20 @@ def probe_command(
     from_node,
     run_id,
     list_probes,
+    no_fail,
 ) -> None:
     """Send MPTCP probes toward TARGET with every TTL at once; say which field changed where."""
     from mbtest.probe import loader
+    from mbtest.probe.result import probe_status
     from mbtest.probe.run import ProbeOptions, run, write_outputs
 
     if list_probes:
         for name in loader.available():
-            click.echo(f"{name:15} {loader.load(name).summary}")
+            summary = loader.load(name).summary
+            if as_json:
+                click.echo(jsondoc.dumps({"name": name, "summary": summary}))
+            else:
+                click.echo(f"{name:15} {summary}")
         return
     if not target:
         raise MbtestError("probe needs a TARGET host name or address (or --list)")
@@ -103,8 +130,17 @@ def probe_command(
     for value, option in ((out_file, "-o"), (html_file, "--html")):
         if value:
             paths.output_file(value, option)
+
+    def stream(one: dict) -> None:
+        click.echo(jsondoc.dumps(one))
+
     try:
-        doc = run(target, options, command=" ".join(["mbtest", *sys.argv[1:]]))
+        doc = run(
+            target,
+            options,
+            command=" ".join(["mbtest", *sys.argv[1:]]),
+            on_result=stream if as_json else None,
+        )
     except (Interrupted, Terminated) as e:
         if getattr(e, "document", None) is not None and (out_file or html_file):
             write_outputs(e.document, out_file, html_file)  # what was measured is kept
@@ -114,9 +150,9 @@ def probe_command(
         write_outputs(doc, out_file, html_file)
     except paths.OutputError as e:  # the results are printed below all the same
         unwritten = e
-    if as_json or unwritten is not None:
-        click.echo(json.dumps(doc, indent=2))
-    else:
+    if unwritten is not None and not as_json:
+        click.echo(jsondoc.dumps(doc, indent=2))
+    elif not as_json:
         from mbtest.cli.ui import print_probes
 
         print_probes(doc)
@@ -124,8 +160,7 @@ def probe_command(
             click.echo(f"report: {html_file}")
     if unwritten is not None:
         raise unwritten
-    failed = [p for p in doc["probes"] if p.get("error") and not p.get("setup_failed")]
-    sys.exit(2 if failed else 0)
+    sys.exit(finish(probe_status(doc), no_fail))
 
 
 COMMANDS = (probe_command,)

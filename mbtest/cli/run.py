@@ -6,24 +6,54 @@ import sys
 
 import click
 
-from mbtest.cli.options import middleboxes
+from mbtest.cli.options import (
+    complete_cell,
+    complete_placement,
+    complete_topology,
+    finish,
+    middleboxes,
+    no_fail_option,
+    say_if_no_fast_path,
+)
 
 
-@click.command("run")
+@click.command(
+    "run",
+    epilog="""\b
+Examples:
+  sudo mbtest run --cell payload-flip-c2s-csum       a cell of the matrix, its conditions too
+  sudo mbtest run --cell coalesce-across-mappings -6 --repeat 5
+  sudo mbtest run --middlebox slot=strip-option:subtypes=DSS --expect fallback-without-dss
+  sudo mbtest run my-scenario.toml -o out/ --json
+  mbtest expect ls                                   the expectations --expect takes
+
+Exit status: 0 as expected or a permitted variant, 1 a finding (deviates, flaky,
+inconclusive; 0 with --no-fail), 2 usage error, 3 harness error, 130/143 interrupted.""",
+)
 @click.argument("scenario_file", required=False)
 @click.option(
     "--cell",
     "cell_name",
     metavar="NAME",
+    shell_complete=complete_cell,
     help="A cell of the default matrix, with its run conditions (see matrix --list).",
 )
-@click.option("--topology", default="single-path", show_default=True)
-@click.option("--middlebox", "placed", multiple=True, metavar="SLOT=NAME:k=v,...")
+@click.option(
+    "--topology", default="single-path", show_default=True, shell_complete=complete_topology
+)
+@click.option(
+    "--middlebox",
+    "placed",
+    multiple=True,
+    metavar="SLOT=NAME:k=v,...",
+    shell_complete=complete_placement,
+)
 @click.option("--expect", default="mptcp-unaffected", show_default=True, help="Expectation name.")
 @click.option("--checksum/--no-checksum", default=False, show_default=True)
 @click.option("-6", "ipv6", is_flag=True)
 @click.option("-o", "--out", "out_dir", default=None)
 @click.option("--quiet", is_flag=True, help="Only write the result.")
+@click.option("--json", "as_json", is_flag=True, help="Print the cell result as one JSON line.")
 @click.option(
     "--repeat",
     default=1,
@@ -31,12 +61,25 @@ from mbtest.cli.options import middleboxes
     type=click.IntRange(1, 100),
     help="Run it N times: runs that disagree make it flaky.",
 )
+@no_fail_option
 def run_command(
-    scenario_file, cell_name, topology, placed, expect, checksum, ipv6, out_dir, quiet, repeat
+    scenario_file,
+    cell_name,
+    topology,
+    placed,
+    expect,
+    checksum,
+    ipv6,
+    out_dir,
+    quiet,
+    as_json,
+    repeat,
+    no_fail,
 ):
     """Run one scenario (a TOML/JSON file, a cell of the matrix, or the options) and print its
     verdict with evidence."""
-    from mbtest.cli.ui import print_cell
+    from mbtest import jsondoc
+    from mbtest.cli.ui import print_cell, say_where
     from mbtest.errors import MbtestError
     from mbtest.experiment import grid
     from mbtest.experiment import scenario as scenarios
@@ -65,11 +108,16 @@ def run_command(
             checksums=checksum,
             ip_version=6 if ipv6 else 4,
         )
+    say_if_no_fast_path(list(scenario.middleboxes.values()))
     with results_dir(out_dir) as out_dir:
+        if not quiet:
+            say_where(out_dir, f"{repeat} runs" if repeat > 1 else "")
         result = run_repeated(scenario, out_dir, repeat)
-    if not quiet:
+    if as_json:
+        click.echo(jsondoc.dumps(result))
+    elif not quiet:
         print_cell(result, out_dir)
-    sys.exit(exit_status(result))
+    sys.exit(finish(exit_status(result), no_fail))
 
 
 COMMANDS = (run_command,)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from mbtest.cli.options import key_values, middleboxes
+from mbtest import jsondoc
+from mbtest.cli.options import (
+    complete_placement,
+    complete_topology,
+    key_values,
+    middleboxes,
+    say_if_no_fast_path,
+)
 
 
 @click.group()
@@ -23,10 +28,30 @@ def _age(seconds: float) -> str:
 
 
 @topo.command("ls")
-def topo_ls() -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per topology and testbed.")
+def topo_ls(as_json: bool) -> None:
     """List the topologies and the testbeds that are up (owner, age, middleboxes)."""
     from mbtest.testbed import recorded, topology
 
+    if as_json:
+        for name in topology.available():
+            t = topology.load(name)
+            slots = [n.name for n in t.slots]
+            line = {"topology": name, "description": t.description, "slots": slots}
+            click.echo(jsondoc.dumps(line))
+        for bed in recorded.up():
+            owner = bed.owner
+            line = {
+                "testbed": bed.run_id,
+                "topology": bed.topology,
+                "ip_version": owner.about.get("ip_version"),
+                "owner": {"pid": owner.pid, "topo_up": owner.persistent},
+                "age_seconds": round(owner.age, 1),
+                "middleboxes": bed.middleboxes,
+                "namespaces": bed.namespaces,
+            }
+            click.echo(jsondoc.dumps(line))
+        return
     for name in topology.available():
         t = topology.load(name)
         click.echo(f"{name:20} {t.description}")
@@ -44,7 +69,7 @@ def topo_ls() -> None:
 
 
 @topo.command("up")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_topology)
 @click.option("-6", "ipv6", is_flag=True, help="Install the IPv6 MPTCP endpoints.")
 @click.option("--checksum/--no-checksum", default=None, help="DSS checksums (default: kernel's).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Topology parameter.")
@@ -52,21 +77,37 @@ def topo_ls() -> None:
     "--middlebox",
     "placed",
     multiple=True,
+    shell_complete=complete_placement,
     metavar="SLOT=NAME[:k=v,...]",
     help="Start this middlebox in a slot; it runs until topo down.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the testbed as one JSON line.")
 def topo_up(
-    name: str, ipv6: bool, checksum: bool | None, params: tuple[str, ...], placed: tuple[str, ...]
+    name: str,
+    ipv6: bool,
+    checksum: bool | None,
+    params: tuple[str, ...],
+    placed: tuple[str, ...],
+    as_json: bool,
 ) -> None:
-    """Build topology NAME (or a .toml path) and leave it up."""
+    """Build topology NAME (or a .toml path) and leave it up.
+
+    \b
+    Examples:
+      sudo mbtest topo up single-path
+      sudo mbtest topo up long-path --param slot_at=6 --middlebox slot=nat --json
+      sudo mbtest probe 10.1.4.2 --from client
+      sudo mbtest topo down"""
     from mbtest.testbed import topology
     from mbtest.testbed.builder import Testbed
 
+    specs = middleboxes(placed)
+    say_if_no_fast_path(list(specs.values()))
     bed = Testbed(
         topology.load(name, key_values(params)),
         ip_version=6 if ipv6 else 4,
         checksums=checksum,
-        middleboxes=middleboxes(placed),
+        middleboxes=specs,
     )
     with bed:  # torn down if anything stops it before it is handed over
         lines = [f"testbed {bed.run_id} ({bed.topology.name}) is up; enter a node with:"]
@@ -77,14 +118,34 @@ def topo_up(
         for slot, process in bed.processes.items():
             lines.append(f"middlebox {process.spec.text} in {slot}, logging to {process.log_path}")
         lines.append(f"tear it down with: mbtest topo down {bed.run_id}")
+        described = {
+            "testbed": bed.run_id,
+            "topology": bed.topology.name,
+            "ip_version": 6 if ipv6 else 4,
+            "nodes": {
+                node: {
+                    "namespace": ns,
+                    "role": bed.topology.nodes[node].role,
+                    "addresses": bed.topology.addresses(node),
+                    "enter": f"ip netns exec {ns} bash",
+                }
+                for node, ns in bed.namespaces.items()
+            },
+            "middleboxes": {
+                slot: {"behaviour": p.spec.text, "log": p.log_path}
+                for slot, p in bed.processes.items()
+            },
+            "down": f"mbtest topo down {bed.run_id}",
+        }
         bed.hand_over()  # from here on it is the user's, until topo down
-    click.echo("\n".join(lines))
+    click.echo(jsondoc.dumps(described) if as_json else "\n".join(lines))
 
 
 @topo.command("down")
 @click.argument("run_id", required=False)
 @click.option("--all", "everything", is_flag=True, help="Tear down every testbed topo up made.")
-def topo_down(run_id: str | None, everything: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per testbed torn down.")
+def topo_down(run_id: str | None, everything: bool, as_json: bool) -> None:
     """Tear down testbed RUN_ID (the only one up, if not given)."""
     from mbtest.testbed import recorded
 
@@ -94,11 +155,14 @@ def topo_down(run_id: str | None, everything: bool) -> None:
         targets = [recorded.find(run_id).run_id]
     for target in targets:
         removed = recorded.tear_down(target)
-        click.echo(f"testbed {target}: removed {len(removed)} namespaces")
+        if as_json:
+            click.echo(jsondoc.dumps({"testbed": target, "removed_namespaces": removed}))
+        else:
+            click.echo(f"testbed {target}: removed {len(removed)} namespaces")
 
 
 @topo.command("run")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_topology)
 @click.option("-6", "ipv6", is_flag=True, help="Run over IPv6.")
 @click.option("--checksum/--no-checksum", default=False, show_default=True, help="DSS checksums.")
 @click.option(
@@ -119,11 +183,14 @@ def topo_down(run_id: str | None, everything: bool) -> None:
     "--middlebox",
     "placed",
     multiple=True,
+    shell_complete=complete_placement,
     metavar="SLOT=NAME:k=v,...",
     help="Put a middlebox behaviour in a slot (see mbtest middlebox ls).",
 )
-@click.option("-o", "--out", "out_dir", default=None, help="Directory for the results.")
-@click.option("--json", "as_json", is_flag=True, help="Print the run's JSON document.")
+@click.option(
+    "-o", "--out", "out_dir", default=None, help="Results folder (default: ./reports/<time>/)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the run's document as one JSON line.")
 def topo_run(
     name,
     ipv6,
@@ -138,7 +205,7 @@ def topo_run(
     as_json,
 ) -> None:
     """Build NAME, run traffic between its MPTCP client and server, gather the evidence."""
-    from mbtest.cli.ui import print_run
+    from mbtest.cli.ui import print_run, say_where
     from mbtest.experiment.output import results_dir
     from mbtest.experiment.run import RunConfig, run_on_topology
     from mbtest.testbed import topology
@@ -153,10 +220,12 @@ def topo_run(
         deadline=deadline,
     )
     placed_specs = middleboxes(placed)
+    say_if_no_fast_path(list(placed_specs.values()))
     with results_dir(out_dir) as out_dir:
+        say_where(out_dir)
         doc = run_on_topology(topo_, config, placed_specs, out_dir)
     if as_json:
-        click.echo(json.dumps(doc, indent=2))
+        click.echo(jsondoc.dumps(doc))
     else:
         print_run(doc, out_dir)
 

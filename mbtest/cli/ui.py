@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mbtest.jsondoc import plain
 from mbtest.mptcp.fields import short
 from mbtest.observe.decode import PacketRecord
 
@@ -160,15 +161,25 @@ def print_cell(result: dict, out_dir: str, console: Console | None = None) -> No
     table.add_column("value")
     table.add_column("evidence", overflow="fold")
     for name, fact in result.get("facts", {}).items():
-        table.add_row(Text(name), Text(str(fact["value"])), Text(fact["evidence"]))
+        table.add_row(Text(name), Text(plain(fact["value"])), Text(fact["evidence"]))
     console.print(table)
     console.print(Text(f"evidence in {out_dir}/ (cell.json, run.json, pcaps, middlebox logs)"))
 
 
-class matrix_progress:
-    """A rich progress bar: done / total, ETA, counts by verdict."""
+def say_where(out_dir: str, detail: str = "") -> None:
+    """Where the results go, said before the work starts (on stderr: stdout may be JSON)."""
+    import os
 
-    def __init__(self, total: int):
+    more = f" ({detail})" if detail else ""
+    Console(stderr=True, soft_wrap=True).print(Text(f"results: {os.path.abspath(out_dir)}/{more}"))
+
+
+class matrix_progress:
+    """Progress of a matrix on stderr: a rich bar (done / total, ETA, counts by verdict) on a
+    terminal; elsewhere (CI logs, pipes) a plain line per finished cell, so the log shows
+    progress as it happens. With ``as_json`` each result is also a JSON line on stdout."""
+
+    def __init__(self, total: int, as_json: bool = False):
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -177,23 +188,41 @@ class matrix_progress:
             TimeRemainingColumn,
         )
 
+        self.total, self.as_json, self.finished = total, as_json, 0
         self.counts: dict[str, int] = {}
+        self.console = Console(stderr=True)
+        self.live = self.console.is_terminal
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
         more = (TimeRemainingColumn(), TextColumn("{task.fields[counts]}"))
-        self.progress = Progress(*columns, *more)
+        self.progress = Progress(*columns, *more, console=self.console)
         self.task = self.progress.add_task("matrix", total=total, counts="")
 
     def __enter__(self):
-        self.progress.start()
+        if self.live:
+            self.progress.start()
         return self.done
 
     def done(self, result: dict) -> None:
-        self.counts[result["verdict"]] = self.counts.get(result["verdict"], 0) + 1
+        from mbtest import jsondoc
+
+        self.finished += 1
+        verdict = result["verdict"]
+        self.counts[verdict] = self.counts.get(verdict, 0) + 1
         counts = " ".join(f"{k}:{v}" for k, v in sorted(self.counts.items()))
-        self.progress.update(self.task, advance=1, counts=counts)
+        if self.as_json:
+            sys.stdout.write(jsondoc.dumps(result) + "\n")
+            sys.stdout.flush()
+        if self.live:
+            self.progress.update(self.task, advance=1, counts=counts)
+        else:
+            seconds = result.get("seconds")
+            took = f" ({seconds:.1f} s)" if isinstance(seconds, (int, float)) else ""
+            line = f"[{self.finished}/{self.total}] {result['scenario']['name']}: {verdict}{took}"
+            self.console.print(Text(line), soft_wrap=True)
 
     def __exit__(self, *exc) -> None:
-        self.progress.stop()
+        if self.live:
+            self.progress.stop()
 
 
 def print_matrix(results: list[dict], out_dir: str, console: Console | None = None) -> None:

@@ -3,25 +3,27 @@ compare with the RFC's expectation, and write the cell's result beside its evide
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from typing import Any
 
-from mbtest.errors import Interrupted, MbtestError, Stopped, Terminated
+from mbtest.errors import FINDINGS as FINDINGS_EXIT
+from mbtest.errors import HARNESS, OK, Interrupted, MbtestError, Stopped, Terminated
 from mbtest.experiment import repeats
 from mbtest.experiment import scenario as scenarios
+from mbtest.experiment.output import write_json
 from mbtest.experiment.run import RunConfig, run_traffic
 from mbtest.experiment.scenario import Scenario
 from mbtest.host import signals
+from mbtest.jsondoc import schema
 from mbtest.testbed import topology
 from mbtest.testbed.builder import Testbed
 from mbtest.verdict import expect, facts, references
 from mbtest.verdict.decide import FINDINGS, decide
 from mbtest.verdict.evidence import Evidence
 
-SCHEMA = "mbtest.cell/1"
+SCHEMA = schema("cell")
 
 
 def judge(scenario: Scenario, doc: dict[str, Any], folder: str) -> dict[str, Any]:
@@ -84,6 +86,7 @@ def run_scenario(scenario: Scenario, out_dir: str) -> dict[str, Any]:
             doc = run_traffic(bed, config, out_dir)
         result.update(judge(scenario, doc, out_dir))
         result.update(
+            environment=doc.get("environment", {}),
             run="run.json",
             captures=sorted(doc.get("captures", {})),
             timings=doc.get("timings", {}),
@@ -101,8 +104,7 @@ def run_scenario(scenario: Scenario, out_dir: str) -> dict[str, Any]:
 def _write(out_dir: str, result: dict[str, Any], started: float) -> None:
     with signals.deferred():
         result["seconds"] = round(time.time() - started, 3)
-        with open(os.path.join(out_dir, "cell.json"), "w") as f:
-            json.dump(result, f, indent=2)
+        write_json(os.path.join(out_dir, "cell.json"), result)
 
 
 def run_repeated(scenario: Scenario, out_dir: str, repeat: int = 1) -> dict[str, Any]:
@@ -115,17 +117,16 @@ def run_repeated(scenario: Scenario, out_dir: str, repeat: int = 1) -> dict[str,
         result["dir"] = f"run-{n}"
         runs.append(result)
     result = repeats.aggregate(runs, ".")
-    with open(os.path.join(out_dir, "cell.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    write_json(os.path.join(out_dir, "cell.json"), result)
     return result
 
 
 def exit_status(result: dict[str, Any]) -> int:
-    """0 nothing to report, 1 a finding, 2 the harness failed."""
+    """0 nothing to report, 1 a finding, 3 the harness failed (see mbtest.errors)."""
     verdict = result["verdict"]
     if verdict in ("as-expected", "permitted-variant"):
-        return 0
-    return 1 if verdict in FINDINGS else 2
+        return OK
+    return FINDINGS_EXIT if verdict in FINDINGS else HARNESS
 
 
 def main(argv: list[str] | None = None) -> int:

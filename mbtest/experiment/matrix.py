@@ -7,22 +7,27 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from mbtest import errors
+from mbtest.errors import MbtestError
 from mbtest.experiment import output, repeats
 from mbtest.experiment.cell import SCHEMA as CELL_SCHEMA
 from mbtest.experiment.scenario import Scenario
-from mbtest.host import cleanup, owners, signals
+from mbtest.host import cleanup, environment, owners, signals
+from mbtest.jsondoc import is_schema, schema
 from mbtest.report.render import render
 from mbtest.verdict.decide import FINDINGS
 
-SCHEMA = "mbtest.matrix/1"
+SCHEMA = schema("matrix")
 
 
 def run_cells(
@@ -31,9 +36,12 @@ def run_cells(
     jobs: int,
     on_done: Callable[[dict[str, Any]], None] = lambda r: None,
     repeat: int = 1,
+    positions: list[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Run each cell ``repeat`` times, each run in a child process (at most ``jobs`` at
-    once); one result per cell, in grid order (repeats say whether they agree).
+    once); one result per cell, in grid order (repeats say whether they agree). A cell's
+    folder is named by its position in the whole selection (``positions``; by default its
+    index here), so that shards and resumed runs name the same cell the same way.
 
     On Ctrl-C or SIGTERM the running children are told to stop (they tear their testbeds
     down and say ``not-run``), those that do not in time are killed and what they left is
@@ -44,8 +52,10 @@ def run_cells(
     runs: dict[int, dict[int, dict[str, Any]]] = {}
     results: dict[int, dict[str, Any]] = {}
 
+    where = positions if positions is not None else list(range(len(cells)))
+
     def cell_dir(index: int) -> str:
-        return os.path.join(out_dir, f"{index:03d}-{cells[index].name}")
+        return os.path.join(out_dir, cell_folder(where[index], cells[index].name))
 
     def run_dir(index: int, run: int) -> str:
         return cell_dir(index) if repeat == 1 else os.path.join(cell_dir(index), f"run-{run}")
@@ -113,6 +123,10 @@ def run_cells(
     return [results[i] for i in sorted(results)]
 
 
+def cell_folder(position: int, name: str) -> str:
+    return f"{position:03d}-{name}"
+
+
 def _not_run(cell: Scenario, why: str, cell_dir: str) -> dict[str, Any]:
     return {
         "schema": CELL_SCHEMA,
@@ -158,62 +172,146 @@ def summary(results: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def exit_status(results: list[dict[str, Any]]) -> int:
-    """0 nothing to report, 1 findings (deviates, flaky, inconclusive), 2 harness errors."""
+    """0 nothing to report, 1 findings (deviates, flaky, inconclusive), 3 harness errors."""
     verdicts = {r["verdict"] for r in results}
     if "error" in verdicts:
-        return 2
+        return errors.HARNESS
     if verdicts & set(FINDINGS):
-        return 1
-    return 0
+        return errors.FINDINGS
+    return errors.OK
+
+
+@dataclass
+class Plan:
+    """What a matrix run covers: the cells of the whole selection (in grid order), the part
+    this run takes (a shard), and how; recorded in matrix.json so that a stopped run can
+    be resumed and shards merged."""
+
+    selection: list[Scenario]
+    shard: tuple[int, int] = (1, 1)  # (i, n): every n-th cell from the i-th
+    jobs: int = 2
+    repeat: int = 1
+    filters: dict[str, Any] = field(default_factory=dict)
+    command: str = ""
+
+    @property
+    def positions(self) -> list[int]:
+        i, n = self.shard
+        return [p for p in range(len(self.selection)) if p % n == i - 1]
+
+    @property
+    def cells(self) -> list[Scenario]:
+        return [self.selection[p] for p in self.positions]
+
+
+def shard_of(text: str) -> tuple[int, int]:
+    """'2/3' -> (2, 3); MbtestError for anything else."""
+    first, sep, second = text.partition("/")
+    if sep and first.isdigit() and second.isdigit() and 1 <= int(first) <= int(second) <= 1000:
+        return int(first), int(second)
+    raise MbtestError(f"--shard {text!r}: give I/N with 1 <= I <= N, e.g. 2/3")
 
 
 def run_matrix(
-    cells: list[Scenario],
+    plan: Plan,
     out_dir: str,
-    jobs: int,
     on_done: Callable[[dict[str, Any]], None] = lambda r: None,
-    command: str = "",
-    repeat: int = 1,
+    done_before: list[dict[str, Any]] | None = None,
 ) -> tuple[list[dict[str, Any]], str]:
-    """Run the cells, write results.jsonl, matrix.json and report.html into out_dir (also
-    when interrupted: what finished is kept); the results and the report's path."""
+    """Run the plan's cells into out_dir: matrix.json first (the plan and the environment),
+    each cell's line appended to results.jsonl as it finishes, report.html at the end
+    (also when interrupted: what finished is kept). ``done_before``: results of a run
+    being resumed, whose cells are not run again. The results and the report's path."""
     started = time.time()
-    finished: list[dict[str, Any]] = []
+    done_before = list(done_before or [])
+    finished_names = {r["scenario"]["name"] for r in done_before}
+    todo = [(p, c) for p, c in zip(plan.positions, plan.cells, strict=True)]
+    todo = [(p, c) for p, c in todo if c.name not in finished_names]
+    meta = _meta(plan, started)
+    output.write_json(os.path.join(out_dir, "matrix.json"), meta)
+    results_path = os.path.join(out_dir, "results.jsonl")
+    output.write_lines(results_path, done_before)  # a resumed run keeps what it had
+    finished: list[dict[str, Any]] = list(done_before)
 
     def done(result: dict[str, Any]) -> None:
-        finished.append(result)
+        with signals.deferred():
+            output.append_line(results_path, result)
+            finished.append(result)
         on_done(result)
 
     try:
-        run_cells(cells, out_dir, jobs, done, repeat)
-    finally:  # on Ctrl-C too: what finished is kept
+        run_cells(
+            [c for _, c in todo],
+            out_dir,
+            plan.jobs,
+            done,
+            plan.repeat,
+            positions=[p for p, _ in todo],
+        )
+    finally:  # on Ctrl-C too: what finished is kept, and said to be incomplete
         with signals.deferred():
-            results = sorted(finished, key=lambda r: r["dir"])
-            meta = write_results(out_dir, results, started, jobs, command, repeat)
-    meta["started_text"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
-    report = render([out_dir], os.path.join(out_dir, "report.html"), meta)
+            results = sorted(finished, key=lambda r: r.get("dir", ""))
+            meta.update(
+                seconds=round(time.time() - started, 2),
+                verdicts=summary(results),
+                complete=len(results) == len(plan.cells)
+                and all(r["verdict"] != "not-run" for r in results),
+            )
+            output.write_json(os.path.join(out_dir, "matrix.json"), meta)
+    report = render([out_dir], os.path.join(out_dir, "report.html"))
     return results, report
 
 
-def write_results(
-    out_dir: str,
-    results: list[dict[str, Any]],
-    started: float,
-    jobs: int,
-    command: str,
-    repeat: int = 1,
-) -> dict[str, Any]:
-    output.write_lines(os.path.join(out_dir, "results.jsonl"), results)
-    meta = {
+def _meta(plan: Plan, started: float) -> dict[str, Any]:
+    i, n = plan.shard
+    return {
         "schema": SCHEMA,
         "started": started,
-        "seconds": round(time.time() - started, 2),
-        "jobs": jobs,
-        "repeat": repeat,
-        "cells": len(results),
-        "verdicts": summary(results),
-        "command": command,
-        "kernel": os.uname().release,
+        "command": plan.command,
+        "environment": environment.host(plan.command),
+        "jobs": plan.jobs,
+        "repeat": plan.repeat,
+        "filters": plan.filters,
+        "selection": [c.name for c in plan.selection],
+        "shard": f"{i}/{n}",
+        "cells": [c.name for c in plan.cells],
+        "complete": False,
     }
-    output.write_json(os.path.join(out_dir, "matrix.json"), meta)
-    return meta
+
+
+def resume(out_dir: str, grid: list[Scenario]) -> tuple[Plan, list[dict[str, Any]]]:
+    """The plan of a stopped run in out_dir and the results it has (not-run ones dropped, so
+    that those cells run again); MbtestError when out_dir holds no matrix run to resume."""
+    meta_path = os.path.join(out_dir, "matrix.json")
+    try:
+        meta = output.read_json(meta_path)
+    except (OSError, ValueError):
+        raise MbtestError(
+            f"{out_dir} holds no matrix run to resume (no readable matrix.json)"
+        ) from None
+    if not isinstance(meta, dict) or not is_schema(meta.get("schema"), "matrix"):
+        raise MbtestError(f"{meta_path} is not an mbtest matrix description")
+    if "selection" not in meta:
+        raise MbtestError(f"{meta_path} was written by a version that cannot be resumed")
+    by_name = {c.name: c for c in grid}
+    missing = [name for name in meta["selection"] if name not in by_name]
+    if missing:
+        raise MbtestError(f"cell {missing[0]!r} of {out_dir} is no longer in the matrix")
+    plan = Plan(
+        selection=[by_name[name] for name in meta["selection"]],
+        shard=shard_of(meta.get("shard", "1/1")),
+        jobs=int(meta.get("jobs", 2)),
+        repeat=int(meta.get("repeat", 1)),
+        filters=meta.get("filters", {}),
+    )
+    have: list[dict[str, Any]] = []
+    results_path = os.path.join(out_dir, "results.jsonl")
+    if os.path.exists(results_path):
+        for line in output.read_lines(results_path):
+            if line.get("verdict") != "not-run":
+                have.append(line)
+            elif isinstance(line.get("dir"), str) and os.sep not in line["dir"]:
+                folder = os.path.join(out_dir, line["dir"])  # started, never finished
+                if os.path.isdir(folder) and not os.path.islink(folder):
+                    shutil.rmtree(folder)
+    return plan, have

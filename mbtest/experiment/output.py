@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Iterator
 from typing import Any
 
+from mbtest import jsondoc
 from mbtest.host.paths import OutputError, output_dir
 
 RESULT_FILES = ("run.json", "cell.json", "results.jsonl", "selfcheck.json", "matrix.json")
@@ -80,13 +81,31 @@ def results_dir(given: str | None, base: str = "reports") -> Iterator[str]:
 
 def write_json(path: str, document: Any) -> None:
     with open(path, "w") as f:
-        json.dump(document, f, indent=2)
+        f.write(jsondoc.dumps(document, indent=2))
 
 
 def write_lines(path: str, documents: list[Any]) -> None:
     with open(path, "w") as f:
         for document in documents:
-            f.write(json.dumps(document) + "\n")
+            f.write(jsondoc.dumps(document) + "\n")
+
+
+def append_line(path: str, document: Any) -> None:
+    """One more line of a JSON-lines file, flushed: readers see each result as it ends."""
+    with open(path, "a") as f:
+        f.write(jsondoc.dumps(document) + "\n")
+
+
+def read_lines(path: str) -> list[Any]:
+    """The objects of a JSON-lines file (a line cut short by a crash is left out)."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            with contextlib.suppress(ValueError):
+                value = json.loads(line)
+                if isinstance(value, dict):
+                    out.append(value)
+    return out
 
 
 def read_json(path: str) -> Any:

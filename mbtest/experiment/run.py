@@ -19,16 +19,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mbtest import __version__
+from mbtest import __version__, jsondoc
 from mbtest.endpoints import pm, sockets
 from mbtest.endpoints.traffic import BLOCK, DRAINED, transfer
-from mbtest.host import signals
+from mbtest.host import environment, netns, signals
+from mbtest.jsondoc import schema
 from mbtest.observe import counters, timeline
 from mbtest.observe.capture import Capture, capturing
 from mbtest.testbed.builder import Testbed
 from mbtest.testbed.topology import Topology
 
-SCHEMA = "mbtest.run/1"
+SCHEMA = schema("run")
 PORT = 18080
 
 
@@ -224,6 +225,13 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
         "schema": SCHEMA,
         "mbtest": __version__,
         "kernel": os.uname().release,
+        "environment": {
+            **environment.host(),
+            "nodes": {  # what each endpoint's namespace ran with (checksums, timers...)
+                node: netns.call_in(bed.ns(node), environment.mptcp_sysctls)
+                for node in (topo.client.name, topo.server.name)
+            },
+        },
         "run_id": bed.run_id,
         "topology": {
             "name": topo.name,
@@ -346,7 +354,7 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
     timings["total"] = round(time.monotonic() - start, 4)
     doc["timings"] = timings
     with open(os.path.join(out_dir, "run.json"), "w") as f:
-        json.dump(doc, f, indent=2)
+        f.write(jsondoc.dumps(doc, indent=2))
     return doc
 
 

@@ -6,18 +6,18 @@ that the kernel speaks MPTCP and that mbtest reads every option the kernel sends
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import Counter
 from typing import Any
 
-from mbtest import __version__
+from mbtest import __version__, jsondoc
 from mbtest.experiment.exchange import ExchangeResult, run_exchange
+from mbtest.host import environment
 from mbtest.observe.decode import decode_capture
 from mbtest.observe.verify import Check, verify
 
-SCHEMA = "mbtest.selfcheck/1"
+SCHEMA = jsondoc.schema("selfcheck")
 
 
 def run_selfcheck(
@@ -33,7 +33,7 @@ def run_selfcheck(
         records = list(decode_capture(pcap, keep_segments=True))
         with open(os.path.join(out_dir, f"decoded.{side}.jsonl"), "w") as f:
             for r in records:
-                f.write(json.dumps(r.to_json()) + "\n")
+                f.write(jsondoc.dumps(r.to_json()) + "\n")
         checks: list[Check] = verify(records)
         sides[side] = {
             "pcap": os.path.basename(pcap),
@@ -67,6 +67,7 @@ def run_selfcheck(
         "sides": sides,
         "started": started,
         "seconds": round(time.time() - started, 3),
+        "environment": environment.host(),
     }
     document["ok"] = (
         all(document["data_intact"].values())
@@ -74,5 +75,5 @@ def run_selfcheck(
         and all(s["capture"].get("dropped by kernel", 0) == 0 for s in sides.values())
     )
     with open(os.path.join(out_dir, "selfcheck.json"), "w") as f:
-        json.dump(document, f, indent=2)
+        f.write(jsondoc.dumps(document, indent=2))
     return document

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mbtest.errors import FINDINGS, HARNESS, OK
+from mbtest.jsondoc import schema
 from mbtest.mptcp.options import KIND as MPTCP_KIND
 from mbtest.packet.edit import option_spans
 from mbtest.packet.headers import parse_tcp
@@ -14,7 +16,7 @@ from mbtest.probe.describe import answer, options_short
 from mbtest.probe.diff import diff
 from mbtest.probe.engine import Sweep
 
-SCHEMA = "mbtest.probe/1"
+SCHEMA = schema("probe")
 
 
 def covers(view: View, field: str) -> bool:
@@ -172,3 +174,15 @@ def destination(sweep: Sweep, icmp_from_target: bool) -> dict[str, Any]:
     last = max(sweep.answers, default=0)
     text = f"no answer from the target; hops {last + 1}-{sweep.max_ttl} silent"
     return {**base, "reached": False, "kind": "silence", "text": text}
+
+
+def probe_status(doc: dict[str, Any]) -> int:
+    """The exit status of a probe document (mbtest.errors): 3 when a probe failed (not the
+    path: its own file or the tool), else 1 when the path changed a probe or kept the setup
+    from completing, else 0."""
+    probes = doc.get("probes", [])
+    if any(p.get("error") and not p.get("setup_failed") for p in probes):
+        return HARNESS
+    if any(p.get("first_change") or p.get("setup_failed") for p in probes):
+        return FINDINGS
+    return OK

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import os
 import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from mbtest import jsondoc
 from mbtest.errors import Interrupted, MbtestError, Terminated
 from mbtest.host import netns, owners
 from mbtest.host.paths import OutputError
@@ -162,8 +163,15 @@ def _failed(spec: loader.ProbeSpec, why: str, notes: list[str], started: float) 
     }
 
 
-def run(target: str, options: ProbeOptions, command: str = "") -> dict[str, Any]:
-    """Probe a target with every chosen probe; the schema-versioned result document."""
+def run(
+    target: str,
+    options: ProbeOptions,
+    command: str = "",
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Probe a target with every chosen probe; the schema-versioned result document.
+    ``on_result`` is given, as each probe ends, a document of its own (the same schema,
+    holding that one probe): a stream of complete documents."""
     specs = [loader.load(p) for p in options.probes]
     address, version = resolve(target, options.version)
     netns.require_root()
@@ -171,37 +179,47 @@ def run(target: str, options: ProbeOptions, command: str = "") -> dict[str, Any]
     rng = random.Random(options.seed)
     started, wall = time.monotonic(), datetime.now(UTC)
     results: list[dict] = []
-    routers: set[str] = set()
+    names: dict[str, str] = {}
     io = RawSockets(version)
     stopped: MbtestError | None = None
+
+    def document(probes: list[dict], seconds: float) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "target": {
+                "name": target,
+                "address": address,
+                "port": options.port,
+                "ip_version": version,
+            },
+            "source": source,
+            "mode": "serial" if options.serial else "parallel",
+            "max_ttl": options.max_ttl,
+            "timeout": options.timeout,
+            "tries": options.tries,
+            "started": wall.timestamp(),
+            "seconds": round(seconds, 3),
+            "command": command,
+            "probes": probes,
+        }
+
     try:
         with RstGuard(owners.new_run_id(), version) as guard:
             for spec in specs:
+                probe_started = time.monotonic()
                 result, seen = run_probe(spec, io, guard, address, source, options, rng)
+                if options.resolve_names and seen - names.keys():
+                    names.update(reverse_names(seen - names.keys()))
+                for hop in result["hops"]:
+                    hop["name"] = names.get(hop.get("router") or "")
                 results.append(result)
-                routers |= seen
+                if on_result is not None:
+                    on_result(document([result], time.monotonic() - probe_started))
     except (Interrupted, Terminated) as e:  # what was measured is still written
         stopped = e
     finally:
         io.close()
-    if options.resolve_names and routers and stopped is None:
-        names = reverse_names(routers)
-        for result in results:
-            for hop in result["hops"]:
-                hop["name"] = names.get(hop.get("router") or "")
-    doc = {
-        "schema": SCHEMA,
-        "target": {"name": target, "address": address, "port": options.port, "ip_version": version},
-        "source": source,
-        "mode": "serial" if options.serial else "parallel",
-        "max_ttl": options.max_ttl,
-        "timeout": options.timeout,
-        "tries": options.tries,
-        "started": wall.strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "seconds": round(time.monotonic() - started, 3),
-        "command": command,
-        "probes": results,
-    }
+    doc = document(results, time.monotonic() - started)
     if stopped is not None:
         doc["interrupted"] = f"{stopped}: {len(results)} of {len(specs)} probes ran"
         stopped.document = doc  # type: ignore[attr-defined]
@@ -216,16 +234,16 @@ def write_outputs(doc: dict[str, Any], out_file: str | None, html_file: str | No
     try:
         if out_file:
             with open(out_file, "w") as f:
-                json.dump(doc, f, indent=2)
+                f.write(jsondoc.dumps(doc, indent=2))
         if html_file:
             data_file = out_file or os.path.splitext(html_file)[0] + ".json"
             if not out_file:
                 target = data_file
                 with open(data_file, "w") as f:
-                    json.dump(doc, f, indent=2)
+                    f.write(jsondoc.dumps(doc, indent=2))
             from mbtest.report.render import render  # (jinja2 is loaded only when asked for)
 
             target = html_file
-            render([data_file], html_file, {"command": doc["command"]})
+            render([data_file], html_file)
     except OSError as e:
         raise OutputError(f"the result could not be written to {target}: {e.strerror}") from None

@@ -7,6 +7,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from mbtest import jsondoc
+
 WIDTH, ROW, TOP = 760, 22, 40
 COLUMNS = {"client": 90, "middlebox": 380, "server": 670}
 MAX_ROWS = 60
@@ -32,7 +34,7 @@ def _style(event: dict[str, Any], vanished: bool) -> str:
 def ladder_svg(client_timeline: dict[str, Any], server_timeline: dict[str, Any]) -> str:
     """An SVG ladder from the two endpoint captures' timelines (empty string if no events)."""
     events = _events(client_timeline, "client") + _events(server_timeline, "server")
-    events.sort(key=lambda e: e.get("time", 0))
+    events.sort(key=lambda e: jsondoc.epoch(e.get("time")) or 0.0)
     if not events:
         return ""
     shown = events[:MAX_ROWS]

@@ -7,18 +7,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 from collections import Counter
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 from urllib.parse import quote
 
 import jinja2
 from markupsafe import Markup
 
-from mbtest import __version__
+from mbtest import __version__, jsondoc
 from mbtest.errors import MbtestError
+from mbtest.jsondoc import is_schema
 from mbtest.report.ladder import ladder_svg
 
 VERDICTS = (
@@ -33,9 +32,6 @@ VERDICTS = (
 TEMPLATE = "report.html.j2"  # in mbtest/report/templates/, shipped as package data
 
 
-PROBE_SCHEMA = "mbtest.probe/1"
-
-
 def load_results(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
     """(directory of the results file, cell) for every matrix cell of the files given."""
     return load_all(paths)[0]
@@ -45,8 +41,11 @@ def load_all(paths: list[str]) -> tuple[list[tuple[str, dict[str, Any]]], list[d
     """Matrix cells (results.jsonl files or their directories) and probe documents (JSON)."""
     cells, probes = [], []
     for path in paths:
-        if os.path.isdir(path):
-            path = os.path.join(path, "results.jsonl")
+        if os.path.isdir(path):  # a matrix's folder, or a single run's (mbtest run)
+            lines_file, cell_file = (os.path.join(path, n) for n in ("results.jsonl", "cell.json"))
+            if not os.path.exists(lines_file) and not os.path.exists(cell_file):
+                raise MbtestError(f"{path} holds no results (results.jsonl or cell.json)")
+            path = lines_file if os.path.exists(lines_file) else cell_file
         if not os.path.exists(path):
             raise MbtestError(f"{path}: no such results file")
         if not os.path.isfile(path):
@@ -60,12 +59,21 @@ def load_all(paths: list[str]) -> tuple[list[tuple[str, dict[str, Any]]], list[d
         if document is not None:
             probes.append(document)
             continue
+        whole = _whole_cell(text)
+        if whole is not None:  # a single run's cell.json: its evidence is beside it
+            folder = os.path.dirname(os.path.abspath(path))
+            whole["dir"] = os.path.basename(folder)
+            cells.append((os.path.dirname(folder), whole))
+            continue
         lines = [line for line in text.splitlines() if line.strip()]
         for number, line in enumerate(lines, 1):
             try:
                 cell = json.loads(line)
             except ValueError:
                 raise MbtestError(f"{path} line {number} is not JSON") from None
+            if isinstance(cell, dict) and is_schema(cell.get("schema"), "probe"):
+                probes.append(_probe_document(line))  # probe --json: a document a line
+                continue
             problem = _cell_problem(cell)
             if problem:
                 raise MbtestError(f"{path} line {number} is not an mbtest cell result: {problem}")
@@ -73,6 +81,22 @@ def load_all(paths: list[str]) -> tuple[list[tuple[str, dict[str, Any]]], list[d
     if not cells and not probes:
         raise MbtestError(f"{', '.join(paths)} holds no cell or probe result: nothing to report")
     return cells, probes
+
+
+def _whole_cell(text: str) -> dict[str, Any] | None:
+    """A cell result written as one indented document (cell.json), or None."""
+    if "\n" not in text.strip():
+        return None  # a one-line file is read as JSON lines
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and is_schema(doc.get("schema"), "cell"):
+        problem = _cell_problem(doc)
+        if problem:
+            raise MbtestError(f"a cell result that cannot be used: {problem}")
+        return doc
+    return None
 
 
 def _cell_problem(cell: Any) -> str | None:
@@ -103,7 +127,7 @@ def _probe_document(text: str) -> dict[str, Any] | None:
         doc = json.loads(text)
     except ValueError:
         return None
-    if not isinstance(doc, dict) or doc.get("schema") != PROBE_SCHEMA:
+    if not isinstance(doc, dict) or not is_schema(doc.get("schema"), "probe"):
         return None
     if not isinstance(doc.get("probes"), list) or not isinstance(doc.get("target"), dict):
         raise MbtestError("a probe result without its target or probes")
@@ -206,7 +230,17 @@ def _cell_view(base: str, cell: dict[str, Any], out_dir: str) -> dict[str, Any]:
         "counters": run.get("counters", {}),
         "sockets": run.get("sockets", {}),
         "seconds": cell.get("seconds"),
+        "nodes": _nodes(cell),
     }
+
+
+def _nodes(cell: dict[str, Any]) -> dict[str, Any]:
+    """The MPTCP sysctls each endpoint's namespace ran with (recorded by the run)."""
+    env = cell.get("environment")
+    nodes = env.get("nodes") if isinstance(env, dict) else None
+    if not isinstance(nodes, dict):
+        return {}
+    return {str(k): v for k, v in nodes.items() if isinstance(v, dict)}
 
 
 def _variant(scenario: dict[str, Any]) -> str:
@@ -234,33 +268,57 @@ def _short_label(cell: dict[str, Any]) -> str:
     return cell["verdict"]
 
 
-def environment() -> dict[str, str]:
-    def version(name: str) -> str:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return "?"
+def run_descriptions(
+    loaded: list[tuple[str, dict[str, Any]]], probe_docs: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """What each run behind the report was measured on, from its own documents (matrix.json
+    beside each results file, a shard each; the probe documents), never from the machine
+    that renders the report."""
+    runs = []
+    for base in dict.fromkeys(b for b, _ in loaded):
+        meta = _read_json(os.path.join(base, "matrix.json"))
+        if not meta:
+            cells = [c for b, c in loaded if b == base]
+            env = next(
+                (c["environment"] for c in cells if isinstance(c.get("environment"), dict)), {}
+            )
+            meta = {"environment": env}
+        runs.append(_description(os.path.basename(base), meta))
+    for doc in probe_docs:
+        runs.append(_description(f"probe {doc['target'].get('name')}", doc))
+    return runs
 
-    sysctls = {}
-    for key in ("enabled", "checksum_enabled", "add_addr_timeout", "pm_type"):
-        try:
-            with open(f"/proc/sys/net/mptcp/{key}") as f:
-                sysctls[key] = f.read().strip()
-        except OSError:
-            continue
+
+def _description(label: str, meta: dict[str, Any]) -> dict[str, Any]:
+    env = meta.get("environment") if isinstance(meta.get("environment"), dict) else {}
+    shown: dict[str, str] = {}
+    if meta.get("shard") and meta.get("shard") != "1/1":
+        part, whole = len(meta.get("cells", [])), len(meta.get("selection", []))
+        shown["shard"] = f"{meta['shard']} ({part} of {whole} cells)"
+    if meta.get("complete") is False:
+        shown["complete"] = "no: stopped before every cell ran (mbtest matrix --resume)"
+    if env.get("kernel") or meta.get("kernel"):
+        shown["kernel"] = str(env.get("kernel") or meta.get("kernel"))
+    if isinstance(env.get("mptcp_sysctls"), dict):
+        shown["host mptcp sysctls"] = jsondoc.plain({k: v for k, v in env["mptcp_sysctls"].items()})
+    if isinstance(env.get("versions"), dict):
+        shown["versions"] = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    if not env:
+        shown["environment"] = "not recorded (a result written before schema version 2)"
     return {
-        "kernel": platform.release(),
-        "mptcp sysctls": ", ".join(f"{k}={v}" for k, v in sysctls.items()) or "none",
-        "mbtest": __version__,
-        "scapy": version("scapy"),
-        "pyroute2": version("pyroute2"),
-        "python": platform.python_version(),
+        "label": label,
+        "command": meta.get("command") or env.get("command"),
+        "started_text": _when(meta.get("started")),
+        "seconds": meta.get("seconds"),
+        "shown": shown,
     }
 
 
-def render(paths: list[str], out_file: str, meta: dict[str, Any] | None = None) -> str:
-    """Write the report and return its path."""
+def render(paths: list[str], out_file: str) -> str:
+    """Write the report and return its path: the cells in grid order (their folders are
+    numbered by position, the same in every shard), each run's own description."""
     loaded, probe_docs = load_all(paths)
+    loaded.sort(key=lambda item: _position(item[1]))
     out_dir = os.path.dirname(os.path.abspath(out_file))
     cells = [_cell_view(base, cell, out_dir) for base, cell in loaded]
     counts = Counter(c["verdict"] for c in cells)
@@ -272,14 +330,6 @@ def render(paths: list[str], out_file: str, meta: dict[str, Any] | None = None) 
         overall = "deviates"
     else:
         overall = "as-expected"
-    if probe_docs and not meta:
-        first = probe_docs[0]
-        meta = {
-            "command": first.get("command"),
-            "started_text": first.get("started"),
-            "started": True,
-            "seconds": first.get("seconds"),
-        }
     behaviours = list(dict.fromkeys(c["behaviour"] for c in cells))
     variants = list(dict.fromkeys(c["variant"] for c in cells))
     grid: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -288,6 +338,7 @@ def render(paths: list[str], out_file: str, meta: dict[str, Any] | None = None) 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("mbtest.report", "templates"), autoescape=True
     )
+    env.filters["show"] = jsondoc.plain
     html = env.get_template(TEMPLATE).render(
         cells=cells,
         counts={v: counts.get(v, 0) for v in VERDICTS},
@@ -296,8 +347,8 @@ def render(paths: list[str], out_file: str, meta: dict[str, Any] | None = None) 
         variants=variants,
         grid=grid,
         verdicts=VERDICTS,
-        meta=meta or {},
-        environment=environment(),
+        runs=run_descriptions(loaded, probe_docs),
+        version=__version__,
         probe_docs=probe_docs,
         probe_counts={"probes": len(probes), "changed": changed},
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
@@ -307,19 +358,24 @@ def render(paths: list[str], out_file: str, meta: dict[str, Any] | None = None) 
     return out_file
 
 
+def _when(value: Any) -> str | None:
+    """A point in time from a document (RFC 3339, or epoch seconds in version 1 files; a
+    version 1 probe wrote its own text), shown in UTC."""
+    seconds = jsondoc.epoch(value)
+    if seconds is None:
+        return value if isinstance(value, str) else None
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _position(cell: dict[str, Any]) -> tuple[int, str]:
+    """A cell's place in the grid, from its folder's number (000-name), else last."""
+    folder = cell.get("dir") if isinstance(cell.get("dir"), str) else ""
+    number = folder.split("-", 1)[0]
+    return (int(number) if number.isdigit() else 1 << 30, folder)
+
+
 def render_results(paths: list[str], out_file: str | None = None) -> str:
-    """The report of results files, with the run's own description (matrix.json) when it is
-    beside the first one; written beside the first results unless ``out_file`` says where."""
+    """The report of results files, written beside the first one unless ``out_file`` says
+    where."""
     first = paths[0] if os.path.isdir(paths[0]) else os.path.dirname(os.path.abspath(paths[0]))
-    meta_path = os.path.join(first, "matrix.json")
-    meta: dict[str, Any] = {}
-    if os.path.exists(meta_path):
-        try:
-            with open(meta_path) as f:
-                meta = json.load(f)
-        except (OSError, ValueError) as e:
-            raise MbtestError(f"{meta_path} cannot be read: {e}") from None
-        meta["started_text"] = datetime.fromtimestamp(meta.get("started", 0)).strftime(
-            "%Y-%m-%d %H:%M:%S"
-        )
-    return render(paths, out_file or os.path.join(first, "report.html"), meta)
+    return render(paths, out_file or os.path.join(first, "report.html"))

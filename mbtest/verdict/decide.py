@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from mbtest.verdict import facts as F
-from mbtest.verdict.expect import OPERATORS, Check, Expectation, Outcome
+from mbtest.verdict.expect import OPERATORS, Check, Expectation, Outcome, said
 from mbtest.verdict.facts import Fact
 
 VERDICTS = (
@@ -32,7 +32,7 @@ def _failing(checks: tuple[Check, ...], facts: dict[str, Fact]) -> list[str]:
     for name, op, operand in checks:
         fact = facts[name]
         if not OPERATORS[op](fact.value, operand):
-            out.append(f"{name} is {fact.value!r}, expected {op} {operand!r} ({fact.evidence})")
+            out.append(f"{said(name, fact.value, op, operand)} ({fact.evidence})")
     return out
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mbtest.jsondoc import plain
 from mbtest.verdict import facts as F
 
 Check = tuple[str, str, Any]
@@ -30,6 +31,22 @@ OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "any-of": lambda value, operand: bool(set(value) & set(operand)),  # lists intersect
     "starts": lambda value, operand: any(str(v).startswith(operand) for v in value),
 }
+# how a check reads: "stalled is true, expected false"; "mp_fail_sent is 0, expected >= 1"
+SAID = {
+    "eq": "",
+    "ge": ">= ",
+    "le": "<= ",
+    "has": "to include ",
+    "lacks": "not to include ",
+    "nonempty": "non-empty: ",
+    "any-of": "one of ",
+    "starts": "one starting with ",
+}
+
+
+def said(name: str, value: Any, op: str, operand: Any) -> str:
+    """A failed check in words."""
+    return f"{name} is {plain(value)}, expected {SAID[op]}{plain(operand)}"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mbtest.verdict import facts as F
-from mbtest.verdict.expect import OPERATORS, Check
+from mbtest.verdict.expect import OPERATORS, Check, said
 from mbtest.verdict.facts import Fact
 
 SELFTEST = "Linux selftests, tools/testing/selftests/net/mptcp/mptcp_join.sh"
@@ -135,7 +135,7 @@ def compare(scenario: Any, facts: dict[str, Fact]) -> list[dict[str, Any]]:
     for ref in applicable(scenario.name):
         missing = [name for name, _, _ in ref.expects if name not in facts]
         differs = [
-            f"{name} is {facts[name].value!r}, expected {op} {operand!r}"
+            said(name, facts[name].value, op, operand)
             for name, op, operand in ref.expects
             if name in facts and not OPERATORS[op](facts[name].value, operand)
         ]

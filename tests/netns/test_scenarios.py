@@ -160,7 +160,7 @@ def test_matrix_command_writes_results_and_exit_status(tmp_path):
     assert run_.returncode == 0, run_.stderr
     (line,) = (tmp_path / "results.jsonl").read_text().splitlines()
     cell = json.loads(line)
-    assert cell["schema"] == "mbtest.cell/1" and cell["verdict"] == "as-expected"
+    assert cell["schema"] == "mbtest.cell/2" and cell["verdict"] == "as-expected"
     assert (tmp_path / cell["dir"] / "client.pcap").exists()
     assert json.loads((tmp_path / "matrix.json").read_text())["verdicts"] == {"as-expected": 1}
 
@@ -196,7 +196,8 @@ def test_ctrl_c_stops_the_matrix_and_keeps_finished_results(tmp_path):
     "args,message",
     [
         (["--middlebox", "frob"], "unknown middlebox behaviour 'frob'"),
-        (["--topology", "nowhere"], "no cell of the matrix matches these filters"),
+        (["--topology", "nowhere"], "unknown topology 'nowhere'"),
+        (["--topology", "long-path"], "no cell of the matrix matches these filters"),
     ],
 )
 def test_matrix_bad_filters_are_one_line(args, message):

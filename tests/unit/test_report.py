@@ -47,9 +47,22 @@ def results_dir(tmp_path, evil=False):
 
 
 def test_report_has_header_grid_cells_facts_ladders_and_pcap_links(tmp_path):
-    out = render(
-        [str(results_dir(tmp_path))], str(tmp_path / "report.html"), {"command": "mbtest matrix"}
-    )
+    base = results_dir(tmp_path)
+    meta = {  # what the matrix writes beside its results: the run's own environment
+        "schema": "mbtest.matrix/2",
+        "started": "2026-11-30T03:18:22.500000Z",
+        "command": "mbtest matrix --ip 4",
+        "environment": {
+            "kernel": "9.9.9-recorded",
+            "mptcp_sysctls": {"checksum_enabled": "0"},
+            "versions": {"pyroute2": "0.0-recorded"},
+            "command": "mbtest matrix --ip 4",
+        },
+        "shard": "1/1",
+        "complete": True,
+    }
+    (base / "matrix.json").write_text(json.dumps(meta))
+    out = render([str(base)], str(tmp_path / "report.html"))
     html = Path(out).read_text()
     assert "MPTCP interference report" in html and 'class="overall ov-deviates"' in html
     counts = ((5, "as-expected"), (1, "permitted-variant"), (2, "deviates"), (1, "inconclusive"),
@@ -64,7 +77,10 @@ def test_report_has_header_grid_cells_facts_ladders_and_pcap_links(tmp_path):
     assert "client.MPCapableFallbackSYNACK+1" in html  # a fact's evidence
     assert html.count("<svg") >= 5 and 'class="arrow alarm"' in html  # ladders, MP_FAIL/RST marked
     assert 'href="strip-mpc-syn-nop/client.pcap"' in html
-    assert "kernel" in html and "pyroute2" in html and "mbtest matrix" in html
+    # the header describes the run (its kernel and versions), not the rendering machine
+    assert "9.9.9-recorded" in html and "pyroute2 0.0-recorded" in html
+    assert "mbtest matrix --ip 4" in html and "2026-11-30 03:18:22 UTC" in html
+    assert "True" not in html.replace("TrueType", "") and "{&#39;" not in html  # no reprs
 
 
 def test_report_is_self_contained_and_renders_hostile_text_inert(tmp_path):
