@@ -79,7 +79,7 @@ def run_command(
     """Run one scenario (a TOML/JSON file, a cell of the matrix, or the options) and print its
     verdict with evidence."""
     from mbtest import jsondoc
-    from mbtest.cli.ui import print_cell, say_where
+    from mbtest.cli.ui import print_cell
     from mbtest.errors import MbtestError
     from mbtest.experiment import grid
     from mbtest.experiment import scenario as scenarios
@@ -110,8 +110,6 @@ def run_command(
         )
     say_if_no_fast_path(list(scenario.middleboxes.values()))
     with results_dir(out_dir) as out_dir:
-        if not quiet:
-            say_where(out_dir, f"{repeat} runs" if repeat > 1 else "")
         result = run_repeated(scenario, out_dir, repeat)
     if as_json:
         click.echo(jsondoc.dumps(result))

@@ -38,13 +38,12 @@ def selfcheck(
     Exit status: 0 every check holds, 1 a mismatch (0 with --no-fail), 2 usage error,
     3 harness error."""
     from mbtest import jsondoc
-    from mbtest.cli.ui import print_selfcheck, say_where
+    from mbtest.cli.ui import print_selfcheck
     from mbtest.errors import FINDINGS, OK
     from mbtest.experiment.output import results_dir
     from mbtest.experiment.selfcheck import run_selfcheck
 
     with results_dir(out_dir) as out_dir:
-        say_where(out_dir)
         version = 6 if ipv6 else 4
         document = run_selfcheck(out_dir, ip_version=version, checksums=checksum, size=size)
     if as_json:

@@ -205,7 +205,7 @@ def topo_run(
     as_json,
 ) -> None:
     """Build NAME, run traffic between its MPTCP client and server, gather the evidence."""
-    from mbtest.cli.ui import print_run, say_where
+    from mbtest.cli.ui import print_run
     from mbtest.experiment.output import results_dir
     from mbtest.experiment.run import RunConfig, run_on_topology
     from mbtest.testbed import topology
@@ -222,7 +222,6 @@ def topo_run(
     placed_specs = middleboxes(placed)
     say_if_no_fast_path(list(placed_specs.values()))
     with results_dir(out_dir) as out_dir:
-        say_where(out_dir)
         doc = run_on_topology(topo_, config, placed_specs, out_dir)
     if as_json:
         click.echo(jsondoc.dumps(doc))

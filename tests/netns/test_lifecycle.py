@@ -112,6 +112,7 @@ def test_mptcp_disabled_is_one_clear_line_and_leaves_nothing(tmp_path):
             capture_output=True,
             text=True,
             timeout=60,
+            cwd=tmp_path,  # the default reports/ folder: it must not be made for nothing
         )
     finally:
         with open(path, "w") as f:
@@ -122,6 +123,7 @@ def test_mptcp_disabled_is_one_clear_line_and_leaves_nothing(tmp_path):
         == "mbtest: MPTCP is disabled on this machine: run sysctl -w net.mptcp.enabled=1\n"
     )
     assert set(netns.listed()) == before
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_mptcp_disabled_in_a_node_is_one_clear_line(tmp_path):
@@ -138,9 +140,10 @@ def test_mptcp_disabled_in_a_node_is_one_clear_line(tmp_path):
     assert set(netns.listed()) == before
 
 
-def test_not_root_is_one_clear_line(monkeypatch, capsys):
+def test_not_root_is_one_clear_line(monkeypatch, capsys, tmp_path):
     from mbtest import cli
 
+    monkeypatch.chdir(tmp_path)  # the default reports/ folder: it must not be made for nothing
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setattr(sys, "argv", ["mbtest", "topo", "run", "single-path"])
     before = set(netns.listed())
@@ -152,6 +155,7 @@ def test_not_root_is_one_clear_line(monkeypatch, capsys):
         == "mbtest: mbtest needs root for network namespaces: run it with sudo\n"
     )
     assert set(netns.listed()) == before
+    assert list(tmp_path.iterdir()) == []
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
