@@ -4,8 +4,9 @@ does). Original packets are dropped and the reshaped ones injected, in order."""
 
 from __future__ import annotations
 
+import bisect
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mbtest.middlebox.base import (
     ACCEPT,
@@ -179,27 +180,68 @@ class Coalesce(Behaviour):
         return out
 
 
-@dataclass
 class _Rewrites:
-    """Where a flow direction's bytes moved: (original seq, original length, new length)."""
+    """Where a flow direction's bytes moved, as edits kept sorted with running totals, so
+    that a segment costs a binary search whatever the flow's history (a long rewritten flow
+    must not slow the middlebox down). Sequence numbers are unwrapped into 64-bit positions
+    relative to the latest one seen, so flows past 4 GiB stay right."""
 
-    edits: list[tuple[int, int, int]] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.starts: list[int] = []  # original starts, sorted
+        self.ends: list[int] = []  # original ends (start + original length)
+        self.deltas: list[int] = []  # new length - original length
+        self.shift_after: list[int] = []  # the total length change up to and including i
+        self.new_ends: list[int] = []  # where edit i ends in the rewritten space
+        self._known: set[int] = set()
+        self._seq = _Unwrap()
+
+    def __bool__(self) -> bool:
+        return bool(self.starts)
+
+    def known(self, seq: int) -> bool:
+        """Whether a segment starting at SEQ was rewritten before (a retransmission)."""
+        return self._seq.peek(seq) in self._known
+
+    def add(self, seq: int, old: int, new: int) -> None:
+        start = self._seq.unwrap(seq)
+        self._known.add(start)
+        at = bisect.bisect_right(self.starts, start)
+        self.starts.insert(at, start)
+        self.ends.insert(at, start + old)
+        self.deltas.insert(at, new - old)
+        self.shift_after.insert(at, 0)
+        self.new_ends.insert(at, 0)
+        for i in range(at, len(self.starts)):  # only the last one when segments come in order
+            self.shift_after[i] = (self.shift_after[i - 1] if i else 0) + self.deltas[i]
+            self.new_ends[i] = self.ends[i] + self.shift_after[i]
 
     def shift_before(self, seq: int) -> int:
         """How far an original sequence number moved (edits wholly before it)."""
-        return sum(new - old for start, old, new in self.edits if _before(start + old, seq + 1))
+        k = bisect.bisect_right(self.ends, self._seq.unwrap(seq))
+        return self.shift_after[k - 1] if k else 0
 
     def unshift_ack(self, ack: int) -> int:
         """An acknowledgement in the rewritten space, back in the original space."""
-        delta = 0
-        for start, old, new in self.edits:
-            if _before(start + delta + new, ack + 1):
-                delta += new - old
-        return (ack - delta) & 0xFFFFFFFF
+        k = bisect.bisect_right(self.new_ends, self._seq.peek(ack))
+        return (ack - (self.shift_after[k - 1] if k else 0)) & 0xFFFFFFFF
 
 
-def _before(a: int, b: int) -> bool:
-    return ((b - a) & 0xFFFFFFFF) < (1 << 31) and a != b
+class _Unwrap:
+    """32-bit sequence numbers as 64-bit positions, relative to the latest one seen."""
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+
+    def peek(self, value: int) -> int:
+        if self.last is None:
+            return value
+        delta = (value - self.last) & 0xFFFFFFFF
+        return self.last + (delta - (1 << 32) if delta >= 1 << 31 else delta)
+
+    def unwrap(self, value: int) -> int:
+        position = self.peek(value)
+        self.last = position if self.last is None else max(self.last, position)
+        return position
 
 
 class PayloadRewrite(Behaviour):
@@ -254,20 +296,20 @@ class PayloadRewrite(Behaviour):
         original_seq = pkt.seq
         payload = bytes(pkt.payload)
         find, replace = self.find.encode(), self.replace.encode()
-        known = any(start == original_seq for start, _, _ in own.edits)  # a retransmission
+        known = own.known(original_seq)  # a retransmission
         wanted = not self.segment or ctx.data_index == self.segment or known
         new_payload = payload.replace(find, replace) if wanted and find in payload else payload
         fits = len(pkt.buf) + len(new_payload) - len(payload) <= self.egress_mtu
         if new_payload != payload and fits and direction_matches(self.direction, ctx.direction):
             if not known:
-                own.edits.append((original_seq, len(payload), len(new_payload)))
+                own.add(original_seq, len(payload), len(new_payload))
             pkt.payload = new_payload
             changes.append(change(ctx, pkt, "payload (rewrite)", payload, new_payload))
         shift = own.shift_before(original_seq)
         if shift:
             pkt.seq = original_seq + shift
             changes.append(change(ctx, pkt, "tcp.seq", original_seq, pkt.seq))
-        if pkt.is_ack and other.edits:
+        if pkt.is_ack and other:
             ack = other.unshift_ack(pkt.ack)
             if ack != pkt.ack:
                 changes.append(change(ctx, pkt, "tcp.ack", pkt.ack, ack))
