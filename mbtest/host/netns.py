@@ -17,8 +17,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from pyroute2 import netns as _pyroute2_netns
-
 from mbtest.errors import EnvironmentProblem, MbtestError
 from mbtest.host import signals
 
@@ -73,7 +71,9 @@ def create(name: str) -> None:
     require_root()
     if exists(name):
         raise MbtestError(f"network namespace {name} already exists")
-    _pyroute2_netns.create(name)
+    from pyroute2 import netns as pyroute2_netns  # (heavy: loaded when a testbed is built)
+
+    pyroute2_netns.create(name)
 
 
 def pids(name: str) -> list[int]:
@@ -104,7 +104,9 @@ def remove(name: str, grace: float = 1.0) -> list[int]:
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and any(alive(p) for p in victims):
             time.sleep(0.02)
-    _pyroute2_netns.remove(name)
+    from pyroute2 import netns as pyroute2_netns
+
+    pyroute2_netns.remove(name)
     return victims
 
 

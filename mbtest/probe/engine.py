@@ -62,10 +62,13 @@ class Sweep:
     last_arrival: float = 0.0
     packets_sent: int = 0
     rounds: int = 0
+    slot: int = 0  # this sweep's share of the IP ID / flow label space, when sweeps run
+    slots: int = 1  # side by side: shares never overlap, so no sweep claims another's quote
+    hint: PathHint | None = None  # what the sweeps of one run learnt about the path
 
     def __post_init__(self) -> None:
-        span = 0xFFFF if self.segment.version == 4 else 0xFFFFF
-        self.id_base = self.rng.randrange(1, span - self.max_ttl)
+        share = (0xFFFF if self.segment.version == 4 else 0xFFFFF) // self.slots
+        self.id_base = self.slot * share + self.rng.randrange(1, share - self.max_ttl)
         self.tsval_base = None
         if self.segment.vary == "tsval" and self.segment.ts_offset is not None:
             self.tsval_base = struct.unpack_from(
@@ -95,13 +98,13 @@ class Sweep:
         fields = view.ip_fields()
         if fields.get("dst") != seg.dst and view.dport != seg.dport:
             return None  # (the source is not checked: a NAT may have rewritten both halves)
-        candidates = []
-        if view.ip_id is not None:
-            candidates.append(view.ip_id - self.id_base)
+        candidates = []  # the 32-bit keys first: random per sweep, they tell sweeps apart
         if seg.vary == "seq" and view.seq is not None:
             candidates.append((view.seq - seg.seq) & 0xFFFFFFFF)
         if self.tsval_base is not None and (tsval := view.tsval()) is not None:
             candidates.append((tsval - self.tsval_base) & 0xFFFFFFFF)
+        if view.ip_id is not None:  # (when a middlebox rewrote them)
+            candidates.append(view.ip_id - self.id_base)
         return next((t for t in map(self._in_range, candidates) if t), None)
 
     def match_reply(self, seg: TcpSegment) -> int | None:
@@ -140,6 +143,8 @@ class Sweep:
                 self.malformed.append(str(e))
                 return
             ttl = self.match_reply(arrival.tcp)
+            if ttl is not None and self.hint is not None:
+                self.hint.learn(ttl)
             rtt = arrival.time - self.sent[ttl][0] if ttl in self.sent else None
             self.replies.append(Reply(ttl, rtt, arrival.tcp))
             self.last_arrival = arrival.time
@@ -182,6 +187,21 @@ class Sweep:
         return ttl in self.answers or (end is not None and end <= ttl)
 
 
+@dataclass
+class PathHint:
+    """The destination's distance, learnt by the first sweep that saw the target answer:
+    sweeps that start later send no TTL beyond it (a SYN there only costs a RST)."""
+
+    distance: int | None = None
+
+    def learn(self, ttl: int) -> None:
+        """The target answered the packet sent with this TTL."""
+        self.distance = ttl if self.distance is None else min(self.distance, ttl)
+
+    def beyond(self, ttl: int) -> bool:
+        return self.distance is not None and ttl > self.distance
+
+
 # --- drivers -------------------------------------------------------------------------------
 
 
@@ -192,11 +212,14 @@ def _collect(io, sweep: Sweep, until: float) -> None:
 
 
 def parallel(io, sweep: Sweep, timeout: float, tries: int, pace: float = 0.001) -> None:
-    """All TTLs at once, then the silent ones again, `tries` rounds at most."""
+    """All TTLs at once (stopping at the destination's distance as soon as any sweep of the
+    run has seen the target answer), then the silent ones again, `tries` rounds at most."""
     to_send = list(range(1, sweep.max_ttl + 1))
     while to_send and sweep.rounds < tries:
         sweep.rounds += 1
         for ttl in to_send:
+            if sweep.hint is not None and sweep.hint.beyond(ttl):
+                break  # the target already answered a smaller TTL: nothing to learn there
             sweep.send(io, ttl)
             for arrival in io.poll():
                 sweep.feed(arrival)

@@ -9,6 +9,8 @@ owner process (pid and start time), so ``mbtest cleanup`` removes those of a kil
 
 from __future__ import annotations
 
+import threading
+
 from mbtest.host.netfilter import TOOLS, RuleOwner, owner_comment
 
 MARK = 0x6D62  # "mb": set on the probe's own packets (SO_MARK), never dropped
@@ -21,8 +23,13 @@ class RstGuard:
         self.tool = TOOLS[0] if version == 4 else TOOLS[1]
         self.comment = owner_comment("probe", run_id)
         self.rules = RuleOwner()
+        self._lock = threading.Lock()  # probes side by side add rules from their threads
 
     def protect(self, src: str, sport: int, dst: str, dport: int) -> None:
+        with self._lock:
+            self._add(src, sport, dst, dport)
+
+    def _add(self, src: str, sport: int, dst: str, dport: int) -> None:
         self.rules.add(
             self.tool,
             [

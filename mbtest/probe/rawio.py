@@ -7,12 +7,15 @@ replies are read with deadlines only (select), never with a blocking read.
 
 from __future__ import annotations
 
+import os
+import queue
 import select
 import socket
+import threading
 import time
 from dataclasses import dataclass
 
-from mbtest.errors import EnvironmentProblem, PacketError
+from mbtest.errors import EnvironmentProblem, MbtestError, PacketError
 from mbtest.packet.headers import TcpSegment, parse_tcp, parse_tcp_segment
 from mbtest.packet.quote import IcmpError, parse_icmp, strip_ipv4_header
 from mbtest.probe.guard import MARK
@@ -57,6 +60,8 @@ class RawSockets:
             self.tcp = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_TCP)
         except PermissionError:
             raise EnvironmentProblem("probing needs root (raw sockets): run it with sudo") from None
+        self.sent_any = False
+        self.first_sent: float | None = None
         self.sender.setsockopt(socket.SOL_SOCKET, SO_MARK, MARK)
         for sock in (self.icmp, self.tcp):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -66,7 +71,13 @@ class RawSockets:
         """Send one packet; returns when it left (monotonic seconds)."""
         sent_at = time.monotonic()
         self.sender.sendto(packet, (dst, 0))
+        if not self.sent_any:
+            self.sent_any, self.first_sent = True, _process_age()
         return sent_at
+
+    def first_packet_after_start(self) -> float | None:
+        """Seconds from the process's start to its first packet sent (None: none sent)."""
+        return None if self.first_sent is None else round(self.first_sent, 3)
 
     def receive(self, until: float) -> list[Arrival]:
         """Everything that arrives before `until` (monotonic), returning at the first batch."""
@@ -100,3 +111,96 @@ class RawSockets:
     def close(self) -> None:
         for sock in (self.sender, self.icmp, self.tcp):
             sock.close()
+
+
+def _process_age() -> float | None:
+    """How long this process has run, from the kernel's record of its start (so that time
+    spent importing before ``main`` counts too)."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class ProbeAbandoned(MbtestError):
+    """The run stopped (another probe failed, or a signal): this probe stops too."""
+
+
+class Fanout:
+    """One reader of the raw sockets for probes that run side by side: every arrival is put
+    in every probe's inbox, so one probe's wait never swallows another's answers (each probe
+    keeps only what matches its own ports and keys). The reader stops with ``close``."""
+
+    TICK = 0.05  # how often the reader looks whether it should stop
+
+    def __init__(self, io: RawSockets):
+        self.io = io
+        self.version = io.version
+        self._inboxes: list[queue.SimpleQueue[list[Arrival]]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="probe-reader", daemon=True)
+        self._reader.start()
+
+    def view(self) -> ProbeView:
+        inbox: queue.SimpleQueue[list[Arrival]] = queue.SimpleQueue()
+        with self._lock:
+            self._inboxes.append(inbox)
+        return ProbeView(self, inbox)
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select([self.io.icmp, self.io.tcp], [], [], self.TICK)
+                arrivals = [a for sock in ready for a in self.io._drain(sock)]
+            except (OSError, ValueError):  # the sockets were closed under us: the run is over
+                return
+            if arrivals:
+                with self._lock:
+                    for inbox in self._inboxes:
+                        inbox.put(arrivals)
+
+    @property
+    def closed(self) -> bool:
+        return self._stop.is_set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._reader.join(timeout=1.0)
+
+
+class ProbeView:
+    """What one probe of a concurrent run sees: the RawSockets interface over its inbox."""
+
+    def __init__(self, fanout: Fanout, inbox: queue.SimpleQueue[list[Arrival]]):
+        self._fanout = fanout
+        self._inbox = inbox
+        self.version = fanout.version
+
+    def send(self, packet: bytes, dst: str) -> float:
+        return self._fanout.io.send(packet, dst)
+
+    def receive(self, until: float) -> list[Arrival]:
+        """Everything that arrives before `until`, returning at the first batch; it wakes
+        at least every TICK so that the probe's own loop can see a signal."""
+        if self._fanout.closed:
+            raise ProbeAbandoned("the probe run stopped")
+        left = until - time.monotonic()
+        if left <= 0:
+            return self.poll()
+        try:
+            out = self._inbox.get(timeout=min(left, Fanout.TICK))
+        except queue.Empty:
+            return []
+        return out + self.poll()
+
+    def poll(self) -> list[Arrival]:
+        out: list[Arrival] = []
+        while True:
+            try:
+                out += self._inbox.get_nowait()
+            except queue.Empty:
+                return out

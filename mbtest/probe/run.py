@@ -5,25 +5,28 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
+import queue
 import random
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from mbtest import jsondoc
 from mbtest.errors import Interrupted, MbtestError, Terminated
-from mbtest.host import netns, owners
+from mbtest.host import netns, owners, signals
 from mbtest.host.paths import OutputError
 from mbtest.probe import engine, loader
 from mbtest.probe.guard import RstGuard
-from mbtest.probe.rawio import RawSockets
+from mbtest.probe.rawio import Fanout, ProbeView, RawSockets
 from mbtest.probe.result import SCHEMA, probe_result
-from mbtest.probe.session import ProbeSetupError, Session
+from mbtest.probe.session import ProbeSetupError, Session, TargetState
 from mbtest.probe.wire import Segment
 
 
@@ -67,10 +70,21 @@ def resolve(target: str, version: int | None) -> tuple[str, int]:
 
 
 def _local_broadcasts() -> set[str]:
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        return {a.get_attr("IFA_BROADCAST") for a in ipr.get_addr(family=socket.AF_INET)} - {None}
+    """The IPv4 broadcast addresses of this host's interfaces (``ip -j``: a few
+    milliseconds, where loading a netlink library would delay the first probe)."""
+    try:
+        done = subprocess.run(
+            ["ip", "-j", "-4", "addr"], capture_output=True, text=True, timeout=5, check=True
+        )
+        links = json.loads(done.stdout or "[]")
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return set()
+    return {
+        info["broadcast"]
+        for link in links
+        for info in link.get("addr_info", [])
+        if isinstance(info, dict) and info.get("broadcast")
+    }
 
 
 def source_for(address: str, version: int) -> str:
@@ -119,8 +133,14 @@ def run_probe(
     source: str,
     options: ProbeOptions,
     rng: random.Random,
+    together: Together | None = None,
+    slot: int = 0,
 ) -> tuple[dict, set[str]]:
+    """One probe: its setup (a handshake for some), its sweep, its result and the routers
+    that answered. ``together`` is what probes running side by side share."""
     session = Session(io, guard, address, options.port, source, options.timeout, rng)
+    if together is not None:
+        session.target_state = together.target
     started = time.monotonic()
     try:
         try:
@@ -137,7 +157,8 @@ def run_probe(
         if not isinstance(segment, Segment):
             why = f"probe {spec.name}: build() returned {type(segment).__name__}, not a Segment"
             return _failed(spec, why, session.notes, started), set()
-        sweep = engine.Sweep(segment, options.max_ttl, rng)
+        slots, hint = (together.slots, together.path) if together else (1, engine.PathHint())
+        sweep = engine.Sweep(segment, options.max_ttl, rng, slot=slot, slots=slots, hint=hint)
         if options.serial:
             engine.serial(io, sweep, options.timeout, options.tries)
         else:
@@ -148,6 +169,70 @@ def run_probe(
     routers = {a.router for a in sweep.answers.values()}
     result = probe_result(spec.name, spec.summary, sweep, session.notes, time.monotonic() - started)
     return result, routers
+
+
+@dataclass
+class Together:
+    """What the probes of one run share when they run side by side: the IP ID space (split
+    in slots), what they learnt of the path and whether the target proved silent."""
+
+    slots: int
+    path: engine.PathHint = field(default_factory=engine.PathHint)
+    target: TargetState = field(default_factory=TargetState)
+
+
+def side_by_side(
+    specs: list[loader.ProbeSpec],
+    io: RawSockets,
+    guard: RstGuard,
+    address: str,
+    source: str,
+    options: ProbeOptions,
+    rng: random.Random,
+) -> Iterator[tuple[int, dict, set[str]]]:
+    """Every probe in a thread of its own over one socket reader; yields (index, result,
+    routers) as each probe ends. However it ends, every probe has stopped and closed its
+    session before this returns (a signal reaches them through their own checks)."""
+    together = Together(len(specs))
+    seeds = [rng.randrange(1 << 64) for _ in specs]  # a seeded run stays reproducible
+    fanout = Fanout(io)
+    ended: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+
+    def work(i: int, spec: loader.ProbeSpec, view: ProbeView) -> None:
+        try:
+            outcome: Any = run_probe(
+                spec, view, guard, address, source, options, random.Random(seeds[i]), together, i
+            )
+        except BaseException as e:  # handed to the main thread, which raises it
+            outcome = e
+        ended.put((i, outcome))
+
+    threads = [
+        threading.Thread(target=work, args=(i, spec, fanout.view()), name=f"probe-{spec.name}")
+        for i, spec in enumerate(specs)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for _ in threads:
+            i, outcome = _next_ended(ended)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            yield i, *outcome
+    finally:
+        fanout.close()  # a probe still running stops at its next read
+        for thread in threads:
+            if thread.is_alive():
+                thread.join(timeout=options.timeout * options.tries + 5)
+
+
+def _next_ended(ended: queue.SimpleQueue) -> tuple[int, Any]:
+    while True:
+        signals.check()
+        try:
+            return ended.get(timeout=0.1)
+        except queue.Empty:
+            continue
 
 
 def _failed(spec: loader.ProbeSpec, why: str, notes: list[str], started: float) -> dict:
@@ -178,7 +263,7 @@ def run(
     source = source_for(address, version)
     rng = random.Random(options.seed)
     started, wall = time.monotonic(), datetime.now(UTC)
-    results: list[dict] = []
+    results: dict[int, dict] = {}
     names: dict[str, str] = {}
     io = RawSockets(version)
     stopped: MbtestError | None = None
@@ -200,26 +285,32 @@ def run(
             "started": wall.timestamp(),
             "seconds": round(seconds, 3),
             "command": command,
+            "first_packet_seconds": io.first_packet_after_start(),
             "probes": probes,
         }
 
     try:
         with RstGuard(owners.new_run_id(), version) as guard:
-            for spec in specs:
-                probe_started = time.monotonic()
-                result, seen = run_probe(spec, io, guard, address, source, options, rng)
+            if options.serial or len(specs) == 1:  # one after another (the classic way)
+                each = (
+                    (i, *run_probe(spec, io, guard, address, source, options, rng))
+                    for i, spec in enumerate(specs)
+                )
+            else:
+                each = side_by_side(specs, io, guard, address, source, options, rng)
+            for i, result, seen in each:
                 if options.resolve_names and seen - names.keys():
                     names.update(reverse_names(seen - names.keys()))
                 for hop in result["hops"]:
                     hop["name"] = names.get(hop.get("router") or "")
-                results.append(result)
+                results[i] = result
                 if on_result is not None:
-                    on_result(document([result], time.monotonic() - probe_started))
+                    on_result(document([result], result["seconds"]))
     except (Interrupted, Terminated) as e:  # what was measured is still written
         stopped = e
     finally:
         io.close()
-    doc = document(results, time.monotonic() - started)
+    doc = document([results[i] for i in sorted(results)], time.monotonic() - started)
     if stopped is not None:
         doc["interrupted"] = f"{stopped}: {len(results)} of {len(specs)} probes ran"
         stopped.document = doc  # type: ignore[attr-defined]

@@ -116,6 +116,14 @@ class Connection:
 
 
 @dataclass
+class TargetState:
+    """What the probes of one run learnt about their target, shared between them: once one
+    handshake went unanswered through all its tries, the others stop asking."""
+
+    silent: bool = False
+
+
+@dataclass
 class Session:
     io: RawSockets
     guard: RstGuard
@@ -127,6 +135,7 @@ class Session:
     notes: list[str] = field(default_factory=list)
     connections: list[Connection] = field(default_factory=list)
     _ports: list[socket.socket] = field(default_factory=list)
+    target_state: TargetState = field(default_factory=TargetState)
     _ts_origin: float = field(default_factory=time.monotonic)
     _ts_base: int = 0
 
@@ -185,11 +194,15 @@ class Session:
     def exchange(
         self, seg: wire.Segment, want: Callable[[TcpSegment], bool], tries: int = 3
     ) -> TcpSegment | None:
-        """Send a setup segment and wait for the target's answer that `want` accepts."""
+        """Send a setup segment and wait for the target's answer that `want` accepts; give up
+        early when another probe of the run found the target silent."""
+        heard = False
         for _ in range(tries):
+            if self.target_state.silent and not heard:
+                return None
             self.send(seg)
             end = time.monotonic() + self.timeout
-            while time.monotonic() < end:
+            while time.monotonic() < end and not (self.target_state.silent and not heard):
                 signals.check()
                 for arrival in self.io.receive(end):
                     got = arrival.tcp
@@ -200,6 +213,7 @@ class Session:
                         or got.dport != seg.sport
                     ):
                         continue
+                    heard = True
                     try:
                         got.options()
                     except PacketError as e:  # an answer that cannot be read: noted, skipped
@@ -207,6 +221,8 @@ class Session:
                         continue
                     if want(got):
                         return got
+        if not heard:
+            self.target_state.silent = True
         return None
 
     def handshake(self, checksums: bool = False) -> Connection:

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from mbtest.host import cleanup, netns, owners
+from mbtest.probe import loader
 from mbtest.probe.result import SCHEMA
 from mbtest.probe.run import ProbeOptions, run
 from mbtest.testbed import builder, topology
@@ -96,8 +97,11 @@ def test_clean_path_shows_no_change_and_a_silent_hop(path):
         assert all(h["quote"] == "full" for h in hops if not h["silent"])
         assert result["first_change"] is None, (result["name"], result["first_change"])
         assert result["destination"]["reached"] and result["destination"]["ttl"] == routers + 1
-        # only the silent hop is asked again
-        assert result["packets_sent"] == 30 + result["rounds"] - 1
+        # the first round stops at the destination once the target answered (any probe's
+        # packet): never short of it, never past max_ttl; later rounds ask the silent hop only
+        first_round = result["packets_sent"] - (result["rounds"] - 1)
+        assert routers + 1 <= first_round <= 30, (result["name"], first_round)
+    assert doc["first_packet_seconds"] is not None
     answers = {r["name"]: r["destination"] for r in doc["probes"]}
     assert answers["plain_syn"]["kind"] == "SYN/ACK" and not answers["plain_syn"]["mptcp"]
     assert answers["mp_capable"]["mptcp"][0].startswith("MP_CAPABLE v1")
@@ -105,6 +109,27 @@ def test_clean_path_shows_no_change_and_a_silent_hop(path):
     assert answers["mp_join"]["check"] == "its HMAC is valid"
     assert answers["dss"]["check"] == "the data is acknowledged at the MPTCP level"
     assert answers["add_addr"]["check"] == "the target echoed the address"
+
+
+def hop_view(result: dict) -> dict:
+    """What a reader takes from a probe: who answered at each TTL, what changed, the end."""
+    return {
+        "hops": [(h["ttl"], h["router"], h["silent"], h["changes"]) for h in result["hops"]],
+        "first_change": result["first_change"],
+        "destination": {  # (keys, data sequence numbers and ports are new each time)
+            k: re.sub(r"\d{6,}|(?<=port )\d+", "N", json.dumps(result["destination"].get(k)))
+            for k in ("ttl", "kind", "mptcp", "text", "check")
+        },
+    }
+
+
+def test_the_probes_side_by_side_find_what_each_finds_alone(path):
+    bed, target, _version, _ = path
+    together = probe(bed, target, *loader.DEFAULT)
+    assert [r["name"] for r in together["probes"]] == list(loader.DEFAULT)  # in the asked order
+    for result in together["probes"]:
+        alone = probe(bed, target, result["name"])["probes"][0]
+        assert hop_view(result) == hop_view(alone), result["name"]
 
 
 @pytest.mark.parametrize("spec,probe_name", CASES, ids=[c[0].split(",")[0] for c in CASES])

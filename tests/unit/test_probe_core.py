@@ -278,6 +278,38 @@ def test_a_lost_answer_is_asked_again_and_found():
     assert set(sweep.answers) == {1, 2, 3, 4, 5} and sweep.rounds == 2
 
 
+class PromptPath(SimulatedPath):
+    """Answers arrive while the sweep is still sending."""
+
+    def poll(self):
+        return self.receive(None)
+
+
+def test_a_sweep_sends_nothing_beyond_the_destination_once_the_target_answered():
+    path = PromptPath(hops=6, silent=())
+    sweep = engine.Sweep(syn(), 30, random.Random(5), hint=engine.PathHint())
+    engine.parallel(path, sweep, timeout=0.2, tries=2, pace=0)
+    assert path.sent == [1, 2, 3, 4, 5, 6] and sweep.end_ttl == 6
+    later = engine.Sweep(syn(), 30, random.Random(6), hint=sweep.hint)  # another probe's
+    engine.parallel(path, later, timeout=0.2, tries=2, pace=0)
+    assert path.sent[6:] == [1, 2, 3, 4, 5, 6]
+    alone = engine.Sweep(syn(), 30, random.Random(7))  # no hint: every TTL, as before
+    engine.parallel(path, alone, timeout=0.2, tries=2, pace=0)
+    assert path.sent[12:] == list(range(1, 31))
+
+
+def test_sweeps_side_by_side_never_claim_each_others_quotes():
+    seg = syn(MpCapable(version=1))
+    mine = engine.Sweep(seg, 30, random.Random(8), slot=0, slots=6)
+    other = engine.Sweep(seg, 30, random.Random(9), slot=5, slots=6)
+    for ttl in (1, 15, 30):
+        theirs = TcpPacket(other.packet(ttl))
+        theirs.seq = (theirs.seq + 12345) & 0xFFFFFFFF  # only the IP ID still tells
+        assert mine.match_quote(View(theirs.to_bytes())) is None
+        assert other.match_quote(View(theirs.to_bytes())) == ttl
+        assert mine.match_quote(View(mine.packet(ttl))) == ttl
+
+
 def test_serial_sweep_stops_at_the_destination():
     path = SimulatedPath(hops=5, silent=(2,))
     sweep = engine.Sweep(syn(), 30, random.Random(3))
