@@ -77,7 +77,29 @@ def bench_decode(packets: int = 100_000) -> dict[str, float]:
             )
             figures["tshark_fields_packets_per_second"] = round(packets / theirs)
             figures["decode_speedup_vs_tshark_fields"] = round(theirs / ours, 2)
+        for mode, extra in (("table", []), ("json", ["--json"])):
+            seconds, kbytes = command_cost(["mbtest", "decode", path, "--all", *extra])
+            figures[f"decode_{mode}_command_seconds"] = round(seconds, 2)
+            figures[f"decode_{mode}_command_peak_mbytes"] = round(kbytes / 1024, 1)
+            if shutil.which("tshark"):
+                figures[f"decode_{mode}_speedup_vs_tshark_fields"] = round(theirs / seconds, 2)
         return figures
+
+
+def command_cost(argv: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak resident kilobytes of a command, its output thrown away."""
+    import sys
+
+    if argv[0] == "mbtest":
+        argv = [sys.executable, "-m", "mbtest.cli", *argv[1:]]
+    start = time.perf_counter()
+    with open(os.devnull, "wb") as sink:
+        proc = subprocess.Popen(argv, stdout=sink)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"{argv} exited {proc.returncode}")
+    return time.perf_counter() - start, usage.ru_maxrss
 
 
 def goodput(spec: str | None, size: int = 50_000_000) -> float:
@@ -135,18 +157,26 @@ def bench_testbeds(repeats: int = 5) -> dict[str, float]:
 
 
 def bench_probe(repeats: int = 3) -> dict[str, float]:
-    """The mp_capable probe across long-path (10 hops, hop 2 silent): all TTLs at once versus
-    one TTL at a time (traceroute's and tracebox's method), same timeout and tries, same run."""
+    """``mbtest probe`` end to end (the command's wall time, start-up included) across
+    long-path (10 hops, hop 2 silent), from the testbed's client: one probe, the default six
+    side by side, the default six one TTL at a time (traceroute's and tracebox's method), and
+    the default six toward a port the target never answers. Medians of REPEATS runs."""
     import socket
     import statistics
+    import sys
 
     from mbtest.host import netns
-    from mbtest.probe.run import ProbeOptions, run
     from mbtest.testbed import builder, topology
 
     topo = topology.load("long-path", {"silent_at": 2})
     target = topo.addresses("server", 4)[0]
-    figures: dict[str, float] = {}
+    cases = {
+        "one_probe": ["--probe", "mp_capable"],
+        "six_probes": [],
+        "six_probes_one_ttl_at_a_time": ["--serial"],
+        "six_probes_silent_target": ["--port", "81"],
+    }
+    walls: dict[str, list[float]] = {name: [] for name in cases}
     with builder.Testbed(topo) as bed:
 
         def listen():
@@ -156,28 +186,52 @@ def bench_probe(repeats: int = 3) -> dict[str, float]:
             return sock
 
         listener = netns.call_in(bed.server_ns, listen)
-        walls: dict[str, list[float]] = {"parallel": [], "serial": []}
+        drop = ["iptables", "-A", "INPUT", "-p", "tcp", "--dport", "81", "-j", "DROP"]
+        netns.call_in(bed.server_ns, subprocess.run, drop, check=True)
+        base = [sys.executable, "-m", "mbtest.cli", "probe", target, "--from", "client"]
+        base += ["--testbed", bed.run_id, "-n", "--timeout", "1", "--json", "--no-fail"]
         for _ in range(repeats):
-            for mode in walls:
-                options = ProbeOptions(
-                    probes=("mp_capable",),
-                    resolve_names=False,
-                    timeout=1.0,
-                    tries=3,
-                    serial=mode == "serial",
-                )
-                doc = netns.call_in(bed.client_ns, run, target, options, timeout=300)
-                result = doc["probes"][0]
-                assert result["destination"]["ttl"] == 10, result["destination"]
-                assert [h["ttl"] for h in result["hops"] if h["silent"]] == [2]
-                walls[mode].append(result["seconds"])
+            for name, extra in cases.items():
+                start = time.perf_counter()
+                done = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=300)
+                walls[name].append(time.perf_counter() - start)
+                assert done.returncode == 0, done.stderr
+                results = [json.loads(line) for line in done.stdout.splitlines()]
+                for doc in results:
+                    result = doc["probes"][0]
+                    if name == "six_probes_silent_target":
+                        continue
+                    assert result["destination"]["ttl"] == 10, (name, result["destination"])
+                    assert [h["ttl"] for h in result["hops"] if h["silent"]] == [2]
+        first_packet = first_packet_after_start(base)
         listener.close()
-    parallel, serial = (statistics.median(walls[m]) for m in ("parallel", "serial"))
-    figures["probe_long_path_hops"] = 10
-    figures["probe_parallel_seconds"] = round(parallel, 3)
-    figures["probe_one_ttl_at_a_time_seconds"] = round(serial, 3)
-    figures["probe_speedup_parallel_vs_one_at_a_time"] = round(serial / parallel, 1)
+    figures: dict[str, float] = {"probe_long_path_hops": 10}
+    median = {name: statistics.median(times) for name, times in walls.items()}
+    for name, seconds in median.items():
+        figures[f"probe_{name}_command_seconds"] = round(seconds, 3)
+    figures["probe_six_side_by_side_over_one_probe"] = round(
+        median["six_probes"] / median["one_probe"], 2
+    )
+    figures["probe_six_speedup_side_by_side_vs_one_ttl_at_a_time"] = round(
+        median["six_probes_one_ttl_at_a_time"] / median["six_probes"], 1
+    )
+    figures["probe_first_packet_after_start_seconds"] = first_packet
     return figures
+
+
+def first_packet_after_start(base: list[str], repeats: int = 5) -> float:
+    """Median seconds from the command's start to its first packet, as the probe records."""
+    import statistics
+
+    seen = []
+    with tempfile.TemporaryDirectory() as tmp:
+        written = os.path.join(tmp, "probe.json")
+        for _ in range(repeats):
+            argv = [*base, "--probe", "plain_syn", "-o", written]
+            subprocess.run(argv, capture_output=True, check=True, timeout=120)
+            with open(written) as f:
+                seen.append(json.load(f)["first_packet_seconds"])
+    return round(statistics.median(seen), 3)
 
 
 def bench_matrix() -> dict[str, float]:
@@ -240,6 +294,41 @@ def bench_stability(matrices: int = 5, record: str | None = None) -> dict[str, f
     }
 
 
+def bench_rewrite(segments: int = 20_000, window: int = 1_000) -> dict[str, float]:
+    """payload-rewrite's cost per segment at the start of a flow and after SEGMENTS
+    rewrites: the ratio is 1 when the cost does not grow with the flow's history."""
+    from mbtest.middlebox.flows import FlowTracker
+    from mbtest.middlebox.spec import MiddleboxSpec
+    from mbtest.packet.edit import TcpPacket
+    from tests.unit.test_middlebox_behaviours import C, S, handshake, pkt
+
+    template = TcpPacket(pkt(C, S, "A", [], payload=b"GET /mptcp HTTP/1.1\r\n" * 20))
+    length = len(bytes(template.payload))
+    data = []
+    for i in range(segments):
+        template.seq = (1001 + i * length) & 0xFFFFFFFF
+        data.append(template.to_bytes())
+    behaviour = MiddleboxSpec.parse("payload-rewrite:find=mptcp,replace=MultipathTCP").build()
+    tracker = FlowTracker()
+    for raw in handshake():
+        p = TcpPacket(raw)
+        behaviour.handle(p, tracker.observe(p))
+    times = []
+    for raw in data:
+        start = time.perf_counter()
+        p = TcpPacket(raw)
+        behaviour.handle(p, tracker.observe(p))
+        times.append(time.perf_counter() - start)
+    early = sorted(times[:window])[window // 2]
+    late = sorted(times[-window:])[window // 2]
+    return {
+        "rewrite_segments": segments,
+        "rewrite_early_us_per_segment": round(early * 1e6, 1),
+        "rewrite_late_us_per_segment": round(late * 1e6, 1),
+        "rewrite_late_over_early": round(late / early, 2),
+    }
+
+
 def bench_report(cells: int = 500) -> dict[str, float]:
     """Time to render a report of 500 cells (recorded cells repeated)."""
     import json as _json
@@ -269,7 +358,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", default="reports/bench.json")
     parser.add_argument(
-        "--only", choices=("stability",), help="only this benchmark (five default matrices)"
+        "--only",
+        choices=("stability", "rewrite", "decode", "probe", "matrix"),
+        help="only this benchmark (five default matrices)",
     )
     args = parser.parse_args()
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
@@ -279,6 +370,7 @@ def main() -> None:
         figures.update(bench_stability(record=record))
     else:
         figures.update(bench_decode())
+        figures.update(bench_rewrite())
         figures.update(bench_report())
         if os.geteuid() == 0:
             figures.update(bench_probe())

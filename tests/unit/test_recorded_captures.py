@@ -83,3 +83,25 @@ def test_a_flipped_payload_byte_fails_its_dss_checksum(tmp_path):
     broken.write_bytes(bytes(data))
     failed = [c for c in verify(decode_capture(broken, keep_segments=True)) if not c.ok]
     assert [c.kind for c in failed] == ["dss-checksum"]
+
+
+def test_the_decode_table_is_written_as_packets_are_read(tmp_path):
+    """Table mode streams: each packet's lines are out before the next packet is read, so
+    memory stays constant whatever the capture's size."""
+    import io
+
+    from mbtest.cli.ui import print_decoded
+    from mbtest.observe.decode import decode_capture
+
+    out = io.StringIO()
+    records = decode_capture(DATA / "exchange-v4-csum.client.pcap")
+    seen = []
+
+    def watched():
+        for record in records:
+            seen.append(out.getvalue().count("\n"))  # lines out before this record was read
+            yield record
+
+    shown = print_decoded(watched(), "exchange", out)
+    assert shown == len(seen) > 5
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)  # output grew at every packet
