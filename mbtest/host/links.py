@@ -6,6 +6,8 @@ import contextlib
 import errno
 import ipaddress
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -14,6 +16,27 @@ from mbtest.errors import MbtestError
 from mbtest.host import signals
 
 IFA_F_NODAD = 0x02
+T = TypeVar("T")
+
+
+def in_namespace(ns: str | None, fn: Callable[[IPRoute], T]) -> T:
+    """fn(ipr) with a netlink socket in namespace NS (None: this one), from a thread that
+    entered it: pyroute2's own ``netns=`` forks a process for every socket, which made
+    building a testbed slow (and its sockets belong to the thread that opens them)."""
+    from mbtest.host import netns
+
+    def run() -> T:
+        with IPRoute() as ipr:
+            return fn(ipr)
+
+    return run() if ns is None else netns.call_in(ns, run)
+
+
+def _index(ipr: IPRoute, ifname: str) -> int:
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
+        raise MbtestError(f"no interface {ifname}")
+    return found[0]
 
 
 @signals.critical
@@ -26,13 +49,19 @@ def veth(temp_name: str, ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
     try:
         with IPRoute() as ipr:
             ipr.link("add", ifname=temp_name, kind="veth", peer={"ifname": if_b, "net_ns_fd": ns_b})
-            ipr.link("set", index=ipr.link_lookup(ifname=temp_name)[0], net_ns_fd=ns_a)
-        with IPRoute(netns=ns_a) as ipr:
-            ipr.link("set", index=ipr.link_lookup(ifname=temp_name)[0], ifname=if_a)
-        for ns, ifname in ((ns_a, if_a), (ns_b, if_b)):
-            with IPRoute(netns=ns) as ipr:
-                for name in (ifname, "lo"):
-                    ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+            ipr.link("set", index=_index(ipr, temp_name), net_ns_fd=ns_a)
+
+        def rename_and_up(ipr: IPRoute) -> None:
+            ipr.link("set", index=_index(ipr, temp_name), ifname=if_a)
+            for name in (if_a, "lo"):
+                ipr.link("set", index=_index(ipr, name), state="up")
+
+        def up(ipr: IPRoute) -> None:
+            for name in (if_b, "lo"):
+                ipr.link("set", index=_index(ipr, name), state="up")
+
+        in_namespace(ns_a, rename_and_up)
+        in_namespace(ns_b, up)
     except NetlinkError as e:
         raise MbtestError(f"cannot link {ns_a}:{if_a} to {ns_b}:{if_b}: {e.args[-1]}") from None
 
@@ -42,15 +71,17 @@ def address(ns: str, ifname: str, cidr: str) -> None:
     """Add an address (IPv6 without duplicate address detection, so it is usable at once)."""
     iface = ipaddress.ip_interface(cidr)
     extra = {"flags": IFA_F_NODAD} if iface.version == 6 else {}
-    with IPRoute(netns=ns) as ipr:
-        ipr.addr(
+    in_namespace(
+        ns,
+        lambda ipr: ipr.addr(
             "add",
-            index=ipr.link_lookup(ifname=ifname)[0],
+            index=_index(ipr, ifname),
             address=str(iface.ip),
             prefixlen=iface.network.prefixlen,
             family=10 if iface.version == 6 else 2,
             **extra,
-        )
+        ),
+    )
 
 
 @signals.critical
@@ -61,7 +92,8 @@ def route(ns: str, to: str, via: str, table: int | None = None, timeout: float =
     dst = ("0.0.0.0/0" if version == 4 else "::/0") if to == "default" else to
     kwargs = {"table": table} if table else {}
     deadline = time.monotonic() + timeout
-    with IPRoute(netns=ns) as ipr:
+
+    def add(ipr: IPRoute) -> None:
         while True:
             try:
                 ipr.route("add", dst=dst, gateway=via, family=2 if version == 4 else 10, **kwargs)
@@ -76,18 +108,22 @@ def route(ns: str, to: str, via: str, table: int | None = None, timeout: float =
                     ) from None
                 time.sleep(0.02)
 
+    in_namespace(ns, add)
+
 
 @signals.critical
 def rule(ns: str, source: str, table: int) -> None:
     network = ipaddress.ip_network(source, strict=False)
-    with IPRoute(netns=ns) as ipr:
-        ipr.rule(
+    in_namespace(
+        ns,
+        lambda ipr: ipr.rule(
             "add",
             src=str(network.network_address),
             src_len=network.prefixlen,
             table=table,
             family=2 if network.version == 4 else 10,
-        )
+        ),
+    )
 
 
 @signals.critical
@@ -137,5 +173,4 @@ def wire_segments(ns: str, ifname: str) -> None:
 
 @signals.critical
 def set_mtu(ns: str, ifname: str, mtu: int) -> None:
-    with IPRoute(netns=ns) as ipr:
-        ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], mtu=mtu)
+    in_namespace(ns, lambda ipr: ipr.link("set", index=_index(ipr, ifname), mtu=mtu))

@@ -134,8 +134,7 @@ class Testbed:
                     sysctls["net.mptcp.checksum_enabled"] = "1" if self.checksums else "0"
             sysctls.update(node.sysctls)
             sysctls.update(self.sysctls.get(node.name, {}))
-            for key, value in sysctls.items():
-                netns.sysctl(name, key, value)
+            netns.sysctls(name, sysctls)
         for number, link in enumerate(topo.links):
             signals.check()
             temp = f"{netns.PREFIX.rstrip('-')}{self.run_id}{number}"

@@ -139,3 +139,22 @@ def test_a_middlebox_named_in_the_topology_file_runs_and_the_command_line_overri
         box = doc["middleboxes"]["slot"]
         assert box["name"] == ("pass" if placed else "strip-option")
         assert bool(doc["counters"]["client"].get("MPCapableFallbackSYNACK")) is fell_back
+
+
+def test_a_namespace_is_new_and_goes_without_a_trace():
+    """Made from a thread (as ip netns add does), never from a forked process."""
+    import os
+
+    name = f"{netns.PREFIX}{os.getpid()}-nstest"
+    netns.create(name)
+    try:
+        path = os.path.join(netns.NETNS_DIR, name)
+        assert os.stat(path).st_ino != os.stat("/proc/self/ns/net").st_ino
+        inside = netns.call_in(name, lambda: os.stat("/proc/thread-self/ns/net").st_ino)
+        assert inside == os.stat(path).st_ino
+        assert os.stat("/proc/self/ns/net").st_ino != inside  # this process stayed put
+    finally:
+        netns.remove(name)
+    assert not netns.exists(name)
+    with open("/proc/self/mountinfo") as f:
+        assert name not in f.read()
