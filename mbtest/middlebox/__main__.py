@@ -9,6 +9,7 @@ non-zero exit, which the testbed reports as "middlebox crashed: ...".
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -37,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        wake_r, wake_w = os.pipe()  # a signal makes it readable: the serving loop stops at once
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        engine.wakeup = wake_r
         engine.start()
         print("ready", flush=True)
         engine.serve()

@@ -38,6 +38,7 @@ class Engine:
         self.injector = Injector()
         self.queues: list[Any] = []
         self.stopping = False
+        self.wakeup: int | None = None  # readable once a stop signal came (signal.set_wakeup_fd)
         self.failure: BaseException | None = None
         self.packets = 0  # how many packets the engine saw (a passive middlebox changes none)
         self.observer: KernelObserver | None = None
@@ -209,9 +210,10 @@ class Engine:
     # --- loop -------------------------------------------------------------------------------
 
     def serve(self) -> None:
+        wake = [self.wakeup] if self.wakeup is not None else []
         if self.native is not None:  # the fast path serves the queue; watch that it lives
             while not self.stopping and self.native.poll() is None:
-                time.sleep(0.1)
+                select.select(wake, [], [], 0.1)  # (a stop signal wakes it at once)
             if self.native.poll() is not None and not self.stopping:
                 why = self.native.stderr.read().strip() or f"exit {self.native.returncode}"
                 raise MbtestError(f"the native fast path stopped: {why}")
@@ -219,12 +221,10 @@ class Engine:
         fds = {nfq.get_fd(): nfq for nfq in self.queues}  # run(block=False) never waits
         tick = self.behaviour.TICK
         while not self.stopping:
-            if not fds:
-                time.sleep(0.2)
-                continue
-            ready, _, _ = select.select(list(fds), [], [], tick or 0.2)
+            ready, _, _ = select.select([*fds, *wake], [], [], tick or 0.2)
             for fd in ready:
-                fds[fd].run(block=False)
+                if fd in fds:
+                    fds[fd].run(block=False)
             self.log.flush()
             if tick:
                 self.apply(self.handler.tick(time.monotonic()))

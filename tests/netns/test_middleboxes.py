@@ -7,6 +7,7 @@ import json
 import pytest
 
 from mbtest.experiment.run import RunConfig, run_traffic
+from mbtest.host import netns
 from mbtest.observe import slotdiff
 from mbtest.testbed import builder, topology
 
@@ -177,11 +178,20 @@ def test_a_middlebox_that_cannot_start_is_named_and_nothing_is_left(tmp_path):
     assert set(netns.listed()) == before
 
 
-def test_a_middlebox_that_dies_mid_run_is_reported_as_crashed(tmp_path):
+@pytest.mark.parametrize("start", ["forked", "interpreter"])
+def test_a_middlebox_that_dies_mid_run_is_reported_as_crashed(tmp_path, start, monkeypatch):
+    """Both ways of starting a middlebox: forked from its (single-threaded) parent, which
+    has the code loaded, or a fresh interpreter."""
+    if start == "interpreter":
+        monkeypatch.setenv("MBTEST_MIDDLEBOX_START", "interpreter")
+    else:
+        monkeypatch.delenv("MBTEST_MIDDLEBOX_START", raising=False)
     topo = topology.load(SP)
     config = RunConfig(c2s_bytes=100_000, s2c_bytes=100_000, stall_timeout=1.5)
     with builder.Testbed(topo, middleboxes={"slot": "pass"}, log_dir=str(tmp_path)) as bed:
-        bed.processes["slot"].proc.kill()
+        process = bed.processes["slot"].proc
+        assert isinstance(process, netns.Forked) == (start == "forked" and netns.can_fork())
+        process.kill()
         doc = run_traffic(bed, config, str(tmp_path))
     assert doc["middleboxes"]["slot"]["crashed"] == "middlebox pass in slot crashed: exit -9"
     assert not doc["connect"]["ok"] or doc["transfer"]["stalled"]
