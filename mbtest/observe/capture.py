@@ -29,6 +29,7 @@ class Capture:
         self.ns, self.interface, self.path, self.bpf = ns, interface, path, bpf
         self.snaplen = snaplen  # whole MTU-sized packets; 0 for GSO-sized ones
         self.proc: subprocess.Popen | None = None
+        self.interrupted = False
         self.stats: dict[str, int] = {}  # tcpdump's closing counts: captured, dropped by kernel...
 
     def start(self, timeout: float = 5.0) -> Capture:
@@ -69,12 +70,19 @@ class Capture:
                 seen += chunk
         return self
 
+    def interrupt(self) -> None:
+        """Ask tcpdump to stop (it flushes its file); ``stop`` then waits for it. Asking every
+        capture first lets them all finish at once rather than one after another."""
+        if self.proc is not None and not self.interrupted:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGINT)
+            self.interrupted = True
+
     def stop(self, timeout: float = 5.0) -> str:
         """Stop tcpdump (flushing the file) and return the pcap path."""
         if self.proc is None:
             return self.path
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGINT)
+        self.interrupt()
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -88,6 +96,7 @@ class Capture:
                 self.stats["stderr"] = text.strip()[-300:]
             self.proc.stderr.close()
         self.proc = None
+        self.interrupted = False
         return self.path
 
     def __enter__(self) -> Capture:
@@ -107,6 +116,8 @@ def capturing(captures: list[Capture], timeout: float = 5.0) -> Iterator[list[Ca
             capture.wait_ready(timeout)
         yield captures
     finally:
+        for capture in captures:
+            capture.interrupt()
         for capture in captures:
             capture.stop()
 

@@ -130,6 +130,22 @@ def decode_capture(
         )
 
 
+_DECODED: dict[tuple[str, int, int], list[PacketRecord]] = {}
+
+
+def capture_records(path: str | os.PathLike) -> list[PacketRecord]:
+    """Every TCP packet of a capture file, with its segment, decoded once per process: the
+    run's timelines and the verdict's evidence read the same files one after the other.
+    Keyed by path, size and modification time, so a rewritten file is decoded again."""
+    info = os.stat(path)
+    key = (os.path.abspath(path), info.st_size, info.st_mtime_ns)
+    if key not in _DECODED:
+        if len(_DECODED) >= 8:  # the captures of one cell, not of every cell of a session
+            _DECODED.clear()
+        _DECODED[key] = list(decode_capture(path, only_mptcp=False, keep_segments=True))
+    return _DECODED[key]
+
+
 @dataclass(frozen=True, slots=True)
 class IcmpRecord:
     """An ICMP or ICMPv6 error in a capture, with the packet it quotes."""

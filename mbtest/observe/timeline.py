@@ -8,7 +8,7 @@ from typing import Any
 
 from mbtest.mptcp import crypto
 from mbtest.mptcp.options import Dss, MpCapable, MpJoinSyn, MpTcpRst
-from mbtest.observe.decode import PacketRecord, decode_capture
+from mbtest.observe.decode import PacketRecord, capture_records
 
 
 def _names(record: PacketRecord) -> list[str]:
@@ -106,4 +106,4 @@ def build(records: list[PacketRecord]) -> dict[str, Any]:
 
 
 def from_capture(path: str | os.PathLike) -> dict[str, Any]:
-    return build(list(decode_capture(path, only_mptcp=False)))
+    return build(capture_records(path))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mbtest.errors import MbtestError
-from mbtest.observe.decode import IcmpRecord, PacketRecord, decode_capture, icmp_errors
+from mbtest.observe.decode import IcmpRecord, PacketRecord, capture_records, icmp_errors
 
 
 @dataclass
@@ -37,11 +37,7 @@ class Evidence:
         if name not in self._records:
             path = self._path(name)
             try:
-                self._records[name] = (
-                    None
-                    if path is None
-                    else list(decode_capture(path, only_mptcp=False, keep_segments=True))
-                )
+                self._records[name] = None if path is None else capture_records(path)
             except MbtestError:
                 self._records[name] = None
         return self._records[name]
