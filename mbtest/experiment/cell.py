@@ -84,12 +84,16 @@ def run_scenario(scenario: Scenario, out_dir: str) -> dict[str, Any]:
         )
         with bed:
             doc = run_traffic(bed, config, out_dir)
+            torn_down = time.monotonic()
+        timings = dict(doc.get("timings", {}), teardown=round(time.monotonic() - torn_down, 4))
+        judged = time.monotonic()
         result.update(judge(scenario, doc, out_dir))
+        timings["judge"] = round(time.monotonic() - judged, 4)
         result.update(
             environment=doc.get("environment", {}),
             run="run.json",
             captures=sorted(doc.get("captures", {})),
-            timings=doc.get("timings", {}),
+            timings=timings,
         )
     except (Interrupted, Terminated) as e:  # stopped, not failed: said so, then stop
         result.update(verdict="not-run", why=[f"{e} while the cell ran"], facts={})

@@ -8,9 +8,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -19,7 +16,7 @@ from typing import Any
 
 from mbtest import errors
 from mbtest.errors import MbtestError
-from mbtest.experiment import output, repeats
+from mbtest.experiment import output, repeats, workers
 from mbtest.experiment.cell import SCHEMA as CELL_SCHEMA
 from mbtest.experiment.scenario import Scenario
 from mbtest.host import cleanup, environment, owners, signals
@@ -48,9 +45,10 @@ def run_cells(
     removed, and the results finished so far are kept."""
     os.makedirs(out_dir, exist_ok=True)
     pending = [(index, run) for index in range(len(cells)) for run in range(1, repeat + 1)]
-    running: dict[tuple[int, int], tuple[subprocess.Popen, str, float]] = {}
+    running: dict[tuple[int, int], tuple[workers.CellProcess, str, float]] = {}
     runs: dict[int, dict[int, dict[str, Any]]] = {}
     results: dict[int, dict[str, Any]] = {}
+    started_at: dict[tuple[int, int], float] = {}
 
     where = positions if positions is not None else list(range(len(cells)))
 
@@ -60,10 +58,13 @@ def run_cells(
     def run_dir(index: int, run: int) -> str:
         return cell_dir(index) if repeat == 1 else os.path.join(cell_dir(index), f"run-{run}")
 
-    def finish(key: tuple[int, int], proc: subprocess.Popen, folder: str, stopped: bool = False):
+    def finish(key: tuple[int, int], proc: workers.CellProcess, folder: str, stopped=False):
         index, run = key
         cleanup.remove_owned_by({proc.pid})  # a cell that died without tearing down
         runs.setdefault(index, {})[run] = _collect(cells[index], proc, folder, stopped)
+        if key in started_at:  # the cell's process from start to exit, as seen from here
+            timings = runs[index][run].setdefault("timings", {})
+            timings["wall"] = round(time.monotonic() - started_at.pop(key), 4)
         if len(runs[index]) == repeat:
             results[index] = repeats.aggregate(
                 [runs[index][r] for r in sorted(runs[index])], os.path.basename(cell_dir(index))
@@ -73,6 +74,7 @@ def run_cells(
             on_done(results[index])
 
     try:
+        workers.warm()
         while pending or running:
             while pending and len(running) < jobs:
                 key = pending.pop(0)
@@ -80,9 +82,9 @@ def run_cells(
                 os.makedirs(folder, exist_ok=True)
                 scenario_file = os.path.join(folder, "scenario.json")
                 output.write_json(scenario_file, cells[key[0]].to_json())
-                argv = [sys.executable, "-m", "mbtest.experiment.cell", scenario_file, folder]
                 with signals.deferred():  # started and recorded, or neither
-                    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                    started_at[key] = time.monotonic()
+                    proc = workers.start(scenario_file, folder)
                     running[key] = (proc, folder, time.monotonic())
                     owners.CHILDREN.add(proc.pid)
             time.sleep(0.05)
@@ -90,9 +92,8 @@ def run_cells(
             for key, (proc, folder, started) in list(running.items()):
                 limit = cells[key[0]].deadline + cells[key[0]].hold + 60
                 if proc.poll() is None and time.monotonic() - started > limit:
-                    proc.send_signal(signal.SIGTERM)  # a cell past its bound is ended
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        proc.wait(30)
+                    proc.terminate()  # a cell past its bound is ended
+                    proc.wait(30)
                 if proc.poll() is None:
                     continue
                 del running[key]
@@ -101,11 +102,9 @@ def run_cells(
         with signals.deferred():
             for proc, _, _ in running.values():
                 with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
+                    proc.terminate()
             for key, (proc, folder, _) in running.items():
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
+                if proc.wait(30) is None:
                     proc.kill()
                     proc.wait(10)
                 finish(key, proc, folder, stopped=True)
@@ -139,11 +138,9 @@ def _not_run(cell: Scenario, why: str, cell_dir: str) -> dict[str, Any]:
 
 
 def _collect(
-    cell: Scenario, proc: subprocess.Popen, cell_dir: str, stopped: bool = False
+    cell: Scenario, proc: workers.CellProcess, cell_dir: str, stopped: bool = False
 ) -> dict[str, Any]:
-    err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
-    if proc.stderr:
-        proc.stderr.close()
+    err = proc.error()
     path = os.path.join(cell_dir, "cell.json")
     try:
         with open(path) as f:
@@ -152,7 +149,7 @@ def _collect(
         why = (
             err.splitlines()[-1]
             if err
-            else f"the cell exited with {proc.returncode} and wrote no result"
+            else f"the cell exited with {proc.poll()} and wrote no result"
         )
         if stopped:
             return _not_run(cell, "stopped with the matrix before it wrote a result", cell_dir)
