@@ -65,11 +65,23 @@ def number(value: Any) -> int | None:
     return None
 
 
+SPELLED_KEYS = U64_KEYS | TIME_KEYS
+_AS_IS = frozenset({str, int, float, bool, type(None)})  # (exact types: not bool's subclass)
+
+
 def spelled(document: Any, key: str | None = None) -> Any:
-    """A copy of the document in the written spelling (see the module's docstring)."""
-    if isinstance(document, dict):
-        return {k: spelled(v, k) for k, v in document.items()}
-    if isinstance(document, (list, tuple)):
+    """A copy of the document in the written spelling (see the module's docstring). Plain
+    values under other keys are taken as they are without a call: every decoded packet
+    goes through here."""
+    kind = type(document)
+    if kind is dict or isinstance(document, dict):
+        return {
+            k: v if type(v) in _AS_IS and k not in SPELLED_KEYS else spelled(v, k)
+            for k, v in document.items()
+        }
+    if kind is list or kind is tuple or isinstance(document, (list, tuple)):
+        if key not in SPELLED_KEYS and all(type(v) in _AS_IS for v in document):
+            return list(document)
         return [spelled(v, key) for v in document]
     if key in U64_KEYS and isinstance(document, int) and not isinstance(document, bool):
         return str(document)

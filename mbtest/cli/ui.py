@@ -21,26 +21,34 @@ def print_decoded(records: Iterable[PacketRecord], title: str, out: TextIO | Non
     at 80 columns. Returns the number of packets shown."""
     out = out or sys.stdout
     bad = "\x1b[31m%s\x1b[0m" if out.isatty() else "%s"
-    write = out.write
-    write(f"{'#':>6} {'time':>10} dir flags flow / MPTCP options\n")
+    lines = [f"{'#':>6} {'time':>10} dir flags flow / MPTCP options"]
+    add = lines.append
+    indent = " " * 23
     start = None
     count = 0
     for r in records:
         count += 1
         start = r.time if start is None else start
         flow = _plain(r.flow) if r.src != ("?", 0) else "?"
-        write(f"{r.frame:>6} {r.time - start:>10.6f} {r.direction:3} {r.tcp_flags:5} {flow}\n")
+        add(f"{r.frame:>6} {r.time - start:>10.6f} {r.direction:3} {r.tcp_flags:5} {flow}")
         for option in r.options:
-            write(f"{'':23}{short(option)}\n")
+            add(indent + short(option))
         for error in r.errors:
-            write(f"{'':23}" + bad % f"malformed: {_plain(error)}" + "\n")
-    write(f"{count} packets in {_plain(title)}\n")
+            add(indent + bad % f"malformed: {_plain(error)}")
+        if len(lines) >= 2048:  # written in batches: fewer writes, memory still bounded
+            out.write("\n".join(lines) + "\n")
+            lines.clear()
+    add(f"{count} packets in {_plain(title)}")
+    out.write("\n".join(lines) + "\n")
     return count
 
 
 def _plain(text: str) -> str:
     """Text from a file, with control characters shown rather than obeyed."""
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(text))
+    text = str(text)
+    if text.isprintable():  # (nearly always: checked at C speed)
+        return text
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def print_selfcheck(doc: dict, out_dir: str, console: Console | None = None) -> None:

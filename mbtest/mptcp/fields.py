@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 from typing import Any
 
@@ -33,16 +34,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name != "subtype")
+
+
 def option_fields(option: MptcpOption) -> dict[str, Any]:
     """Every field of an option by name, with its subtype and kind names first."""
     out: dict[str, Any] = {
         "subtype": subtype_name(option.SUBTYPE if hasattr(option, "SUBTYPE") else option.subtype),
         "option": option.name,
     }
-    for f in dataclasses.fields(option):
-        if f.name == "subtype":
-            continue
-        out[f.name] = _plain(getattr(option, f.name))
+    for name in _field_names(type(option)):
+        out[name] = _plain(getattr(option, name))
     if isinstance(option, MpTcpRst):
         out["reason_name"] = option.reason_name
     return out

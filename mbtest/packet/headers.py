@@ -10,7 +10,6 @@ from mbtest.errors import CodecError, PacketError
 from mbtest.mptcp.options import KIND as MPTCP_KIND
 from mbtest.mptcp.options import MptcpOption, decode_value
 from mbtest.packet import pcap
-from mbtest.packet.edit import option_spans
 from mbtest.packet.ip import TCP, locate
 from mbtest.packet.names import TcpFlags, flag_letters
 
@@ -57,11 +56,24 @@ class TcpSegment(TcpFlags):
 
 
 def tcp_options(raw: bytes) -> list[tuple[int, bytes]]:
-    """(kind, value) pairs of a TCP options field; EOL ends it, NOP has an empty value."""
-    return [
-        (span.kind, bytes(raw[span.start + 2 : span.end]) if span.kind > 1 else b"")
-        for span in option_spans(raw)
-    ]
+    """(kind, value) pairs of a TCP options field; EOL ends it, NOP has an empty value.
+    (``option_spans`` read inline: this runs for every packet of every capture.)"""
+    out: list[tuple[int, bytes]] = []
+    pos, end = 0, len(raw)
+    while pos < end:
+        kind = raw[pos]
+        if kind <= 1:  # EOL, NOP
+            out.append((kind, b""))
+            pos += 1
+            if kind == 0:
+                break
+            continue
+        length = raw[pos + 1] if pos + 1 < end else 0
+        if length < 2 or pos + length > end:
+            raise PacketError(f"TCP option kind {kind} at offset {pos} runs past the header")
+        out.append((kind, bytes(raw[pos + 2 : pos + length])))
+        pos += length
+    return out
 
 
 def ip_packet(frame: pcap.Frame) -> bytes | None:

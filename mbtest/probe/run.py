@@ -255,8 +255,9 @@ def run(
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Probe a target with every chosen probe; the schema-versioned result document.
-    ``on_result`` is given, as each probe ends, a document of its own (the same schema,
-    holding that one probe): a stream of complete documents."""
+    ``on_result`` is given, as each probe ends (in the order asked for: a probe that ends
+    early waits for those before it), a document of its own (the same schema, holding that
+    one probe): a stream of complete documents."""
     specs = [loader.load(p) for p in options.probes]
     address, version = resolve(target, options.version)
     netns.require_root()
@@ -264,6 +265,7 @@ def run(
     rng = random.Random(options.seed)
     started, wall = time.monotonic(), datetime.now(UTC)
     results: dict[int, dict] = {}
+    streamed = 0  # the results handed to on_result so far
     names: dict[str, str] = {}
     io = RawSockets(version)
     stopped: MbtestError | None = None
@@ -304,8 +306,9 @@ def run(
                 for hop in result["hops"]:
                     hop["name"] = names.get(hop.get("router") or "")
                 results[i] = result
-                if on_result is not None:
-                    on_result(document([result], result["seconds"]))
+                while on_result is not None and streamed in results:  # in the asked order
+                    on_result(document([results[streamed]], results[streamed]["seconds"]))
+                    streamed += 1
     except (Interrupted, Terminated) as e:  # what was measured is still written
         stopped = e
     finally:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from junitparser import Error, Failure, JUnitXml, Skipped
 
 from mbtest import jsondoc
@@ -155,3 +157,40 @@ def test_every_command_says_examples_and_exit_statuses_in_its_help():
         assert "Examples:" in text, args
     for args in ((), ("matrix",), ("run",), ("probe",), ("selfcheck",)):
         assert "Exit status" in mbtest(*args, "--help").stdout, args
+
+
+def _spelled_slowly(document, key=None):
+    """The plain recursion the fast spelling must agree with."""
+    if isinstance(document, dict):
+        return {k: _spelled_slowly(v, k) for k, v in document.items()}
+    if isinstance(document, (list, tuple)):
+        return [_spelled_slowly(v, key) for v in document]
+    if key in jsondoc.U64_KEYS and isinstance(document, int) and not isinstance(document, bool):
+        return str(document)
+    if key in jsondoc.TIME_KEYS and isinstance(document, float):
+        return jsondoc.rfc3339(document)
+    return document
+
+
+_keys = st.sampled_from(["dsn", "time", "key", "started", "name", "value", "hmac", "x"])
+_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(0, 2**64 - 1),
+    st.floats(0, 4e9, allow_nan=False),
+    st.text(max_size=5),
+)
+_documents = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.tuples(inner, inner),
+        st.dictionaries(_keys, inner, max_size=4),
+    ),
+    max_leaves=20,
+)
+
+
+@given(_documents, st.one_of(st.none(), _keys))
+def test_the_fast_spelling_agrees_with_the_plain_recursion(document, key):
+    assert jsondoc.spelled(document, key) == _spelled_slowly(document, key)

@@ -2,6 +2,7 @@
 
 import ipaddress
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -118,3 +119,21 @@ def test_random_option_bodies_never_crash_decode(subtype, nibble, body, strict):
     except CodecError:
         return
     assert encode(option) == data
+
+
+@given(st.binary(max_size=44))
+def test_the_inline_option_reader_agrees_with_option_spans(raw):
+    """tcp_options reads the field inline for speed: same options, same errors."""
+    from mbtest.errors import PacketError
+    from mbtest.packet.edit import option_spans
+    from mbtest.packet.headers import tcp_options
+
+    try:
+        spans = option_spans(raw)
+    except PacketError as e:
+        with pytest.raises(PacketError) as raised:
+            tcp_options(raw)
+        assert str(raised.value) == str(e)
+        return
+    expected = [(s.kind, bytes(raw[s.start + 2 : s.end]) if s.kind > 1 else b"") for s in spans]
+    assert tcp_options(raw) == expected
