@@ -32,12 +32,68 @@ class RuleOwner:
             _run(tool, args)
             self.installed.append((tool, args))
 
-    def remove_all(self) -> None:
+    def add_many(self, tool: str, rules: list[list[str]]) -> None:
+        """Several rules in one ``iptables-restore`` call (all of them or none): a probe
+        run protects all its ports at once rather than with a process per rule."""
+        if not rules:
+            return
         with signals.deferred():
+            try:
+                _restore(tool, rules)
+            except _CannotBatch:
+                for args in rules:
+                    self.add(tool, args)
+                return
+            self.installed.extend((tool, args) for args in rules)
+
+    def remove_all(self) -> None:
+        """Every rule added, in one call per tool (one by one if that fails, so that a rule
+        someone else removed does not keep the others)."""
+        with signals.deferred():
+            undo: dict[str, list[list[str]]] = {}
             for tool, args in reversed(self.installed):
-                undo = ["-w", *["-D" if a in ("-A", "-I") else a for a in args]]
-                subprocess.run([tool, *undo], capture_output=True, timeout=10)
+                undo.setdefault(tool, []).append(["-D" if a in ("-A", "-I") else a for a in args])
+            for tool, rules in undo.items():
+                try:
+                    _restore(tool, rules)
+                except (MbtestError, _CannotBatch):
+                    for args in rules:
+                        subprocess.run([tool, "-w", *args], capture_output=True, timeout=10)
             self.installed.clear()
+
+
+class _CannotBatch(Exception):
+    """A rule iptables-restore cannot be given as text (a quote in an argument)."""
+
+
+def _restore(tool: str, rules: list[list[str]]) -> None:
+    """Rules (each as iptables arguments, ``-t TABLE`` optional) in one iptables-restore."""
+    tables: dict[str, list[str]] = {}
+    for args in rules:
+        args = list(args)
+        table = "filter"
+        if "-t" in args:
+            at = args.index("-t")
+            table = args[at + 1]
+            del args[at : at + 2]
+        if any('"' in a or "\n" in a for a in args):
+            raise _CannotBatch
+        words = [f'"{a}"' if (not a or any(c.isspace() for c in a)) else a for a in args]
+        tables.setdefault(table, []).append(" ".join(words))
+    text = "".join(f"*{t}\n" + "\n".join(lines) + "\nCOMMIT\n" for t, lines in tables.items())
+    try:
+        done = subprocess.run(
+            [f"{tool}-restore", "-w", "--noflush"],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except FileNotFoundError:
+        raise _CannotBatch from None
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise MbtestError(f"{tool}-restore failed: {lines[-1] if lines else done.returncode}")
 
 
 def _run(tool: str, args: list[str]) -> None:
