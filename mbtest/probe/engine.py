@@ -24,7 +24,7 @@ from mbtest.packet.quote import IcmpError, View
 from mbtest.probe import wire
 from mbtest.probe.rawio import Arrival
 
-MIN_GRACE = 0.1  # seconds of quiet after the last answer before a round ends
+MIN_GRACE = 0.05  # seconds of quiet after the last answer before a round ends
 RTT_FACTOR = 3.0  # ... or this many times the slowest round trip seen, if longer
 
 

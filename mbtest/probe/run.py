@@ -29,6 +29,8 @@ from mbtest.probe.result import SCHEMA, probe_result
 from mbtest.probe.session import ProbeSetupError, Session, TargetState
 from mbtest.probe.wire import Segment
 
+PORTS_PER_PROBE = 2  # mp_join takes two (its connection, then the join); the others one
+
 
 class TargetError(MbtestError):
     """A target that cannot or must not be probed."""
@@ -293,6 +295,8 @@ def run(
 
     try:
         with RstGuard(owners.new_run_id(), version) as guard:
+            with contextlib.suppress(MbtestError, OSError):  # (else a port is guarded when taken)
+                guard.reserve(source, address, options.port, PORTS_PER_PROBE * len(specs))
             if options.serial or len(specs) == 1:  # one after another (the classic way)
                 each = (
                     (i, *run_probe(spec, io, guard, address, source, options, rng))

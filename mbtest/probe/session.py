@@ -154,7 +154,11 @@ class Session:
         return (self._ts_base + int((time.monotonic() - self._ts_origin) * 1000)) & 0xFFFFFFFF
 
     def new_port(self) -> int:
-        """A local port no other socket uses, its stray RSTs dropped while the probe runs."""
+        """A local port no other socket uses, its stray RSTs dropped while the probe runs
+        (one the run reserved beforehand when there is one left)."""
+        reserved = self.guard.take(self.source, self.target, self.port)
+        if reserved is not None:
+            return reserved
         family = socket.AF_INET if self.version == 4 else socket.AF_INET6
         holder = socket.socket(family, socket.SOCK_STREAM)
         holder.bind((self.source, 0))
