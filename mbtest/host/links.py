@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -26,10 +27,32 @@ def in_namespace(ns: str | None, fn: Callable[[IPRoute], T]) -> T:
     from mbtest.host import netns
 
     def run() -> T:
+        shared = getattr(_batch, "ipr", None)
+        if shared is not None:
+            return fn(shared)
         with IPRoute() as ipr:
             return fn(ipr)
 
     return run() if ns is None else netns.call_in(ns, run)
+
+
+_batch = threading.local()
+
+
+def batch(ns: str, fn: Callable[[], T]) -> T:
+    """fn() in one thread that entered namespace NS, every link, address, route, rule,
+    path-manager and sysctl call inside it sharing that thread and one netlink socket."""
+    from mbtest.host import netns
+
+    def run() -> T:
+        with IPRoute() as ipr:
+            _batch.ipr = ipr
+            try:
+                return fn()
+            finally:
+                _batch.ipr = None
+
+    return netns.call_in(ns, run)
 
 
 def _index(ipr: IPRoute, ifname: str) -> int:
@@ -40,27 +63,25 @@ def _index(ipr: IPRoute, ifname: str) -> int:
 
 
 @signals.critical
-def veth(temp_name: str, ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
+def veth(ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
     """A veth pair with one end in each namespace, both up (and their loopbacks).
 
-    The pair is born in the root namespace under ``temp_name`` (unique per run, so that
-    ``mbtest cleanup`` can find it if a run is killed mid-way) and moved at once.
+    The pair is made from inside ``ns_a`` with its peer born in ``ns_b``: nothing is moved
+    between namespaces (the costly part of making links), and a run killed mid-way leaves
+    the pair only inside namespaces that ``mbtest cleanup`` removes.
     """
+
+    def make(ipr: IPRoute) -> None:
+        ipr.link("add", ifname=if_a, kind="veth", peer={"ifname": if_b, "net_ns_fd": ns_b})
+        for name in (if_a, "lo"):
+            ipr.link("set", index=_index(ipr, name), state="up")
+
+    def up(ipr: IPRoute) -> None:
+        for name in (if_b, "lo"):
+            ipr.link("set", index=_index(ipr, name), state="up")
+
     try:
-        with IPRoute() as ipr:
-            ipr.link("add", ifname=temp_name, kind="veth", peer={"ifname": if_b, "net_ns_fd": ns_b})
-            ipr.link("set", index=_index(ipr, temp_name), net_ns_fd=ns_a)
-
-        def rename_and_up(ipr: IPRoute) -> None:
-            ipr.link("set", index=_index(ipr, temp_name), ifname=if_a)
-            for name in (if_a, "lo"):
-                ipr.link("set", index=_index(ipr, name), state="up")
-
-        def up(ipr: IPRoute) -> None:
-            for name in (if_b, "lo"):
-                ipr.link("set", index=_index(ipr, name), state="up")
-
-        in_namespace(ns_a, rename_and_up)
+        in_namespace(ns_a, make)
         in_namespace(ns_b, up)
     except NetlinkError as e:
         raise MbtestError(f"cannot link {ns_a}:{if_a} to {ns_b}:{if_b}: {e.args[-1]}") from None

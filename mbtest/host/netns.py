@@ -25,6 +25,7 @@ PREFIX = "mbt-"
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
 T = TypeVar("T")
+_inside = threading.local()  # the namespace a call_in thread entered
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -163,13 +164,17 @@ def call_in(
     name: str | None, fn: Callable[..., T], *args: Any, timeout: float = 30.0, **kwargs: Any
 ) -> T:
     """Run fn(*args) in a thread that has entered namespace ``name`` (None: a thread of its
-    own, in this process's namespace); return its result."""
+    own, in this process's namespace); return its result. Called from such a thread for
+    the same namespace, it runs fn right there (a batch of operations, one thread)."""
+    if name is not None and getattr(_inside, "name", None) == name:
+        return fn(*args, **kwargs)
     box: dict[str, Any] = {}
 
     def runner() -> None:
         try:
             if name is not None:
                 _setns(name)
+                _inside.name = name
             box["result"] = fn(*args, **kwargs)
         except BaseException as e:  # re-raised in the caller's thread
             box["error"] = e

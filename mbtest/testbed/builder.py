@@ -135,44 +135,48 @@ class Testbed:
             sysctls.update(node.sysctls)
             sysctls.update(self.sysctls.get(node.name, {}))
             netns.sysctls(name, sysctls)
-        for number, link in enumerate(topo.links):
+        for link in topo.links:
             signals.check()
-            temp = f"{netns.PREFIX.rstrip('-')}{self.run_id}{number}"
-            links.veth(
-                temp, self.ns(link.a.node), link.a.ifname, self.ns(link.b.node), link.b.ifname
-            )
-            for end in link.ends:
-                if link.mtu:
-                    links.set_mtu(self.ns(end.node), end.ifname, link.mtu)
-                if self.wire_segments:
-                    links.wire_segments(self.ns(end.node), end.ifname)
-                for cidr in end.addresses:
-                    links.address(self.ns(end.node), end.ifname, cidr)
-        for node in topo.nodes.values():
-            for route in node.routes:
-                links.route(self.ns(node.name), route.to, route.via, route.table)
-            for rule in node.rules:
-                links.rule(self.ns(node.name), rule.source, rule.table)
-            if node.limits:
-                pm.set_limits(
-                    self.ns(node.name),
-                    subflows=node.limits.get("subflows", 2),
-                    add_addr_accepted=node.limits.get("add_addr_accepted", 0),
-                )
-            for endpoint in node.endpoints:
-                if endpoint.version != self.ip_version:
-                    continue
-                flags = 0
-                for flag in endpoint.flags:
-                    flags |= pm.EndpointFlag[flag.upper()]
-                pm.add_endpoint(
-                    self.ns(node.name), endpoint.address, endpoint.id, flags, endpoint.port
-                )
-        for node in topo.nodes.values():
-            if not node.icmp_errors:
-                silence_icmp_errors(self.ns(node.name))
+            links.veth(self.ns(link.a.node), link.a.ifname, self.ns(link.b.node), link.b.ifname)
+        for node in topo.nodes.values():  # a node's settings in one visit to its namespace
+            signals.check()
+            links.batch(self.ns(node.name), lambda node=node: self._configure(node))
         self.start_middleboxes()
         self.build_seconds = time.monotonic() - start
+
+    def _configure(self, node) -> None:
+        """Its interfaces (MTU, offloads, addresses), routes, rules, path manager and ICMP,
+        from a thread already inside its namespace."""
+        ns = self.ns(node.name)
+        for link in self.topology.links:
+            for end in link.ends:
+                if end.node != node.name:
+                    continue
+                if link.mtu:
+                    links.set_mtu(ns, end.ifname, link.mtu)
+                if self.wire_segments:
+                    links.wire_segments(ns, end.ifname)
+                for cidr in end.addresses:
+                    links.address(ns, end.ifname, cidr)
+        for route in node.routes:
+            links.route(ns, route.to, route.via, route.table)
+        for rule in node.rules:
+            links.rule(ns, rule.source, rule.table)
+        if node.limits:
+            pm.set_limits(
+                ns,
+                subflows=node.limits.get("subflows", 2),
+                add_addr_accepted=node.limits.get("add_addr_accepted", 0),
+            )
+        for endpoint in node.endpoints:
+            if endpoint.version != self.ip_version:
+                continue
+            flags = 0
+            for flag in endpoint.flags:
+                flags |= pm.EndpointFlag[flag.upper()]
+            pm.add_endpoint(ns, endpoint.address, endpoint.id, flags, endpoint.port)
+        if not node.icmp_errors:
+            silence_icmp_errors(ns)
 
     def slot_sides(self, slot: str) -> dict[str, str]:
         """The slot's interface toward the client and the one toward the server."""
