@@ -374,8 +374,12 @@ int main(int argc, char **argv)
 	if (flows == NULL || logf == NULL)
 		return usage("cannot allocate the flow table or open the log");
 	setvbuf(logf, NULL, _IOFBF, 1 << 20);
-	signal(SIGTERM, on_signal);
-	signal(SIGINT, on_signal);
+	/* no SA_RESTART: a stop signal makes the blocking recv return at once (EINTR) */
+	struct sigaction stop = {0};
+	stop.sa_handler = on_signal;
+	sigemptyset(&stop.sa_mask);
+	sigaction(SIGTERM, &stop, NULL);
+	sigaction(SIGINT, &stop, NULL);
 	prctl(PR_SET_PDEATHSIG, SIGTERM); /* the engine that started it died: stop serving too */
 	if (getppid() == 1)
 		return usage("the engine that started it is gone");
@@ -410,10 +414,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mbtest-nfq-fast: recv: %s\n", strerror(errno));
 		break;
 	}
-	/* drain: the rules are gone by now; give what is still queued its verdict */
-	struct timeval brief = {0, 50000};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &brief, sizeof brief);
-	for (int rv; (rv = recv(fd, buf, sizeof buf, 0)) >= 0;)
+	/* drain: the rules are gone by now; give what is still queued its verdict (nothing
+	 * new can come, so what is not queued already is not waited for) */
+	for (int rv; (rv = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) >= 0;)
 		nfq_handle_packet(h, buf, rv);
 	nfq_destroy_queue(qh);
 	nfq_close(h);
