@@ -79,12 +79,13 @@ def run_command(
     """Run one scenario (a TOML/JSON file, a cell of the matrix, or the options) and print its
     verdict with evidence."""
     from mbtest import jsondoc
-    from mbtest.cli.ui import print_cell
+    from mbtest.cli.ui import print_cell, say_where
     from mbtest.errors import MbtestError
     from mbtest.experiment import grid
     from mbtest.experiment import scenario as scenarios
     from mbtest.experiment.cell import exit_status, run_repeated
     from mbtest.experiment.output import results_dir
+    from mbtest.testbed.builder import check_mptcp
 
     if scenario_file and cell_name:
         raise MbtestError("give a scenario file or --cell, not both")
@@ -109,7 +110,10 @@ def run_command(
             ip_version=6 if ipv6 else 4,
         )
     say_if_no_fast_path(list(scenario.middleboxes.values()))
+    check_mptcp()  # (before a results folder is made or named)
     with results_dir(out_dir) as out_dir:
+        if not (quiet or as_json):
+            say_where(out_dir, f"{repeat} runs" if repeat > 1 else "", stderr=False)
         result = run_repeated(scenario, out_dir, repeat)
     if as_json:
         click.echo(jsondoc.dumps(result))

@@ -38,12 +38,16 @@ def selfcheck(
     Exit status: 0 every check holds, 1 a mismatch (0 with --no-fail), 2 usage error,
     3 harness error."""
     from mbtest import jsondoc
-    from mbtest.cli.ui import print_selfcheck
+    from mbtest.cli.ui import print_selfcheck, say_where
     from mbtest.errors import FINDINGS, OK
     from mbtest.experiment.output import results_dir
     from mbtest.experiment.selfcheck import run_selfcheck
+    from mbtest.testbed.builder import check_mptcp
 
+    check_mptcp()  # (before a results folder is made or named)
     with results_dir(out_dir) as out_dir:
+        if not as_json:
+            say_where(out_dir, stderr=False)
         version = 6 if ipv6 else 4
         document = run_selfcheck(out_dir, ip_version=version, checksums=checksum, size=size)
     if as_json:

@@ -205,10 +205,11 @@ def topo_run(
     as_json,
 ) -> None:
     """Build NAME, run traffic between its MPTCP client and server, gather the evidence."""
-    from mbtest.cli.ui import print_run
+    from mbtest.cli.ui import print_run, say_where
     from mbtest.experiment.output import results_dir
     from mbtest.experiment.run import RunConfig, run_on_topology
     from mbtest.testbed import topology
+    from mbtest.testbed.builder import check_mptcp
 
     topo_ = topology.load(name, key_values(params))
     config = RunConfig(
@@ -221,7 +222,10 @@ def topo_run(
     )
     placed_specs = middleboxes(placed)
     say_if_no_fast_path(list(placed_specs.values()))
+    check_mptcp()  # (before a results folder is made or named)
     with results_dir(out_dir) as out_dir:
+        if not as_json:
+            say_where(out_dir, stderr=False)
         doc = run_on_topology(topo_, config, placed_specs, out_dir)
     if as_json:
         click.echo(jsondoc.dumps(doc))

@@ -174,12 +174,14 @@ def print_cell(result: dict, out_dir: str, console: Console | None = None) -> No
     console.print(Text(f"evidence in {out_dir}/ (cell.json, run.json, pcaps, middlebox logs)"))
 
 
-def say_where(out_dir: str, detail: str = "") -> None:
-    """Where the results go, said before the work starts (on stderr: stdout may be JSON)."""
+def say_where(out_dir: str, detail: str = "", stderr: bool = True) -> None:
+    """Where the results go, said before the work starts: on stderr where stdout may be
+    JSON (the matrix), on stdout where stderr is kept for the one sentence of an error."""
     import os
 
     more = f" ({detail})" if detail else ""
-    Console(stderr=True, soft_wrap=True).print(Text(f"results: {os.path.abspath(out_dir)}/{more}"))
+    text = Text(f"results: {os.path.abspath(out_dir)}/{more}")
+    Console(stderr=stderr, soft_wrap=True).print(text)
 
 
 class matrix_progress:

@@ -35,6 +35,13 @@ def test_run_json_cell_and_run_documents_validate(tmp_path):
     assert run.stderr == ""  # --json: the document on stdout, nothing else said
 
 
+def test_where_the_results_go_is_said_first(tmp_path):
+    run = mbtest("run", "--cell", "baseline", "-o", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[0] == f"results: {tmp_path / 'out'}/"
+    assert run.stderr == ""  # kept for the one sentence of an error
+
+
 def test_findings_exit_1_and_no_fail_makes_them_0(tmp_path):
     first = mbtest("run", "--cell", "payload-flip-c2s-csum", "--quiet", "-o", str(tmp_path / "a"))
     assert first.returncode == 1, first.stderr
