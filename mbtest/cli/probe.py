@@ -93,7 +93,6 @@ def probe_command(
 ) -> None:
     """Send MPTCP probes toward TARGET with every TTL at once; say which field changed where."""
     from mbtest.probe import loader
-    from mbtest.probe.result import probe_status
     from mbtest.probe.run import ProbeOptions, run, write_outputs
 
     if list_probes:
@@ -160,6 +159,8 @@ def probe_command(
             click.echo(f"report: {html_file}")
     if unwritten is not None:
         raise unwritten
+    from mbtest.probe.result import probe_status
+
     sys.exit(finish(probe_status(doc), no_fail))
 
 

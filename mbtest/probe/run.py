@@ -22,10 +22,10 @@ from mbtest import jsondoc
 from mbtest.errors import Interrupted, MbtestError, Terminated
 from mbtest.host import netns, owners, signals
 from mbtest.host.paths import OutputError
+from mbtest.jsondoc import schema
 from mbtest.probe import engine, loader
 from mbtest.probe.guard import RstGuard
 from mbtest.probe.rawio import Fanout, ProbeView, RawSockets
-from mbtest.probe.result import SCHEMA, probe_result
 from mbtest.probe.session import ProbeSetupError, Session, TargetState
 from mbtest.probe.wire import Segment
 
@@ -127,20 +127,31 @@ def _reset_answered_syns(session: Session, sweep: engine.Sweep) -> None:
             )
 
 
+@dataclass
+class Toward:
+    """Where a run's probes go and how: the target, the local source, the options, and the
+    guard that keeps the local stack from resetting what the probes start."""
+
+    address: str
+    source: str
+    options: ProbeOptions
+    guard: RstGuard
+
+
 def run_probe(
     spec: loader.ProbeSpec,
-    io: RawSockets,
-    guard: RstGuard,
-    address: str,
-    source: str,
-    options: ProbeOptions,
+    io: RawSockets | ProbeView,
+    toward: Toward,
     rng: random.Random,
     together: Together | None = None,
     slot: int = 0,
 ) -> tuple[dict, set[str]]:
     """One probe: its setup (a handshake for some), its sweep, its result and the routers
     that answered. ``together`` is what probes running side by side share."""
-    session = Session(io, guard, address, options.port, source, options.timeout, rng)
+    options = toward.options
+    session = Session(
+        io, toward.guard, toward.address, options.port, toward.source, options.timeout, rng
+    )
     if together is not None:
         session.target_state = together.target
     started = time.monotonic()
@@ -169,6 +180,8 @@ def run_probe(
     finally:
         session.close()
     routers = {a.router for a in sweep.answers.values()}
+    from mbtest.probe.result import probe_result  # (loaded once the first packet is out)
+
     result = probe_result(spec.name, spec.summary, sweep, session.notes, time.monotonic() - started)
     return result, routers
 
@@ -184,13 +197,7 @@ class Together:
 
 
 def side_by_side(
-    specs: list[loader.ProbeSpec],
-    io: RawSockets,
-    guard: RstGuard,
-    address: str,
-    source: str,
-    options: ProbeOptions,
-    rng: random.Random,
+    specs: list[loader.ProbeSpec], io: RawSockets, toward: Toward, rng: random.Random
 ) -> Iterator[tuple[int, dict, set[str]]]:
     """Every probe in a thread of its own over one socket reader; yields (index, result,
     routers) as each probe ends. However it ends, every probe has stopped and closed its
@@ -202,9 +209,7 @@ def side_by_side(
 
     def work(i: int, spec: loader.ProbeSpec, view: ProbeView) -> None:
         try:
-            outcome: Any = run_probe(
-                spec, view, guard, address, source, options, random.Random(seeds[i]), together, i
-            )
+            outcome: Any = run_probe(spec, view, toward, random.Random(seeds[i]), together, i)
         except BaseException as e:  # handed to the main thread, which raises it
             outcome = e
         ended.put((i, outcome))
@@ -225,7 +230,7 @@ def side_by_side(
         fanout.close()  # a probe still running stops at its next read
         for thread in threads:
             if thread.is_alive():
-                thread.join(timeout=options.timeout * options.tries + 5)
+                thread.join(timeout=toward.options.timeout * toward.options.tries + 5)
 
 
 def _next_ended(ended: queue.SimpleQueue) -> tuple[int, Any]:
@@ -274,7 +279,7 @@ def run(
 
     def document(probes: list[dict], seconds: float) -> dict[str, Any]:
         return {
-            "schema": SCHEMA,
+            "schema": schema("probe"),
             "target": {
                 "name": target,
                 "address": address,
@@ -295,15 +300,13 @@ def run(
 
     try:
         with RstGuard(owners.new_run_id(), version) as guard:
+            toward = Toward(address, source, options, guard)
             with contextlib.suppress(MbtestError, OSError):  # (else a port is guarded when taken)
                 guard.reserve(source, address, options.port, PORTS_PER_PROBE * len(specs))
             if options.serial or len(specs) == 1:  # one after another (the classic way)
-                each = (
-                    (i, *run_probe(spec, io, guard, address, source, options, rng))
-                    for i, spec in enumerate(specs)
-                )
+                each = ((i, *run_probe(spec, io, toward, rng)) for i, spec in enumerate(specs))
             else:
-                each = side_by_side(specs, io, guard, address, source, options, rng)
+                each = side_by_side(specs, io, toward, rng)
             for i, result, seen in each:
                 if options.resolve_names and seen - names.keys():
                     names.update(reverse_names(seen - names.keys()))
