@@ -73,6 +73,14 @@ def test_dual_homed_server_announces_and_is_joined(tmp_path, ip_version):
     }
     assert announced in remotes
     assert [s["kind"] for s in doc["timelines"]["slot2-eth0.pcap"]["subflows"]] == ["join"]
+    # the announcement leaves before the first data, so it is the server's first packet
+    # after the handshake: the cells that strip it there do not depend on a race
+    assert doc["announced"]["before_data"]
+    from mbtest.observe.decode import decode_capture
+
+    server_side = [r for r in decode_capture(tmp_path / "server.pcap") if r.direction == "s>c"]
+    first_after_handshake = server_side[1]  # (the first is the SYN/ACK)
+    assert [o.name for o in first_after_handshake.options] == ["AddAddr"]
 
 
 @pytest.mark.parametrize("ip_version", [4, 6])
