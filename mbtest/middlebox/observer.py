@@ -74,8 +74,12 @@ class EgressWatch:
 
 def packet_key(pkt: TcpPacket) -> tuple:
     """What NAT and sequence-adjusting helpers leave alone: the IPv4 ID (unique per packet
-    of a flow) and the flags; for IPv6, the flow label and the numbers."""
+    of a flow) and the flags, with the initial sequence number on a SYN or SYN/ACK (Linux
+    sends those with IP ID 0, so two flows' handshakes would otherwise pair crosswise; no
+    kernel middlebox changes an ISN); for IPv6, the flow label and the numbers."""
     if pkt.version == 4:
+        if pkt.flags & 0x02:
+            return (4, bytes(pkt.buf[4:6]), pkt.flags, pkt.seq)
         return (4, bytes(pkt.buf[4:6]), pkt.flags)
     return (6, bytes(pkt.buf[1:4]), pkt.seq, pkt.ack, pkt.flags)
 

@@ -316,3 +316,27 @@ def test_payload_rewrite_changes_length_and_shifts_sequence_and_acks():
     assert shifted.seq == 1011 + 4 and bytes(shifted.payload) == b"plain"
     assert ack.ack == 1016 - 4
     assert all(p.checksums_valid() for p in (rewritten, shifted, ack))
+
+
+def test_two_handshakes_crossing_the_kernel_observer_pair_with_their_own(tmp_path):
+    """SYN/ACKs leave Linux with IP ID 0: two flows' SYN/ACKs seen leaving in the other
+    order must still pair with their own arrivals (no invented kernel change)."""
+    from mbtest.middlebox.log import Log
+    from mbtest.middlebox.observer import KernelObserver
+
+    log = Log(str(tmp_path / "log"), "t")
+    observer = KernelObserver(log, FlowTracker(), {"client": "a", "server": "b"})
+    first = pkt(S, C, "SA", [MpCapable(checksum_required=False, sender_key=1)], seq=111, ack=9)
+    other_client = ("10.0.0.1", 40001)
+    second = pkt(S, other_client, "SA", [], seq=222, ack=19)
+    same_id = []
+    for packet in (first, second):
+        p = TcpPacket(packet)
+        p.buf[4:6] = b"\x00\x00"  # as Linux sends them
+        same_id.append(p.to_bytes())
+    observer.before(same_id[0])
+    observer.before(same_id[1])
+    observer.after(same_id[1])  # leaving in the other order
+    observer.after(same_id[0])
+    log.close()
+    assert (tmp_path / "log").read_text() == ""
