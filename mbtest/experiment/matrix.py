@@ -48,7 +48,6 @@ def run_cells(
     running: dict[tuple[int, int], tuple[workers.CellProcess, str, float]] = {}
     runs: dict[int, dict[int, dict[str, Any]]] = {}
     results: dict[int, dict[str, Any]] = {}
-    started_at: dict[tuple[int, int], float] = {}
 
     where = positions if positions is not None else list(range(len(cells)))
 
@@ -58,13 +57,18 @@ def run_cells(
     def run_dir(index: int, run: int) -> str:
         return cell_dir(index) if repeat == 1 else os.path.join(cell_dir(index), f"run-{run}")
 
-    def finish(key: tuple[int, int], proc: workers.CellProcess, folder: str, stopped=False):
+    def finish(
+        key: tuple[int, int],
+        proc: workers.CellProcess,
+        folder: str,
+        started: float,
+        stopped: bool = False,
+    ) -> None:
         index, run = key
         cleanup.remove_owned_by({proc.pid})  # a cell that died without tearing down
         runs.setdefault(index, {})[run] = _collect(cells[index], proc, folder, stopped)
-        if key in started_at:  # the cell's process from start to exit, as seen from here
-            timings = runs[index][run].setdefault("timings", {})
-            timings["wall"] = round(time.monotonic() - started_at.pop(key), 4)
+        timings = runs[index][run].setdefault("timings", {})  # start to exit, seen from here
+        timings["wall"] = round(time.monotonic() - started, 4)
         if len(runs[index]) == repeat:
             results[index] = repeats.aggregate(
                 [runs[index][r] for r in sorted(runs[index])], os.path.basename(cell_dir(index))
@@ -83,9 +87,9 @@ def run_cells(
                 scenario_file = os.path.join(folder, "scenario.json")
                 output.write_json(scenario_file, cells[key[0]].to_json())
                 with signals.deferred():  # started and recorded, or neither
-                    started_at[key] = time.monotonic()
+                    started = time.monotonic()
                     proc = workers.start(scenario_file, folder)
-                    running[key] = (proc, folder, time.monotonic())
+                    running[key] = (proc, folder, started)
                     owners.CHILDREN.add(proc.pid)
             time.sleep(0.05)
             signals.check()
@@ -97,17 +101,17 @@ def run_cells(
                 if proc.poll() is None:
                     continue
                 del running[key]
-                finish(key, proc, folder)
+                finish(key, proc, folder, started)
     finally:  # stopped early (Ctrl-C, SIGTERM): stop the running cells, keep what finished
         with signals.deferred():
             for proc, _, _ in running.values():
                 with contextlib.suppress(ProcessLookupError):
                     proc.terminate()
-            for key, (proc, folder, _) in running.items():
+            for key, (proc, folder, started) in running.items():
                 if proc.wait(30) is None:
                     proc.kill()
                     proc.wait(10)
-                finish(key, proc, folder, stopped=True)
+                finish(key, proc, folder, started, stopped=True)
             for key in pending:  # never started
                 index, run = key
                 runs.setdefault(index, {})[run] = _not_run(

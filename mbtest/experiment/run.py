@@ -54,12 +54,17 @@ class RunConfig:
     announce: str = "at-start"  # or "late": the server's signal endpoints once data flowed
 
 
+def signalled(topo: Topology, ip_version: int) -> int:
+    """How many addresses the server's path manager announces (its signal endpoints)."""
+    endpoints = topo.server.endpoints
+    return sum(1 for e in endpoints if "signal" in e.flags and e.version == ip_version)
+
+
 def expected_subflows(topo: Topology, ip_version: int) -> int:
     """Additional subflows the in-kernel path manager should open, from the topology."""
-    client, server = topo.client, topo.server
+    client = topo.client
     own = sum(1 for e in client.endpoints if "subflow" in e.flags and e.version == ip_version)
-    announced = sum(1 for e in server.endpoints if "signal" in e.flags and e.version == ip_version)
-    accepted = min(announced, client.limits.get("add_addr_accepted", 0))
+    accepted = min(signalled(topo, ip_version), client.limits.get("add_addr_accepted", 0))
     return min(own + accepted, client.limits.get("subflows", 2))
 
 
@@ -179,35 +184,27 @@ def _announce(bed: Testbed, endpoints: list[dict], before: dict) -> dict[str, An
     started = time.monotonic()
     for e in endpoints:
         pm.add_endpoint(ns, e.get("addr4") or e.get("addr6"), e["id"], e["flags"], e.get("port"))
-    sent = before[bed.topology.server.name].get("AddAddrTx", 0)
-    while time.monotonic() - started < 2.0:  # until the announcement left
-        if counters.read(ns).get("AddAddrTx", 0) > sent:
-            break
-        time.sleep(0.02)
+    _announcement_left(bed, before, bound=2.0)
     return {"endpoints": len(endpoints), "after_seconds": round(time.monotonic() - started, 3)}
 
 
-def _signalled_at_start(topo: Topology, config: RunConfig) -> int:
-    """How many addresses the server announces as soon as the connection is established."""
-    if config.announce != "at-start":
-        return 0
-    endpoints = topo.server.endpoints
-    return sum(1 for e in endpoints if "signal" in e.flags and e.version == config.ip_version)
+def _announcement_left(bed: Testbed, before: dict, bound: float) -> bool:
+    """Whether the server's AddAddrTx counter moved past ``before`` within ``bound``."""
+    sent = before[bed.topology.server.name].get("AddAddrTx", 0)
+    end = time.monotonic() + bound
+    while time.monotonic() < end:
+        if counters.read(bed.server_ns).get("AddAddrTx", 0) > sent:
+            return True
+        time.sleep(0.002)
+    return False
 
 
 def _await_announcement(bed: Testbed, before: dict, bound: float = 1.0) -> dict[str, Any]:
     """Wait until the server's announcement has left before the client sends data: Linux
     sends ADD_ADDR from a worker right after the handshake, which usually beats the first
     data but not always, and what a middlebox meets first must not depend on that race."""
-    ns = bed.server_ns
-    sent = before[bed.topology.server.name].get("AddAddrTx", 0)
     started = time.monotonic()
-    left = False
-    while time.monotonic() - started < bound:
-        if counters.read(ns).get("AddAddrTx", 0) > sent:
-            left = True
-            break
-        time.sleep(0.002)
+    left = _announcement_left(bed, before, bound)
     return {"before_data": left, "after_seconds": round(time.monotonic() - started, 4)}
 
 
@@ -301,7 +298,8 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
         timings["connect"] = round(time.monotonic() - start, 4)
         if server is not None:
             doc["connect"] = {"ok": True}
-            if _signalled_at_start(topo, config) and sockets.mptcp_info(client) is not None:
+            at_start = config.announce == "at-start" and signalled(topo, config.ip_version)
+            if at_start and sockets.mptcp_info(client) is not None:
                 doc["announced"] = _await_announcement(bed, before)  # (not after a fallback)
             # Linux opens further subflows once the connection is fully established, which
             # takes data both ways: a one-byte exchange, then the wait for the subflows.

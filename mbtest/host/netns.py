@@ -24,6 +24,8 @@ from mbtest.host import signals
 PREFIX = "mbt-"
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
+MS_BIND, MS_REC, MS_SHARED = 4096, 16384, 1 << 20  # mount(2) flags
+MNT_DETACH = 2  # umount2(2)
 T = TypeVar("T")
 _inside = threading.local()  # the namespace a call_in thread entered
 
@@ -76,29 +78,25 @@ def create(name: str) -> None:
     call_in(None, _create, name)
 
 
-MS_BIND, MS_REC, MS_SHARED = 4096, 16384, 1 << 20
-
-
 def _create(name: str) -> None:
     """What ``ip netns add`` does, from a throwaway thread (a network namespace belongs to a
     thread, so the process stays where it is): a shared /run/netns, a new namespace for
     the thread, bound to /run/netns/NAME."""
-    libc = _libc
     os.makedirs(NETNS_DIR, exist_ok=True)
-    shared = libc.mount(b"", NETNS_DIR.encode(), b"none", MS_SHARED | MS_REC, None) == 0
+    shared = _libc.mount(b"", NETNS_DIR.encode(), b"none", MS_SHARED | MS_REC, None) == 0
     if not shared:  # /run/netns is no mount point yet: bind it onto itself first
         folder = NETNS_DIR.encode()
-        if libc.mount(folder, folder, b"none", MS_BIND | MS_REC, None) != 0:
+        if _libc.mount(folder, folder, b"none", MS_BIND | MS_REC, None) != 0:
             _fail("mount", NETNS_DIR)
-        if libc.mount(b"", folder, b"none", MS_SHARED | MS_REC, None) != 0:
+        if _libc.mount(b"", folder, b"none", MS_SHARED | MS_REC, None) != 0:
             _fail("share", NETNS_DIR)
     path = os.path.join(NETNS_DIR, name)
     os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
     try:
-        if libc.unshare(CLONE_NEWNET) != 0:
+        if _libc.unshare(CLONE_NEWNET) != 0:
             _fail("unshare a network namespace for", name)
         source = b"/proc/thread-self/ns/net"
-        if libc.mount(source, path.encode(), b"none", MS_BIND, None) != 0:
+        if _libc.mount(source, path.encode(), b"none", MS_BIND, None) != 0:
             _fail("bind", path)
     except BaseException:
         os.unlink(path)
@@ -143,9 +141,6 @@ def remove(name: str, grace: float = 1.0) -> list[int]:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     return victims
-
-
-MNT_DETACH = 2
 
 
 def alive(pid: int) -> bool:

@@ -244,8 +244,8 @@ class Testbed:
         return {slot: why for slot, p in self.processes.items() if (why := p.check())}
 
     def teardown(self) -> None:
-        """Remove every namespace the record names (killing what runs in it), the links
-        still in the root namespace, the state folder and the record. No signal cuts it
+        """Remove every namespace the record names (killing what runs in it, and the links
+        made inside them), the state folder and the record. No signal cuts it
         short: one that arrives meanwhile is raised once everything is gone."""
         with signals.deferred():
             errors = []
@@ -258,10 +258,6 @@ class Testbed:
                     netns.remove(name)
                 except Exception as e:  # keep removing the rest
                     errors.append(f"{name}: {e}")
-            prefix = f"{netns.PREFIX.rstrip('-')}{self.run_id}"
-            with contextlib.suppress(Exception):
-                for leftover in links.root_links(prefix):
-                    links.delete_root_link(leftover)
             self.namespaces.clear()
             if self.owner is not None:
                 for folder in self.owner.folders:
