@@ -91,7 +91,7 @@ def run_cells(
                     proc = workers.start(scenario_file, folder)
                     running[key] = (proc, folder, started)
                     owners.CHILDREN.add(proc.pid)
-            time.sleep(0.05)
+            workers.wait_any([proc for proc, _, _ in running.values()], 0.05)
             signals.check()
             for key, (proc, folder, started) in list(running.items()):
                 limit = cells[key[0]].deadline + cells[key[0]].hold + 60

@@ -352,8 +352,13 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
         for sock in (client, server):
             if sock is not None:
                 sock.close()
-        time.sleep(0.05)  # the closing handshakes reach the captures
-        bed.stop_middleboxes()  # the run is over: logs complete, counts written
+        # The run is over. The middleboxes serve the closing handshakes for a moment more
+        # (their settle time) while they reach the captures; then everything ends at once.
+        bed.ask_middleboxes_to_stop()
+        time.sleep(0.05)
+        for capture in caps:
+            capture.interrupt()
+        bed.stop_middleboxes()  # (logs complete, counts written)
     doc["middleboxes"] = {
         slot: {
             "behaviour": p.spec.text,

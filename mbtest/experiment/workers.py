@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -33,6 +34,16 @@ class CellProcess(Protocol):
     def terminate(self) -> None: ...
     def kill(self) -> None: ...
     def error(self) -> str: ...
+    def sentinel(self) -> int | None: ...
+
+
+def wait_any(procs: list[CellProcess], timeout: float) -> None:
+    """Return as soon as one of ``procs`` has ended, or after ``timeout`` seconds: the next
+    cell starts the moment a slot frees rather than at the next tick of a poll."""
+    fds = [fd for p in procs if (fd := p.sentinel()) is not None]
+    if len(fds) < len(procs):  # one has no descriptor to wait on (it never started)
+        return
+    select.select(fds, [], [], timeout)
 
 
 def start(scenario_file: str, folder: str) -> CellProcess:
@@ -112,6 +123,9 @@ class _Forked:
     def poll(self) -> int | None:
         return self.process.exitcode
 
+    def sentinel(self) -> int | None:
+        return self.process.sentinel  # readable once the exit status is known
+
     def wait(self, timeout: float) -> int | None:
         self.process.join(timeout)
         return self.process.exitcode
@@ -139,9 +153,20 @@ class _Interpreter:
         argv = [sys.executable, "-m", "mbtest.experiment.cell", scenario_file, folder]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.pid = self.proc.pid
+        try:
+            self._pidfd: int | None = os.pidfd_open(self.pid)
+        except OSError:
+            self._pidfd = None
+
+    def sentinel(self) -> int | None:
+        return self._pidfd  # readable once it has exited
 
     def poll(self) -> int | None:
-        return self.proc.poll()
+        code = self.proc.poll()
+        if code is not None and self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        return code
 
     def wait(self, timeout: float) -> int | None:
         try:
@@ -172,6 +197,9 @@ class _NotStarted:
 
     def poll(self) -> int | None:
         return 1
+
+    def sentinel(self) -> int | None:
+        return None
 
     def wait(self, timeout: float) -> int | None:
         return 1

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from mbtest.errors import EnvironmentProblem, MbtestError
-from mbtest.host import signals
+from mbtest.host import exits, signals
 
 PREFIX = "mbt-"
 NETNS_DIR = "/run/netns"
@@ -272,9 +272,11 @@ class Forked:
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:
-            if deadline is not None and time.monotonic() > deadline:
+            left = 1.0 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
                 raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0)
-            time.sleep(0.005)
+            if not exits.wait_exited([self.pid], min(left, 1.0)):
+                time.sleep(0.005)  # (no pidfd: poll)
         return self.returncode  # type: ignore[return-value]
 
     def send_signal(self, sig: int) -> None:

@@ -10,8 +10,10 @@ process stops and says so, and the testbed reports the middlebox as crashed.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import os
 import select
 import subprocess
 import sys
@@ -27,6 +29,8 @@ from mbtest.middlebox.inject import Injector
 from mbtest.middlebox.log import Log
 from mbtest.middlebox.observer import KernelObserver
 from mbtest.middlebox.relay import Relay, policy_routing
+
+SETTLE = 0.05  # seconds served after a stop signal: the packets already on their way
 
 
 class Engine:
@@ -210,23 +214,29 @@ class Engine:
     # --- loop -------------------------------------------------------------------------------
 
     def serve(self) -> None:
+        """Serve until told to stop, then SETTLE seconds more: the packets already on their
+        way (a closing handshake) are still handled as the behaviour says."""
         wake = [self.wakeup] if self.wakeup is not None else []
-        if self.native is not None:  # the fast path serves the queue; watch that it lives
-            while not self.stopping and self.native.poll() is None:
-                select.select(wake, [], [], 0.1)  # (a stop signal wakes it at once)
-            if self.native.poll() is not None and not self.stopping:
-                why = self.native.stderr.read().strip() or f"exit {self.native.returncode}"
-                raise MbtestError(f"the native fast path stopped: {why}")
-            return
-        fds = {nfq.get_fd(): nfq for nfq in self.queues}  # run(block=False) never waits
+        fds = {} if self.native is not None else {nfq.get_fd(): nfq for nfq in self.queues}
         tick = self.behaviour.TICK
-        while not self.stopping:
-            ready, _, _ = select.select([*fds, *wake], [], [], tick or 0.2)
+        until = None  # when serving ends, once told to stop
+        while until is None or time.monotonic() < until:
+            if until is None and self.stopping:
+                until = time.monotonic() + SETTLE
+            wait = (tick or 0.2) if until is None else max(0.0, until - time.monotonic())
+            ready, _, _ = select.select([*fds, *wake], [], [], wait)
             for fd in ready:
                 if fd in fds:
                     fds[fd].run(block=False)
+                else:  # the stop signal's byte: read, so that it wakes only once
+                    with contextlib.suppress(BlockingIOError, InterruptedError):
+                        os.read(fd, 64)
             self.log.flush()
-            if tick:
+            if self.native is not None:  # the fast path serves the queue; watch that it lives
+                if self.native.poll() is not None and not self.stopping:
+                    why = self.native.stderr.read().strip() or f"exit {self.native.returncode}"
+                    raise MbtestError(f"the native fast path stopped: {why}")
+            elif tick:
                 self.apply(self.handler.tick(time.monotonic()))
         if self.failure is not None:
             raise MbtestError(f"behaviour {self.behaviour.NAME} failed: {self.failure!r}")
@@ -234,7 +244,6 @@ class Engine:
     def stop(self) -> None:
         """Log what only the kernel knows, release the queues, remove the rules: each step
         runs even if an earlier one failed, and a failure is reported on stderr."""
-        time.sleep(0.05)  # the last packets leave
         steps = []
         if self.observer is not None:
             steps.append(self.observer.stop)

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 
 from mbtest.errors import MbtestError
+from mbtest.host import exits
 from mbtest.middlebox.base import Behaviour
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native", "nfq_fast.c")
@@ -96,6 +97,7 @@ def start(command: list[str], timeout: float = 5.0) -> subprocess.Popen:
 def stop(proc: subprocess.Popen) -> None:
     """It drains its queue and writes its own counts on SIGTERM."""
     proc.terminate()
+    exits.wait_exited([proc.pid], 5)  # (woken at its exit; wait() then reaps)
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:

@@ -11,7 +11,7 @@ import sys
 import time
 
 from mbtest.errors import MbtestError
-from mbtest.host import netns, signals
+from mbtest.host import exits, netns, signals
 from mbtest.middlebox.spec import MiddleboxSpec
 
 
@@ -34,6 +34,7 @@ class MiddleboxProcess:
         self.proc: subprocess.Popen | netns.Forked | None = None
         self.exit_code: int | None = None
         self.error: str | None = None
+        self.asked = False
 
     def start(self, timeout: float = 10.0) -> None:
         argv = [sys.executable, "-m", "mbtest.middlebox", self.spec.text]
@@ -76,11 +77,19 @@ class MiddleboxProcess:
         self.stop()
         return f"{self.what} crashed: {self.error or f'exit {self.exit_code}'}"
 
+    def ask_to_stop(self) -> None:
+        """Tell it to stop (it removes its rules, flushes its log); ``stop`` then waits.
+        Telling every middlebox first lets them all finish at once."""
+        if self.proc is not None and not self.asked:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            self.asked = True  # once: a second SIGTERM could cut its cleanup short
+
     def stop(self, timeout: float = 5.0) -> None:
         if self.proc is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGTERM)
+        self.ask_to_stop()
+        exits.wait_exited([self.proc.pid], timeout)  # (woken at its exit; wait() then reaps)
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -93,6 +102,7 @@ class MiddleboxProcess:
             if stream:
                 stream.close()
         self.proc = None
+        self.asked = False
 
 
 def _package_root() -> str:

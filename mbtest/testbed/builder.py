@@ -235,9 +235,16 @@ class Testbed:
             self.start_middleboxes()
 
     def stop_middleboxes(self) -> None:
-        """Stop every middlebox (each removes its rules, flushes its log, writes its counts)."""
+        """Stop every middlebox (each removes its rules, flushes its log, writes its counts),
+        all told at once."""
+        self.ask_middleboxes_to_stop()
         for process in self.processes.values():
             process.stop()
+
+    def ask_middleboxes_to_stop(self) -> None:
+        """Tell every middlebox to stop without waiting (each serves its settle time more)."""
+        for process in self.processes.values():
+            process.ask_to_stop()
 
     def check_middleboxes(self) -> dict[str, str]:
         """slot -> why its middlebox stopped, for every one that is no longer running."""
