@@ -26,10 +26,15 @@ def print_decoded(records: Iterable[PacketRecord], title: str, out: TextIO | Non
     indent = " " * 23
     start = None
     count = 0
+    flows: dict[tuple, str] = {}  # a capture holds few flows: each is spelled once
     for r in records:
         count += 1
         start = r.time if start is None else start
-        flow = _plain(r.flow) if r.src != ("?", 0) else "?"
+        flow = flows.get((r.src, r.dst))
+        if flow is None:
+            if len(flows) >= 4096:
+                flows.clear()
+            flow = flows[r.src, r.dst] = _plain(r.flow) if r.src != ("?", 0) else "?"
         add(f"{r.frame:>6} {r.time - start:>10.6f} {r.direction:3} {r.tcp_flags:5} {flow}")
         for option in r.options:
             add(indent + short(option))

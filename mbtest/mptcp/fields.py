@@ -69,6 +69,20 @@ def describe(option: MptcpOption) -> str:
 def short(option: MptcpOption) -> str:
     """The option in a few words, as tables and the probe's answers name it
     (``MP_CAPABLE v1 flags AH, 1 key``, ``DSS data ack 5, mapping 1000+51``)."""
+    if isinstance(option, Dss):  # (most packets: asked first)
+        parts = []
+        if option.data_ack is not None:
+            parts.append(f"data ack {option.data_ack}")
+        if option.dsn is not None:
+            mapping = f"mapping {option.dsn}+{option.data_length} ssn {option.subflow_seq}"
+            if option.checksum is not None:
+                mapping += f" csum 0x{option.checksum:04x}"
+            parts.append(mapping)
+            if option.infinite_mapping:
+                parts.append("infinite")
+        if option.data_fin:
+            parts.append("DATA_FIN")
+        return "DSS " + (", ".join(parts) or "empty")
     if isinstance(option, MpCapable):
         letters = "".join(
             letter
@@ -92,20 +106,6 @@ def short(option: MptcpOption) -> str:
         return f"MP_JOIN SYN/ACK id {option.address_id}"
     if isinstance(option, MpJoinAck):
         return "MP_JOIN ACK"
-    if isinstance(option, Dss):
-        parts = []
-        if option.data_ack is not None:
-            parts.append(f"data ack {option.data_ack}")
-        if option.dsn is not None:
-            mapping = f"mapping {option.dsn}+{option.data_length} ssn {option.subflow_seq}"
-            if option.checksum is not None:
-                mapping += f" csum 0x{option.checksum:04x}"
-            parts.append(mapping)
-            if option.infinite_mapping:
-                parts.append("infinite")
-        if option.data_fin:
-            parts.append("DATA_FIN")
-        return "DSS " + (", ".join(parts) or "empty")
     if isinstance(option, AddAddr):
         port = f" port {option.port}" if option.port else ""
         echo = " echo" if option.echo else ""

@@ -90,17 +90,15 @@ def decode_capture(
 ) -> Iterator[PacketRecord]:
     """A record per TCP packet (per packet with MPTCP options when ``only_mptcp``) of a capture
     file or of frames already read. One malformed packet is one record with its errors."""
-    initiators: dict[frozenset[Endpoint], Endpoint] = {}
+    directions: dict[tuple[Endpoint, Endpoint], str] = {}  # (from, to) -> c>s or s>c
     for number, stamp, seg in iter_segments(path):
         if isinstance(seg, PacketError):
             yield PacketRecord(number, stamp, ("?", 0), ("?", 0), "?", "", 0, 0, 0, [], [str(seg)])
             continue
         src, dst = (seg.src, seg.sport), (seg.dst, seg.dport)
-        key = frozenset((src, dst))
-        if seg.syn and not seg.is_ack:
-            initiators[key] = src
-        initiator = initiators.get(key)
-        direction = "?" if initiator is None else ("c>s" if initiator == src else "s>c")
+        if seg.syn and not seg.is_ack:  # the SYN's sender is the client
+            directions[src, dst], directions[dst, src] = "c>s", "s>c"
+        direction = directions.get((src, dst), "?")
         options: list[MptcpOption] = []
         errors: list[str] = []
         try:

@@ -107,17 +107,26 @@ def parse_tcp(packet: bytes) -> TcpSegment | None:
         return None
     if header.version == 4:
         ttl, ip_id = packet[8], struct.unpack_from("!H", packet, 4)[0]
-        src = socket.inet_ntop(socket.AF_INET, packet[12:16])
-        dst = socket.inet_ntop(socket.AF_INET, packet[16:20])
+        src, dst = _address(packet[12:16]), _address(packet[16:20])
     else:
         ttl, ip_id = packet[7], struct.unpack_from("!I", packet, 0)[0] & 0xFFFFF
-        src = socket.inet_ntop(socket.AF_INET6, packet[8:24])
-        dst = socket.inet_ntop(socket.AF_INET6, packet[24:40])
+        src, dst = _address(packet[8:24]), _address(packet[24:40])
     segment = packet[header.header_len : header.end]
     return _parse_tcp_header(segment, header.version, src, dst, ttl, ip_id)
 
 
 _TCP = struct.Struct("!HHIIBBHHH")
+_NAMES: dict[bytes, str] = {}  # address bytes -> text: a capture holds few addresses
+
+
+def _address(raw: bytes) -> str:
+    name = _NAMES.get(raw)
+    if name is None:
+        if len(_NAMES) >= 4096:  # bounded, whatever a capture holds
+            _NAMES.clear()
+        family = socket.AF_INET if len(raw) == 4 else socket.AF_INET6
+        name = _NAMES[raw] = socket.inet_ntop(family, raw)
+    return name
 
 
 def parse_tcp_segment(seg: bytes, version: int, src: str, dst: str) -> TcpSegment:
