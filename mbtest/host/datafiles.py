@@ -1,17 +1,19 @@
 """Files shipped inside the package (topologies, probes, templates, native source), found
-with importlib.resources so that an installed wheel works from any directory, and a user's
-own file given by path."""
+beside the package's own code so that an installed wheel works from any directory (a wheel
+installs them as files; importlib.resources would cost every command 10 ms of imports
+before its first packet), and a user's own file given by path."""
 
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
+
+import mbtest
 
 
 def shipped(*parts: str) -> Path:
     """A file or folder shipped in the mbtest package (a wheel installs it as files)."""
-    return Path(str(resources.files("mbtest").joinpath(*parts)))
+    return Path(os.path.dirname(os.path.abspath(mbtest.__file__)), *parts)
 
 
 def available(folder: Path, suffix: str) -> list[str]:
