@@ -32,6 +32,10 @@ U64_KEYS = frozenset(
         "snd_una",
         "rcv_nxt",
         "idsn",
+        "data_end",  # (a conformance probe's context: data sequence numbers it judges by)
+        "mapped_end",
+        "failed_dsn",
+        "control_data_end",
     }
 )
 # keys whose float values are points in time (seconds since the epoch)

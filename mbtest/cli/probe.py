@@ -20,9 +20,11 @@ Examples:
   sudo mbtest probe 10.1.4.2 -m 12 -t 1 --json   tracebox's -m and -t; a JSON line per probe
   sudo mbtest probe 10.1.4.2 --from client       from a node of a testbed brought up by topo up
   sudo mbtest probe example.net -o r.json --html r.html
+  sudo mbtest probe --suite conformance example.net  does the far end follow RFC 8684?
 
 Exit status: 0 no change on the path, 1 changes found (or the path kept a probe's setup
-from completing), 2 usage error, 3 a probe or the tool failed, 130/143 interrupted.""",
+from completing, or a conformance probe's verdict is deviates or no-answer), 2 usage error,
+3 a probe or the tool failed, 130/143 interrupted.""",
 )
 @click.argument("target", required=False)
 @click.option("-p", "--port", default=80, show_default=True, type=click.IntRange(1, 65535))
@@ -33,6 +35,13 @@ from completing), 2 usage error, 3 a probe or the tool failed, 130/143 interrupt
     metavar="NAME|FILE",
     shell_complete=complete_probe,
     help="A probe shipped with mbtest or a probe file (default: the path probes).",
+)
+@click.option(
+    "--suite",
+    type=click.Choice(["path", "conformance"]),
+    default=None,
+    help="Every probe of a suite: path (the default run) or conformance (what the target "
+    "does in RFC 8684's situations: fallback, MP_FAIL, resets).",
 )
 @click.option("-m", "--max-ttl", default=30, show_default=True, type=click.IntRange(1, 64))
 @click.option(
@@ -76,6 +85,7 @@ def probe_command(
     target,
     port,
     probes,
+    suite,
     max_ttl,
     timeout,
     tries,
@@ -97,11 +107,12 @@ def probe_command(
 
     if list_probes:
         for name in loader.available():
-            summary = loader.load(name).summary
+            spec = loader.load(name)
             if as_json:
-                click.echo(jsondoc.dumps({"name": name, "summary": summary}))
+                doc = {"name": name, "suite": spec.suite, "summary": spec.summary}
+                click.echo(jsondoc.dumps(doc))
             else:
-                click.echo(f"{name:15} {summary}")
+                click.echo(f"{name:24} {spec.suite:11} {spec.summary}")
         return
     if not target:
         raise MbtestError("probe needs a TARGET host name or address (or --list)")
@@ -116,7 +127,7 @@ def probe_command(
         netns.enter(namespace)  # this process, and everything it starts, runs in the node
     options = ProbeOptions(
         port=port,
-        probes=tuple(probes) or loader.DEFAULT,
+        probes=tuple(probes) + (loader.suite(suite) if suite else ()) or loader.DEFAULT,
         max_ttl=max_ttl,
         timeout=timeout,
         tries=tries,

@@ -81,6 +81,15 @@ def topo_ls(as_json: bool) -> None:
     metavar="SLOT=NAME[:k=v,...]",
     help="Start this middlebox in a slot; it runs until topo down.",
 )
+@click.option(
+    "--listen",
+    "listen_port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    metavar="PORT",
+    help="Start an MPTCP server on the server node (IPv4 and IPv6) that accepts and reads: "
+    "a target for probes and hand-made traffic.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the testbed as one JSON line.")
 def topo_up(
     name: str,
@@ -88,6 +97,7 @@ def topo_up(
     checksum: bool | None,
     params: tuple[str, ...],
     placed: tuple[str, ...],
+    listen_port: int | None,
     as_json: bool,
 ) -> None:
     """Build topology NAME (or a .toml path) and leave it up.
@@ -97,6 +107,8 @@ def topo_up(
       sudo mbtest topo up single-path
       sudo mbtest topo up long-path --param slot_at=6 --middlebox slot=nat --json
       sudo mbtest probe 10.1.4.2 --from client
+      sudo mbtest topo up single-path --listen 8080
+      sudo mbtest probe 10.1.4.2 -p 8080 --from client --suite conformance
       sudo mbtest topo down"""
     from mbtest.testbed import topology
     from mbtest.testbed.builder import Testbed
@@ -117,6 +129,14 @@ def topo_up(
             lines.append(f"  ip netns exec {ns} bash    # {node} ({role}): {addresses}")
         for slot, process in bed.processes.items():
             lines.append(f"middlebox {process.spec.text} in {slot}, logging to {process.log_path}")
+        listening = None
+        if listen_port is not None:
+            from mbtest.endpoints import listener
+
+            server = bed.topology.server.name
+            listener.start(bed.ns(server), listen_port)
+            listening = {"node": server, "port": listen_port}
+            lines.append(f"an MPTCP server listens on {server} port {listen_port} (IPv4, IPv6)")
         lines.append(f"tear it down with: mbtest topo down {bed.run_id}")
         described = {
             "testbed": bed.run_id,
@@ -135,6 +155,7 @@ def topo_up(
                 slot: {"behaviour": p.spec.text, "log": p.log_path}
                 for slot, p in bed.processes.items()
             },
+            "listening": listening,
             "down": f"mbtest topo down {bed.run_id}",
         }
         bed.hand_over()  # from here on it is the user's, until topo down

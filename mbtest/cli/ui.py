@@ -264,6 +264,41 @@ def print_matrix(results: list[dict], out_dir: str, console: Console | None = No
     console.print(Text(f"results: {out_dir}/results.jsonl"))
 
 
+VERDICT_STYLES = {
+    "as-expected": "green",
+    "permitted-variant": "cyan",
+    "deviates": "bold red",
+    "no-answer": "yellow",
+    "inconclusive": "yellow",
+}
+
+
+def print_conformance(probe: dict, console: Console) -> None:
+    """A conformance probe: its verdict against the RFC and the exchange that shows it."""
+    judged = probe["conformance"]
+    console.print(Text(f"{probe['name']}: {probe['summary']}", style="bold"))
+    verdict = Text(judged["verdict"], style=VERDICT_STYLES.get(judged["verdict"], ""))
+    console.print(
+        Text(f"  {judged['rfc']}: ") + verdict + Text(f" ({judged['outcome']}): {judged['why']}")
+    )
+    console.print(Text(f"  RFC: {judged['rfc_says']}", style="dim"))
+    for step in judged["exchange"]:
+        arrow = "->" if step["direction"] == "sent" else "<-"
+        options = f" [{', '.join(step['mptcp'])}]" if step["mptcp"] else ""
+        length = f" {step['payload_length']} bytes" if step["payload_length"] else ""
+        reason = f" reason {step['mp_tcprst']}" if step.get("mp_tcprst") else ""
+        line = f"    {step['after_seconds']:7.3f} {arrow} {step['flags']:3}{options}{length}"
+        console.print(
+            Text(
+                f"{line}{reason}  ({step['step']})",
+                style="" if step["direction"] == "sent" else "bold",
+            ),
+            overflow="fold",
+        )
+    for note in probe["notes"]:
+        console.print(Text(f"  note: {note}", style="dim"))
+
+
 def print_probes(doc: dict, console: Console | None = None) -> None:
     """One table per probe: hop, router, RTT, quote, changes (first appearances marked)."""
     console = console or Console()
@@ -282,6 +317,9 @@ def print_probes(doc: dict, console: Console | None = None) -> None:
         if probe.get("error"):
             style = "yellow" if probe.get("setup_failed") else "red"
             console.print(Text(f"{title}\n  not run: {probe['error']}", style=style))
+            continue
+        if probe.get("conformance"):
+            print_conformance(probe, console)
             continue
         table = Table(title=Text(title), title_justify="left", show_lines=False)
         for name in ("hop", "router", "RTT ms", "quote", "changes (* first seen here)"):

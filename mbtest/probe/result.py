@@ -179,10 +179,13 @@ def destination(sweep: Sweep, icmp_from_target: bool) -> dict[str, Any]:
 def probe_status(doc: dict[str, Any]) -> int:
     """The exit status of a probe document (mbtest.errors): 3 when a probe failed (not the
     path: its own file or the tool), else 1 when the path changed a probe or kept the setup
-    from completing, else 0."""
+    from completing or a target deviated from the RFC (or did not answer), else 0."""
     probes = doc.get("probes", [])
     if any(p.get("error") and not p.get("setup_failed") for p in probes):
         return HARNESS
     if any(p.get("first_change") or p.get("setup_failed") for p in probes):
+        return FINDINGS
+    judged = [p["conformance"]["verdict"] for p in probes if p.get("conformance")]
+    if any(v in ("deviates", "no-answer", "inconclusive") for v in judged):
         return FINDINGS
     return OK

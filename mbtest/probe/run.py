@@ -23,7 +23,7 @@ from mbtest.errors import Interrupted, MbtestError, Terminated
 from mbtest.host import netns, owners, signals
 from mbtest.host.paths import OutputError
 from mbtest.jsondoc import schema
-from mbtest.probe import engine, loader
+from mbtest.probe import conform, engine, loader
 from mbtest.probe.guard import RstGuard
 from mbtest.probe.rawio import Fanout, ProbeView, RawSockets
 from mbtest.probe.session import ProbeSetupError, Session, TargetState
@@ -155,6 +155,16 @@ def run_probe(
     if together is not None:
         session.target_state = together.target
     started = time.monotonic()
+    if spec.suite == "conformance":  # an exchange with the target, judged; not swept
+        try:
+            return conform.play(spec, session), set()
+        except MbtestError:
+            raise
+        except Exception as e:  # a user's probe file: say what broke, keep the other probes
+            why = f"probe {spec.name} ({spec.path}) failed: {type(e).__name__}: {e}"
+            return _failed(spec, why, session.notes, started), set()
+        finally:
+            session.close()
     try:
         try:
             segment = spec.build(session)

@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from mbtest.errors import MbtestError, PacketError
 from mbtest.host import signals
@@ -100,6 +101,30 @@ class Connection:
             checksum=checksum,
         )
 
+    def data(self, payload: bytes, *mptcp: MptcpOption) -> wire.Segment:
+        """The next data segment (PSH, ACK) with the given MPTCP options."""
+        return self.segment(*mptcp, payload=payload, flags="PA")
+
+    def mp_capable_data(self, payload: bytes) -> MpCapable:
+        """The MP_CAPABLE data form (§3.1, version 1): both keys and the data-level length
+        of the first data, with its checksum when checksums are in use."""
+        checksum = None
+        if self.checksums:
+            dsn = (self.local_idsn + 1) & (2**64 - 1)
+            checksum = crypto.dss_checksum(dsn, 1, len(payload), payload)
+        return MpCapable(
+            version=1,
+            checksum_required=self.checksums,
+            sender_key=self.local_key,
+            receiver_key=self.remote_key,
+            data_length=len(payload),
+            checksum=checksum,
+        )
+
+    def data_end(self) -> int:
+        """The data sequence number just after everything sent so far."""
+        return (self.local_idsn + 1 + self.sent_data) & (2**64 - 1)
+
     def close(self) -> None:
         """Tell the target the connection is over: a RST carrying MP_FASTCLOSE (§3.5)."""
         seg = wire.Segment(
@@ -138,6 +163,9 @@ class Session:
     target_state: TargetState = field(default_factory=TargetState)
     _ts_origin: float = field(default_factory=time.monotonic)
     _ts_base: int = 0
+    # (direction, segment, when) for every segment sent and answer read: a conformance
+    # probe records its whole exchange, the handshake's packets included
+    recorder: Callable[[str, Any, float], None] | None = None
 
     def __post_init__(self) -> None:
         self._ts_base = self.rng.randrange(1 << 31)
@@ -193,7 +221,10 @@ class Session:
         )
 
     def send(self, seg: wire.Segment, ttl: int = SETUP_TTL) -> float:
-        return self.io.send(wire.packet(seg, ttl, self.rng.randrange(1, 0xFFFF), 0), seg.dst)
+        sent_at = self.io.send(wire.packet(seg, ttl, self.rng.randrange(1, 0xFFFF), 0), seg.dst)
+        if self.recorder is not None:
+            self.recorder("sent", seg, sent_at)
+        return sent_at
 
     def exchange(
         self, seg: wire.Segment, want: Callable[[TcpSegment], bool], tries: int = 3
@@ -218,6 +249,8 @@ class Session:
                     ):
                         continue
                     heard = True
+                    if self.recorder is not None:
+                        self.recorder("answer", got, arrival.time)
                     try:
                         got.options()
                     except PacketError as e:  # an answer that cannot be read: noted, skipped
@@ -229,8 +262,11 @@ class Session:
             self.target_state.silent = True
         return None
 
-    def handshake(self, checksums: bool = False) -> Connection:
-        """A full MP_CAPABLE v1 handshake with the target, or ProbeSetupError saying why not."""
+    def handshake(self, checksums: bool = False, third_ack: str = "mp_capable") -> Connection:
+        """A full MP_CAPABLE v1 handshake with the target, or ProbeSetupError saying why not.
+        ``third_ack``: "mp_capable" (both keys, as RFC 8684 §3.1 says), "plain" (an ACK
+        without MP_CAPABLE, as when a middlebox strips it) or "none" (not sent, as if lost:
+        the next segment the probe sends completes the handshake)."""
         syn = self.syn(MpCapable(version=1, checksum_required=checksums))
         answer = self.exchange(
             syn, lambda s: s.rst or (s.syn and s.is_ack and s.ack == (syn.seq + 1) & 0xFFFFFFFF)
@@ -270,8 +306,10 @@ class Session:
             sender_key=conn.local_key,
             receiver_key=conn.remote_key,
         )
-        ack = conn.segment(third)
-        self.send(ack)
+        if third_ack == "mp_capable":
+            self.send(conn.segment(third))
+        elif third_ack == "plain":
+            self.send(conn.segment())
         self.connections.append(conn)
         return conn
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from mbtest.probe import loader
+
 PCAP = Path(__file__).parent.parent / "data" / "exchange-v4-csum.client.pcap"
 
 
@@ -108,10 +110,11 @@ def test_probe_files_that_cannot_be_used_are_one_clear_line(tmp_path):
 def test_probe_list_names_every_probe():
     run = mbtest("probe", "--list")
     assert run.returncode == 0
-    names = [line.split()[0] for line in run.stdout.splitlines()]
-    assert names == sorted(
-        ["add_addr", "dss", "mp_capable", "mp_capable_v0", "mp_join", "plain_syn"]
-    )
+    listed = {line.split()[0]: line.split()[1] for line in run.stdout.splitlines()}
+    path = ["add_addr", "dss", "mp_capable", "mp_capable_v0", "mp_join", "plain_syn"]
+    assert sorted(n for n, suite in listed.items() if suite == "path") == path
+    conformance = sorted(n for n, suite in listed.items() if suite == "conformance")
+    assert conformance == sorted(loader.suite("conformance")) and len(conformance) == 12
 
 
 def test_matrix_list_selects_cells_by_name_over_both_ip_versions():

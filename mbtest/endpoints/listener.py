@@ -1,0 +1,109 @@
+"""A listening MPTCP server for testbeds brought up by hand (``topo up --listen PORT``): it
+accepts connections on every IPv4 and IPv6 address of its node and reads whatever comes,
+so that probes (path and conformance) and hand-made traffic have a real Linux endpoint.
+
+It runs in the server's namespace until the testbed goes down: removing the namespace
+ends every process inside it, so the testbed's owner record covers it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import selectors
+import socket
+import time
+
+from mbtest.endpoints.sockets import IPPROTO_MPTCP
+from mbtest.errors import MbtestError
+from mbtest.host import netns
+
+MAX_CONNECTIONS = 1024  # beyond this, a new connection is accepted and closed at once
+READ_SIZE = 65536
+
+
+def open_listeners(port: int) -> list[socket.socket]:
+    """MPTCP listening sockets on port ``port`` for IPv4 and IPv6, in this namespace."""
+    listeners = []
+    for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        sock = socket.socket(family, socket.SOCK_STREAM, IPPROTO_MPTCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((address, port))
+        sock.listen(128)
+        sock.setblocking(False)
+        listeners.append(sock)
+    return listeners
+
+
+def serve(listeners: list[socket.socket]) -> int:
+    """Accept and read until killed: one thread, a selector, bounded connections."""
+    selector = selectors.DefaultSelector()
+    for sock in listeners:
+        selector.register(sock, selectors.EVENT_READ, "listener")
+    open_count = 0
+    while True:
+        for key, _ in selector.select():
+            sock = key.fileobj
+            if key.data == "listener":
+                with contextlib.suppress(OSError):
+                    conn, _ = sock.accept()  # type: ignore[union-attr]
+                    if open_count >= MAX_CONNECTIONS:
+                        conn.close()
+                        continue
+                    conn.setblocking(False)
+                    selector.register(conn, selectors.EVENT_READ, "connection")
+                    open_count += 1
+                continue
+            try:
+                data = sock.recv(READ_SIZE)  # type: ignore[union-attr]
+            except BlockingIOError:
+                continue
+            except OSError:  # reset: the connection is over
+                data = b""
+            if not data:
+                selector.unregister(sock)
+                sock.close()  # type: ignore[union-attr]
+                open_count -= 1
+
+
+def start(ns: str, port: int, timeout: float = 5.0) -> netns.Forked:
+    """Start the listener in namespace ``ns``, in a session of its own (it outlives a
+    ``topo up``); its process once it listens, or MbtestError saying why not."""
+    if not netns.can_fork():
+        raise MbtestError("the listener is started from a single-threaded process only")
+
+    def main() -> int:
+        try:
+            listeners = open_listeners(port)
+        except OSError as e:
+            print(f"cannot listen on port {port}: {e.strerror}", flush=True)
+            return 1
+        print("ready", flush=True)
+        devnull = os.open(os.devnull, os.O_WRONLY)  # the starter stops reading: no SIGPIPE
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        return serve(listeners)
+
+    proc = netns.Forked(ns, main)
+    said = b""
+    deadline = time.monotonic() + timeout
+    while b"\n" not in said and time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], deadline - time.monotonic())
+        if not ready:
+            break
+        chunk = os.read(proc.stdout.fileno(), 200)
+        if not chunk:
+            break
+        said += chunk
+    proc.stdout.close()
+    proc.stderr.close()
+    if said.strip() != b"ready":
+        with contextlib.suppress(OSError):
+            proc.kill()
+            proc.wait(timeout)
+        why = said.decode(errors="replace").strip() or "it did not start in time"
+        raise MbtestError(f"the listener in {ns} did not start: {why}")
+    return proc
