@@ -323,10 +323,13 @@ def render(paths: list[str], out_file: str) -> str:
     cells = [_cell_view(base, cell, out_dir) for base, cell in loaded]
     counts = Counter(c["verdict"] for c in cells)
     probes = [p for doc in probe_docs for p in doc["probes"]]
-    changed = sum(1 for p in probes if p.get("first_change") or p.get("setup_failed"))
+    path_probes = [p for p in probes if not p.get("conformance")]
+    changed = sum(1 for p in path_probes if p.get("first_change") or p.get("setup_failed"))
+    judged = Counter(p["conformance"]["verdict"] for p in probes if p.get("conformance"))
+    doubtful = judged["deviates"] + judged["no-answer"] + judged["inconclusive"]
     if counts["error"] or any(p.get("error") and not p.get("setup_failed") for p in probes):
         overall = "error"
-    elif counts["deviates"] or counts["inconclusive"] or counts["flaky"] or changed:
+    elif counts["deviates"] or counts["inconclusive"] or counts["flaky"] or changed or doubtful:
         overall = "deviates"
     else:
         overall = "as-expected"
@@ -350,7 +353,7 @@ def render(paths: list[str], out_file: str) -> str:
         runs=run_descriptions(loaded, probe_docs),
         version=__version__,
         probe_docs=probe_docs,
-        probe_counts={"probes": len(probes), "changed": changed},
+        probe_counts={"probes": len(probes), "changed": changed, "conformance": dict(judged)},
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
     with open(out_file, "w") as f:

@@ -203,3 +203,22 @@ def test_a_failed_control_makes_any_answer_inconclusive():
     acked = conform.Step("answer", conform.CONTROL, 0.1, _answer(Dss(data_ack=300)))
     doc = conform.result(spec, [acked, mp_fail], context, [], None, 0.3)
     assert doc["conformance"]["verdict"] == "as-expected"
+
+
+def test_the_report_shows_each_verdict_its_rfc_sentence_and_the_exchange(tmp_path):
+    from mbtest.report.render import render
+
+    doc = json.loads(RECORDED[0].read_text())
+    doc["probes"][0]["conformance"]["exchange"][0]["step"] = "<script>alert(1)</script>"
+    source = tmp_path / "conformance.json"
+    source.write_text(json.dumps(doc))
+    html = Path(render([str(source)], str(tmp_path / "report.html"))).read_text()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    for probe in doc["probes"]:
+        judged = probe["conformance"]
+        section = html.split(f'id="probe-{doc["probes"].index(probe) + 1}-{probe["name"]}"')[1]
+        section = section.split("</section>")[0]
+        assert f'<span class="badge {judged["verdict"]}">{judged["verdict"]}</span>' in section
+        assert section.count("<tr") == len(judged["exchange"]) + 1
+        assert judged["rfc"] in section
+    assert "conformance: " in html and "1 deviates" in html
