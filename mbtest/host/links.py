@@ -46,19 +46,27 @@ def batch(ns: str, fn: Callable[[], T]) -> T:
 
     def run() -> T:
         with IPRoute() as ipr:
-            _batch.ipr = ipr
+            _batch.ipr, _batch.indexes, _batch.ethtool = ipr, {}, None
             try:
                 return fn()
             finally:
-                _batch.ipr = None
+                if _batch.ethtool is not None:
+                    _batch.ethtool.close()
+                _batch.ipr, _batch.indexes, _batch.ethtool = None, None, None
 
     return netns.call_in(ns, run)
 
 
 def _index(ipr: IPRoute, ifname: str) -> int:
+    """The interface's index; inside a batch, looked up once (a lookup dumps every link)."""
+    indexes = getattr(_batch, "indexes", None)
+    if indexes is not None and ifname in indexes:
+        return indexes[ifname]
     found = ipr.link_lookup(ifname=ifname)
     if not found:
         raise MbtestError(f"no interface {ifname}")
+    if indexes is not None:
+        indexes[ifname] = found[0]
     return found[0]
 
 
@@ -181,13 +189,20 @@ def wire_segments(ns: str, ifname: str) -> None:
 
     from mbtest.host import netns
 
+    def turn_off(ethtool: Ethtool) -> None:
+        features = ethtool.get_features(ifname)
+        for name in OFFLOADS:
+            if name in features.features:
+                features.features[name].enable = False
+        ethtool.set_features(ifname, features)
+
     def run() -> None:
+        if getattr(_batch, "ipr", None) is not None:  # one ethtool socket for the batch
+            if _batch.ethtool is None:
+                _batch.ethtool = Ethtool()
+            return turn_off(_batch.ethtool)
         with contextlib.closing(Ethtool()) as ethtool:
-            features = ethtool.get_features(ifname)
-            for name in OFFLOADS:
-                if name in features.features:
-                    features.features[name].enable = False
-            ethtool.set_features(ifname, features)
+            return turn_off(ethtool)
 
     netns.call_in(ns, run)
 
