@@ -68,6 +68,39 @@ def expected_subflows(topo: Topology, ip_version: int) -> int:
     return min(own + accepted, client.limits.get("subflows", 2))
 
 
+def _await_subflows(
+    bed: Testbed, client: socket.socket, expected: int, before: dict[str, int], wait: float
+) -> dict[str, Any]:
+    """Wait (at most ``wait`` seconds) until the client has its expected subflows, or until
+    every join it was to try has been tried and none is still opening (a join that was
+    reset or refused is not tried again by the in-kernel path manager: waiting on would
+    only spend time). Says what ended the wait."""
+    started = time.monotonic()
+    deadline = started + wait
+    ended = "the wait ran out"
+    while time.monotonic() < deadline:
+        info = sockets.mptcp_info(client)
+        if info is None:
+            ended = "the connection fell back to TCP"
+            break
+        if info["subflows"] >= expected:
+            ended = "every expected subflow is open"
+            break
+        tried = counters.read(bed.client_ns).get("MPJoinSynTx", 0) - before.get("MPJoinSynTx", 0)
+        opening = any(sf["state"] == "SYN_SENT" for sf in sockets.transport_infos(client))
+        if tried >= expected and not opening:
+            ended = f"every join was tried ({tried}) and none is still opening"
+            break
+        time.sleep(0.02)
+    info = sockets.mptcp_info(client)
+    return {
+        "expected": expected,
+        "open": None if info is None else info["subflows"],
+        "ended": ended,
+        "after_seconds": round(time.monotonic() - started, 3),
+    }
+
+
 def _captures(bed: Testbed, out_dir: str) -> list[Capture]:
     # whole packets: the largest MTU of the testbed and the link-layer header (a jumbo
     # path's 9000-byte segments must be captured whole to tell what they carry)
@@ -306,12 +339,9 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
             doc["preamble"] = _preamble(client, server, config.connect_timeout)
             if late:
                 doc["announced"] = _announce(bed, late, before)
-            deadline = time.monotonic() + config.join_wait
-            while time.monotonic() < deadline:
-                info = sockets.mptcp_info(client)
-                if info is None or info["subflows"] >= doc["expected_subflows"]:
-                    break
-                time.sleep(0.01)
+            doc["subflow_wait"] = _await_subflows(
+                bed, client, doc["expected_subflows"], before[topo.client.name], config.join_wait
+            )
             timings["subflows"] = round(time.monotonic() - start, 4)
             block = (
                 (config.text.encode() * (65536 // max(1, len(config.text)) + 1))

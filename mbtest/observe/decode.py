@@ -86,10 +86,17 @@ def iter_segments(
 
 
 def decode_capture(
-    path: str | os.PathLike | Iterable[Frame], only_mptcp: bool = True, keep_segments: bool = False
+    path: str | os.PathLike | Iterable[Frame],
+    only_mptcp: bool = True,
+    keep_segments: bool = False,
+    seen_options: dict[bytes, tuple[list[MptcpOption], list[str]]] | None = None,
 ) -> Iterator[PacketRecord]:
     """A record per TCP packet (per packet with MPTCP options when ``only_mptcp``) of a capture
-    file or of frames already read. One malformed packet is one record with its errors."""
+    file or of frames already read. One malformed packet is one record with its errors.
+    ``seen_options`` (options bytes -> what they decode to) lets the captures of one run
+    decode a packet's options once: the client, both sides of the slot and the server see
+    the same packet, with the same option bytes unless something on the way changed them
+    (decoded options are immutable, so records may share them)."""
     directions: dict[tuple[Endpoint, Endpoint], str] = {}  # (from, to) -> c>s or s>c
     for number, stamp, seg in iter_segments(path):
         if isinstance(seg, PacketError):
@@ -99,17 +106,24 @@ def decode_capture(
         if seg.syn and not seg.is_ack:  # the SYN's sender is the client
             directions[src, dst], directions[dst, src] = "c>s", "s>c"
         direction = directions.get((src, dst), "?")
-        options: list[MptcpOption] = []
-        errors: list[str] = []
-        try:
-            decoded = seg.mptcp_options(strict=False)
-        except PacketError as e:
-            decoded, errors = [], [str(e)]
-        for item in decoded:
-            if isinstance(item, CodecError):
-                errors.append(str(item))
-            else:
-                options.append(item)
+        known = seen_options.get(seg.options_raw) if seen_options is not None else None
+        if known is not None:
+            options, errors = list(known[0]), list(known[1])
+        else:
+            options, errors = [], []
+            try:
+                decoded = seg.mptcp_options(strict=False)
+            except PacketError as e:
+                decoded, errors = [], [str(e)]
+            for item in decoded:
+                if isinstance(item, CodecError):
+                    errors.append(str(item))
+                else:
+                    options.append(item)
+            if seen_options is not None:
+                if len(seen_options) >= 65536:  # bounded, whatever the captures hold
+                    seen_options.clear()
+                seen_options[seg.options_raw] = (list(options), list(errors))
         if only_mptcp and not options and not errors:
             continue
         yield PacketRecord(
@@ -129,6 +143,7 @@ def decode_capture(
 
 
 _DECODED: dict[tuple[str, int, int], list[PacketRecord]] = {}
+_SEEN_OPTIONS: dict[bytes, tuple[list[MptcpOption], list[str]]] = {}
 
 
 def capture_records(path: str | os.PathLike) -> list[PacketRecord]:
@@ -140,7 +155,11 @@ def capture_records(path: str | os.PathLike) -> list[PacketRecord]:
     if key not in _DECODED:
         if len(_DECODED) >= 8:  # the captures of one cell, not of every cell of a session
             _DECODED.clear()
-        _DECODED[key] = list(decode_capture(path, only_mptcp=False, keep_segments=True))
+            _SEEN_OPTIONS.clear()
+        records = decode_capture(
+            path, only_mptcp=False, keep_segments=True, seen_options=_SEEN_OPTIONS
+        )
+        _DECODED[key] = list(records)
     return _DECODED[key]
 
 
