@@ -10,7 +10,18 @@ import traceback
 import click
 
 from mbtest import __version__
-from mbtest.cli import decode, expect, matrix, middlebox, probe, report, run, system, topo
+from mbtest.cli import (
+    decode,
+    expect,
+    matrix,
+    middlebox,
+    probe,
+    report,
+    run,
+    serve,
+    system,
+    topo,
+)
 from mbtest.errors import HARNESS, INTERRUPTED, OK, USAGE, Interrupted, MbtestError, Terminated
 from mbtest.host import signals
 
@@ -35,7 +46,7 @@ def cli() -> None:
     RFC 8684 says."""
 
 
-for module in (decode, system, topo, middlebox, expect, run, matrix, report, probe):
+for module in (decode, system, topo, middlebox, expect, run, matrix, report, probe, serve):
     for command in module.COMMANDS:
         cli.add_command(command)
 

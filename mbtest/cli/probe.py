@@ -79,6 +79,20 @@ from completing, or a conformance probe's verdict is deviates or no-answer), 2 u
     help="Run inside this node of a testbed brought up with topo up.",
 )
 @click.option("--testbed", "run_id", default=None, help="Which testbed (default: the only one).")
+@click.option(
+    "--server",
+    "server",
+    default=None,
+    metavar="HOST:PORT",
+    help="The control channel of an mbtest serve on the target: what reached it, and what it "
+    "sent back, is diffed with what was sent and received.",
+)
+@click.option(
+    "--secret-file",
+    default=None,
+    metavar="FILE",
+    help="The secret shared with mbtest serve (else $MBTEST_SERVE_SECRET).",
+)
 @click.option("--list", "list_probes", is_flag=True, help="List the probes and exit.")
 @no_fail_option
 def probe_command(
@@ -98,6 +112,8 @@ def probe_command(
     html_file,
     from_node,
     run_id,
+    server,
+    secret_file,
     list_probes,
     no_fail,
 ) -> None:
@@ -118,6 +134,15 @@ def probe_command(
         raise MbtestError("probe needs a TARGET host name or address (or --list)")
     if ipv4 and ipv6:
         raise MbtestError("choose one of -4 and -6, not both")
+    server_address, secret = None, None
+    if server:
+        from mbtest.endpoints.control import read_secret
+
+        host, _, port_text = server.rpartition(":")
+        if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise MbtestError(f"--server {server}: give HOST:PORT (IPv6: [ADDRESS]:PORT)")
+        server_address = (host.strip("[]"), int(port_text))
+        secret = read_secret(secret_file)
     if from_node:
         from mbtest.host import netns
         from mbtest.testbed import recorded
@@ -134,6 +159,8 @@ def probe_command(
         version=4 if ipv4 else 6 if ipv6 else None,
         resolve_names=not numeric,
         serial=serial,
+        server=server_address,
+        secret=secret,
     )
     from mbtest.host import paths
 

@@ -299,6 +299,33 @@ def print_conformance(probe: dict, console: Console) -> None:
         console.print(Text(f"  note: {note}", style="dim"))
 
 
+def print_server_part(server: dict, console: Console) -> None:
+    """What the cooperating server saw: the changes on the way there, with where, and on
+    the way back."""
+    if server.get("error"):
+        style = "bold red" if server.get("tampered") else "yellow"
+        console.print(Text(f"  server: {server['error']}", style=style))
+        return
+    if not server.get("arrived"):
+        console.print(Text(f"  server: {server.get('text', 'nothing arrived')}", style="yellow"))
+        return
+    forward = server.get("forward", [])
+    console.print(
+        Text(f"  server: reached with TTL {server['ttl']}; on the way there: ")
+        + Text("no change" if not forward else f"{len(forward)} change(s)")
+    )
+    for change in forward:
+        console.print(Text(f"    -> {change['text']} ({change['where']})", style="bold yellow"))
+    back = server.get("back", {})
+    if back.get("changes"):
+        for change in back["changes"]:
+            console.print(Text(f"    <- {change['text']} (on the way back)", style="bold yellow"))
+    elif "changes" in back:
+        console.print(Text("    the answer came back unchanged"))
+    else:
+        console.print(Text(f"    {back.get('text', '')}"))
+
+
 def print_probes(doc: dict, console: Console | None = None) -> None:
     """One table per probe: hop, router, RTT, quote, changes (first appearances marked)."""
     console = console or Console()
@@ -354,5 +381,7 @@ def print_probes(doc: dict, console: Console | None = None) -> None:
             console.print(Text(f"  first change at hop {first['ttl']} ({first['router']})"))
         else:
             console.print(Text("  no change on the path"))
+        if probe.get("server"):
+            print_server_part(probe["server"], console)
         for note in probe["notes"]:
             console.print(Text(f"  note: {note}", style="dim"))

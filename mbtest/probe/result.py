@@ -185,6 +185,11 @@ def probe_status(doc: dict[str, Any]) -> int:
         return HARNESS
     if any(p.get("first_change") or p.get("setup_failed") for p in probes):
         return FINDINGS
+    servers = [p["server"] for p in probes if p.get("server")]
+    if any(
+        s.get("tampered") or s.get("forward") or s.get("back", {}).get("changes") for s in servers
+    ):
+        return FINDINGS  # the server saw a change (or its channel was changed) on the path
     judged = [p["conformance"]["verdict"] for p in probes if p.get("conformance")]
     if any(v in ("deviates", "no-answer", "inconclusive") for v in judged):
         return FINDINGS

@@ -19,13 +19,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mbtest import jsondoc
+from mbtest.endpoints.control import ControlError, Tampered
 from mbtest.errors import Interrupted, MbtestError, Terminated
 from mbtest.host import netns, owners, signals
 from mbtest.host.paths import OutputError
 from mbtest.jsondoc import schema
-from mbtest.probe import conform, engine, loader
+from mbtest.probe import conform, engine, loader, serverside
 from mbtest.probe.guard import RstGuard
 from mbtest.probe.rawio import Fanout, ProbeView, RawSockets
+from mbtest.probe.serverside import ServerLink, server_view
 from mbtest.probe.session import ProbeSetupError, Session, TargetState
 from mbtest.probe.wire import Segment
 
@@ -49,6 +51,8 @@ class ProbeOptions:
     pace: float = 0.001
     seed: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    server: tuple[str, int] | None = None  # mbtest serve's control address (--server)
+    secret: bytes | None = field(default=None, repr=False)  # its shared secret
 
 
 def resolve(target: str, version: int | None) -> tuple[str, int]:
@@ -136,6 +140,7 @@ class Toward:
     source: str
     options: ProbeOptions
     guard: RstGuard
+    server: ServerLink | serverside.BrokenLink | None = None  # mbtest serve on the target
 
 
 def run_probe(
@@ -182,6 +187,7 @@ def run_probe(
             return _failed(spec, why, session.notes, started), set()
         slots, hint = (together.slots, together.path) if together else (1, engine.PathHint())
         sweep = engine.Sweep(segment, options.max_ttl, rng, slot=slot, slots=slots, hint=hint)
+        watched = _watch(toward.server)
         if options.serial:
             engine.serial(io, sweep, options.timeout, options.tries)
         else:
@@ -193,7 +199,33 @@ def run_probe(
     from mbtest.probe.result import probe_result  # (loaded once the first packet is out)
 
     result = probe_result(spec.name, spec.summary, sweep, session.notes, time.monotonic() - started)
+    if toward.server is not None:
+        result["server"] = _server_part(toward.server, watched, sweep, result["hops"])
     return result, routers
+
+
+def _watch(server: ServerLink | serverside.BrokenLink | None) -> str | Exception | None:
+    """Ask the cooperating server to record this probe (a nonce), or the error that kept it
+    from doing so (reported with the result, never ending the probe)."""
+    if server is None:
+        return None
+    try:
+        return server.watch()
+    except ControlError as e:
+        return e
+
+
+def _server_part(
+    server: ServerLink | serverside.BrokenLink, watched, sweep: engine.Sweep, hops: list
+) -> dict:
+    if isinstance(watched, Exception):
+        error: Exception = watched
+    else:
+        try:
+            return server_view(sweep, server.fetch(watched), hops)
+        except ControlError as e:
+            error = e
+    return {"error": str(error), "tampered": isinstance(error, Tampered)}
 
 
 @dataclass
@@ -308,9 +340,12 @@ def run(
             "probes": probes,
         }
 
+    server = None
     try:
         with RstGuard(owners.new_run_id(), version) as guard:
-            toward = Toward(address, source, options, guard)
+            if options.server is not None:  # (before any packet: an error is one sentence)
+                server = serverside.connect(*options.server, options.secret or b"")
+            toward = Toward(address, source, options, guard, server)
             with contextlib.suppress(MbtestError, OSError):  # (else a port is guarded when taken)
                 guard.reserve(source, address, options.port, PORTS_PER_PROBE * len(specs))
             if options.serial or len(specs) == 1:  # one after another (the classic way)
@@ -330,6 +365,8 @@ def run(
         stopped = e
     finally:
         io.close()
+        if server is not None:
+            server.close()
     doc = document([results[i] for i in sorted(results)], time.monotonic() - started)
     if stopped is not None:
         doc["interrupted"] = f"{stopped}: {len(results)} of {len(specs)} probes ran"

@@ -1,0 +1,175 @@
+"""What ``mbtest serve`` saw, merged into a path probe's result.
+
+ICMP quotes show changes in the forward direction only, up to the last router that
+answers, and only as far as its quote reaches. A cooperating server closes both gaps: it
+records every segment that reached it (after the whole path) and every segment it sent
+(before the path back). Per field, a change is then placed "at hop k" (a quote shows it
+first there), "between hop k and the server" (the last router that quoted the field did
+not see it changed, the server did), or "on the way back" (the server sent it one way and
+the probe received it another).
+
+A record is tied to the probe's packet of one TTL by the same per-TTL keys that tie ICMP
+quotes to their TTL (sequence number or TSval, IP ID), so a NAT or a sequence rewriter does
+not hide it; the watch itself is keyed by a nonce the probe chose.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from mbtest.endpoints import control
+from mbtest.errors import MbtestError, PacketError
+from mbtest.packet.headers import TcpSegment, parse_tcp
+from mbtest.packet.quote import View
+from mbtest.probe import wire
+from mbtest.probe.diff import diff
+from mbtest.probe.engine import Sweep
+from mbtest.probe.result import covers
+
+WATCH_SECONDS = 60.0
+
+
+class ServerLink:
+    """The probe's control connection to ``mbtest serve``, shared by the probes of a run
+    (one request at a time)."""
+
+    def __init__(self, address: str, port: int, secret: bytes, timeout: float = 5.0):
+        self.where = f"{address} port {port}"
+        self.client = control.Client(address, port, secret, timeout)
+        self.lock = threading.Lock()
+        self.data_port = self.ask("hello")["port"]
+
+    def ask(self, op: str, **fields: Any) -> dict[str, Any]:
+        with self.lock:
+            return self.client.ask(op, **fields)
+
+    def watch(self) -> str:
+        nonce = os.urandom(16).hex()
+        self.ask("watch", nonce=nonce, seconds=WATCH_SECONDS)
+        return nonce
+
+    def fetch(self, nonce: str) -> dict[str, Any]:
+        return self.ask("fetch", nonce=nonce)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class BrokenLink:
+    """A control channel found tampered with when the run began: every probe reports that,
+    rather than a record, and the sweeps (whose ICMP evidence stands) still run."""
+
+    def __init__(self, error: control.ControlError):
+        self.error = error
+
+    def watch(self) -> str:
+        raise self.error
+
+    def fetch(self, nonce: str) -> dict[str, Any]:
+        raise self.error
+
+    def close(self) -> None:
+        pass
+
+
+def connect(address: str, port: int, secret: bytes) -> ServerLink | BrokenLink:
+    """The link to mbtest serve; one sentence (ControlError) when it cannot be reached."""
+    try:
+        return ServerLink(address, port, secret)
+    except control.Tampered as e:
+        return BrokenLink(e)
+
+
+def server_view(sweep: Sweep, fetched: dict[str, Any], hops: list[dict[str, Any]]) -> dict:
+    """The ``server`` part of a probe's result: what arrived, what changed where, and what
+    the server answered against what came back."""
+    arrived: list[tuple[int, bytes]] = []  # (ttl, packet as it arrived)
+    sent_back: list[bytes] = []
+    malformed = 0
+    for record in fetched.get("records", []):
+        try:
+            raw = bytes.fromhex(record["packet_hex"])
+            view = View(raw)
+        except (ValueError, KeyError, PacketError):
+            malformed += 1
+            continue
+        if record.get("direction") == "in":
+            ttl = sweep.match_quote(view)
+            if ttl is not None:
+                arrived.append((ttl, raw))
+        else:
+            sent_back.append(raw)
+    doc: dict[str, Any] = {"arrived": bool(arrived), "records": len(fetched.get("records", []))}
+    if fetched.get("dropped"):
+        doc["dropped"] = fetched["dropped"]
+    if malformed:
+        doc["malformed_records"] = malformed
+    if not arrived:
+        doc["text"] = "none of this probe's packets reached the server"
+        return doc
+    ttl, raw = min(arrived)  # the packet with the fewest hops that still arrived
+    doc["ttl"] = ttl
+    forward = [c.as_dict() for c in diff(View(sweep.packet(ttl)), View(raw))]
+    for change in forward:
+        change["where"] = _where(change, sweep, hops)
+    doc["forward"] = forward
+    doc["back"] = _back(sweep, raw, sent_back)
+    return doc
+
+
+def _where(change: dict[str, Any], sweep: Sweep, hops: list[dict[str, Any]]) -> str:
+    """Where on the path a change the server saw happened, from the routers' quotes."""
+    key = (change["field"], change["text"])
+    for hop in hops:
+        if any((c["field"], c["text"]) == key for c in hop["changes"]):
+            return f"at hop {hop['ttl']} (first quoted there)"
+    covering = [
+        ttl for ttl, answer in sorted(sweep.answers.items())
+        if answer.icmp.expired and covers(answer.quote, change["field"])
+    ]  # fmt: skip
+    if covering:
+        return f"between hop {covering[-1]} (the last router that quoted it) and the server"
+    return "between the probe and the server (no router quoted this field)"
+
+
+def _back(sweep: Sweep, arrived: bytes, sent_back: list[bytes]) -> dict[str, Any]:
+    """The server's first answer to the probe's flow (as the server saw that flow) against
+    the first answer the probe received."""
+    mine = parse_tcp(arrived)
+    answers = []
+    for raw in sent_back:
+        try:
+            seg = parse_tcp(raw)
+        except PacketError:
+            continue
+        if seg is not None and mine is not None and _reverse(seg, mine):
+            answers.append(seg)
+    if not answers:
+        return {"text": "the server's answer was not seen (it sent nothing on this flow)"}
+    if not sweep.replies:
+        return {"text": "the server answered, but nothing came back to the probe", "lost": True}
+    sent, got = answers[0], sweep.replies[0].segment
+    # (an IPv6 raw socket gives no IP header: the answer's destination is the probe's source)
+    here = sweep.segment.src
+    changes = [c.as_dict() for c in diff(View(_rebuilt(sent)), View(_rebuilt(got, here)))]
+    return {"server_sent": sent.flag_string, "changes": changes}
+
+
+def _reverse(seg: TcpSegment, mine: TcpSegment) -> bool:
+    return (seg.src, seg.sport, seg.dst, seg.dport) == (mine.dst, mine.dport, mine.src, mine.sport)
+
+
+def _rebuilt(seg: TcpSegment, dst: str | None = None) -> bytes:
+    """A received segment as a packet again (TCP header, options and payload as they were;
+    IP fields that the path always changes, TTL and IP ID, set alike on both sides)."""
+    segment = wire.Segment(
+        seg.src, seg.dst or dst or seg.src, seg.sport, seg.dport, seg.seq, seg.ack,
+        seg.flag_string, seg.window, seg.options_raw, seg.payload,
+    )  # fmt: skip
+    return wire.packet(segment, 64, 0, 0)
+
+
+class ServerError(MbtestError):
+    """The cooperating server could not be used."""

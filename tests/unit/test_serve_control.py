@@ -1,0 +1,178 @@
+"""The control channel between a probe and mbtest serve, without root: a message changed
+in any byte, replayed or reordered is refused; the secret never comes from the command line
+and must be long enough; requests are bounded; what the server keeps is bounded; a record
+that cannot be read is counted, never fatal."""
+
+import json
+import socket
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mbtest.endpoints import control, serve
+from mbtest.errors import MbtestError
+from mbtest.probe import engine, serverside, wire
+
+SECRET = b"0123456789abcdef0123456789abcdef"
+
+
+def test_a_sealed_message_opens_and_any_changed_byte_is_refused():
+    body = {"session": "ab", "seq": 1, "op": "fetch", "nonce": "00" * 16}
+    line = control.seal(SECRET, body).strip()
+    assert control.open_sealed(SECRET, line) == body
+    for i in range(len(line)):
+        changed = bytearray(line)
+        changed[i] ^= 0x01
+        with pytest.raises(control.Tampered):
+            control.open_sealed(SECRET, bytes(changed))
+    with pytest.raises(control.Tampered):
+        control.open_sealed(b"another secret of enough length", line)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_any_bytes_are_refused_with_the_projects_own_error(data):
+    with pytest.raises(control.Tampered):
+        control.open_sealed(SECRET, data)
+
+
+def test_the_secret_comes_from_a_file_or_the_environment_and_is_long_enough(tmp_path, monkeypatch):
+    short = tmp_path / "short"
+    short.write_text("too short\n")
+    with pytest.raises(MbtestError, match="at least 16 bytes"):
+        control.read_secret(str(short))
+    with pytest.raises(MbtestError, match="cannot read the secret file"):
+        control.read_secret(str(tmp_path / "missing"))
+    monkeypatch.setenv(control.SECRET_ENV, SECRET.decode())
+    assert control.read_secret(None) == SECRET
+    monkeypatch.delenv(control.SECRET_ENV)
+    with pytest.raises(MbtestError, match=control.SECRET_ENV):
+        control.read_secret(None)
+
+
+class _Recorder(serve.Recorder):
+    """The recorder without its packet socket (which needs root)."""
+
+    def __init__(self, port: int):
+        self.port, self.watches, self.malformed = port, {}, 0
+
+
+def test_requests_are_checked_and_bounded():
+    recorder = _Recorder(8080)
+    client = serve.ControlClient(None, None, 0.0)
+
+    def ask(**body):
+        return serve.handle(recorder, client, {"session": "s", "seq": 1, **body})
+
+    assert ask(op="hello")["port"] == 8080
+    assert "unknown request" in ask(op="send")["error"]
+    assert "nonce" in ask(op="watch", nonce="not hex")["error"]
+    assert "at most" in ask(op="watch", nonce="ab" * 8, seconds=3600)["error"]
+    assert ask(op="watch", nonce="ab" * 8, seconds=5)["watching"] == "ab" * 8
+    assert "no watch" in ask(op="fetch", nonce="cd" * 8)["error"]
+    for i in range(serve.MAX_WATCHES - 1):
+        ask(op="watch", nonce=f"{i:032x}", seconds=1)
+    assert "already" in ask(op="watch", nonce="ef" * 8, seconds=1)["error"]
+
+
+class _PacketSocket:
+    """Packets as a packet socket gives them (outgoing marked as such), then nothing more."""
+
+    def __init__(self, packets):
+        self.packets = list(packets)
+
+    def recvfrom(self, size):
+        if not self.packets:
+            raise BlockingIOError
+        data, outgoing = self.packets.pop(0)
+        return data, ("eth0", 0x0800, serve.PACKET_OUTGOING if outgoing else 0, 1, b"")
+
+
+def test_a_watch_keeps_its_port_only_at_most_its_bound_and_counts_the_unreadable():
+    recorder = _Recorder(8080)
+    recorder.watch("ab" * 8, 5)
+    ours = wire.packet(wire.Segment("10.0.0.1", "10.0.0.2", 40000, 8080, 1), 64, 1, 0)
+    back = wire.packet(wire.Segment("10.0.0.2", "10.0.0.1", 8080, 40000, 9, flags="SA"), 64, 1, 0)
+    other = wire.packet(wire.Segment("10.0.0.1", "10.0.0.2", 40000, 22, 1), 64, 1, 0)
+    packets = [(ours, False), (back, True), (other, False), (b"\x45\x00", False)]
+    packets += [(ours, False)] * (serve.MAX_RECORDS + 10)
+    recorder.sock = _PacketSocket(packets)
+    recorder.read()
+    fetched = recorder.fetch("ab" * 8)
+    assert len(fetched["records"]) == serve.MAX_RECORDS and fetched["dropped"] == 12
+    assert recorder.malformed == 1
+    directions = {r["direction"] for r in fetched["records"]}
+    assert directions == {"in"}  # (the outgoing one was pushed out by the bound)
+    recorder.watch("cd" * 8, 5)
+    recorder.sock = _PacketSocket([(back, True), (other, False)])
+    recorder.read()
+    (kept,) = recorder.fetch("cd" * 8)["records"]
+    assert kept["direction"] == "out" and bytes.fromhex(kept["packet_hex"]) == back
+
+
+def test_a_replayed_or_reordered_answer_is_refused_by_the_probe():
+    left, right = socket.socketpair()
+    client = control.Client.__new__(control.Client)
+    client.secret, client.timeout, client.session, client.seq = SECRET, 2.0, "mine", 0
+    client.sock, client.reader = left, control.LineReader(left)
+
+    def answer(body):
+        right.recv(65536)
+        right.sendall(control.seal(SECRET, body))
+
+    threading.Thread(target=answer, args=({"session": "other", "seq": 1},)).start()
+    with pytest.raises(control.Tampered, match="another request"):
+        client.ask("hello")
+    threading.Thread(target=lambda: (right.recv(65536), right.sendall(control.REFUSED))).start()
+    with pytest.raises(control.Tampered, match="integrity check"):
+        client.ask("hello")
+    left.close(), right.close()
+
+
+def test_a_record_that_cannot_be_read_is_counted_not_fatal():
+    segment = wire.Segment("10.0.0.1", "10.0.0.2", 40000, 80, 1000)
+    sweep = engine.Sweep(segment, 5)
+    fetched = {"records": [{"direction": "in", "packet_hex": "zz"}, {"direction": "in"}]}
+    view = serverside.server_view(sweep, fetched, [])
+    assert view == {
+        "arrived": False,
+        "records": 2,
+        "malformed_records": 2,
+        "text": "none of this probe's packets reached the server",
+    }
+    sent = sweep.packet(3)  # the TTL-3 packet arrives unchanged
+    view = serverside.server_view(
+        sweep, {"records": [{"direction": "in", "packet_hex": sent.hex()}]}, []
+    )
+    assert view["arrived"] and view["ttl"] == 3 and view["forward"] == []
+    assert json.dumps(view)
+
+
+def test_server_parts_validate_render_and_count_as_findings(tmp_path):
+    from pathlib import Path
+
+    from mbtest.probe.result import probe_status
+    from mbtest.report.render import render
+    from tests.schemas import validate
+
+    doc = json.loads((Path(__file__).parent.parent / "data" / "probe-server.json").read_text())
+    validate(doc, "probe")
+    assert probe_status(doc) == 1  # the server saw MP_CAPABLE stripped on the way back
+    source = tmp_path / "probe.json"
+    source.write_text(json.dumps(doc))
+    html = Path(render([str(source)], str(tmp_path / "report.html"))).read_text()
+    assert "on the way back</td><td>MP_CAPABLE removed: replaced by 12 NOPs" in html
+    tampered = {"error": "mbtest serve refused a request <b>", "tampered": True}
+    for probe in doc["probes"]:
+        probe["server"] = tampered
+    validate(doc, "probe")
+    assert probe_status(doc) == 1
+    source.write_text(json.dumps(doc))
+    html = Path(render([str(source)], str(tmp_path / "report.html"))).read_text()
+    assert "(no record reported)" in html and "request &lt;b&gt;" in html
+    for probe in doc["probes"]:
+        probe["server"] = {"arrived": True, "ttl": 10, "records": 3, "forward": [],
+                           "back": {"server_sent": "SA", "changes": []}}  # fmt: skip
+    assert probe_status(doc) == 0
