@@ -324,6 +324,15 @@ def print_server_part(server: dict, console: Console) -> None:
         console.print(Text("    the answer came back unchanged"))
     else:
         console.print(Text(f"    {back.get('text', '')}"))
+    crafted = server.get("crafted")
+    if crafted:
+        said = f"    the probe's options sent back ({crafted['sent']}): "
+        if not crafted.get("arrived"):
+            console.print(Text(said + "did not arrive", style="yellow"))
+        elif not crafted["changes"]:
+            console.print(Text(said + "arrived unchanged"))
+        for change in crafted.get("changes", []):
+            console.print(Text(f"{said}{change['text']} (on the way back)", style="bold yellow"))
 
 
 def print_probes(doc: dict, console: Console | None = None) -> None:

@@ -6,7 +6,8 @@ whole path, and what it answered, before the path back), and keeps them, for a p
 asked beforehand, under a nonce the probe chose: not under addresses or sequence numbers,
 which NATs and sequence rewriters change. The probe fetches them over the authenticated
 control channel (``mbtest.endpoints.control``) and diffs what it sent with what arrived,
-and what the server sent with what came back.
+and what the server sent with what came back. On request it also sends a segment the probe
+crafted back along a flow the watch saw, so that any option can be tried server to client.
 
 Bounded in memory and time: at most MAX_WATCHES watches of at most MAX_WATCH_SECONDS, each
 keeping at most MAX_RECORDS packets (their first RECORD_BYTES bytes), forgotten KEEP_SECONDS
@@ -38,6 +39,7 @@ RECORD_BYTES = 256  # IP and TCP headers with every option, and the start of the
 KEEP_SECONDS = 120.0
 MAX_CLIENTS = 8
 IDLE_SECONDS = 30.0
+MAX_SEND = 1500
 NONCE = re.compile(r"^[0-9a-f]{16,64}$")
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -104,6 +106,33 @@ class Recorder:
         sport, dport = struct.unpack_from("!HH", packet, header.header_len)
         return self.port in (sport, dport)
 
+    def send_back(self, nonce: str, packet_hex: str) -> dict[str, Any]:
+        """Send a probe's crafted segment from the data port back to where one of the
+        watch's packets came from (as this end sees it, after any NAT): never anywhere else,
+        never larger than MAX_SEND bytes."""
+        watch = self.watches.get(nonce)
+        if watch is None:
+            raise ValueError("no watch with this nonce (never asked, or forgotten)")
+        try:
+            packet = bytes.fromhex(packet_hex)
+            header = locate(packet)
+        except (ValueError, PacketError):
+            raise ValueError("not an IP packet") from None
+        if len(packet) > MAX_SEND or header.protocol != TCP:
+            raise ValueError(f"a crafted segment is one TCP packet of at most {MAX_SEND} bytes")
+        src, dst, sport, dport = _endpoints(packet, header)
+        came = set()
+        for _, direction, raw in watch.records:
+            if direction == "in":
+                with contextlib.suppress(PacketError, struct.error):
+                    came.add(_endpoints(raw, locate(raw)))
+        if (dst, src, dport, sport) not in came or sport != self.port:
+            raise ValueError("a crafted segment goes back only along a flow the watch saw")
+        family = socket.AF_INET if header.version == 4 else socket.AF_INET6
+        with socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw_socket:
+            raw_socket.sendto(packet, (dst, 0))
+        return {"sent": len(packet)}
+
     def fetch(self, nonce: str) -> dict[str, Any]:
         watch = self.watches.get(nonce)
         if watch is None:
@@ -116,6 +145,18 @@ class Recorder:
             "dropped": watch.dropped,
             "watching": time.monotonic() <= watch.until,
         }
+
+
+def _endpoints(packet: bytes, header) -> tuple[str, str, int, int]:
+    """(source, destination, source port, destination port) of a TCP packet."""
+    if header.version == 4:
+        src = socket.inet_ntop(socket.AF_INET, packet[12:16])
+        dst = socket.inet_ntop(socket.AF_INET, packet[16:20])
+    else:
+        src = socket.inet_ntop(socket.AF_INET6, packet[8:24])
+        dst = socket.inet_ntop(socket.AF_INET6, packet[24:40])
+    sport, dport = struct.unpack_from("!HH", packet, header.header_len)
+    return src, dst, sport, dport
 
 
 @dataclass
@@ -132,7 +173,7 @@ def handle(recorder: Recorder, client: ControlClient, body: dict[str, Any]) -> d
     session, seq = body.get("session"), body.get("seq")
     answer: dict[str, Any] = {"session": session, "seq": seq}
     op, nonce = body.get("op"), str(body.get("nonce", ""))
-    if op not in ("watch", "fetch", "hello"):
+    if op not in ("watch", "fetch", "hello", "send"):
         return {**answer, "error": f"unknown request {str(op)[:40]!r}"}
     if op == "hello":
         return {**answer, "port": recorder.port}
@@ -145,6 +186,8 @@ def handle(recorder: Recorder, client: ControlClient, body: dict[str, Any]) -> d
                 return {**answer, "error": f"a watch lasts at most {MAX_WATCH_SECONDS:g} s"}
             recorder.watch(nonce, seconds)
             return {**answer, "watching": nonce}
+        if op == "send":
+            return {**answer, **recorder.send_back(nonce, str(body.get("packet_hex", "")))}
         return {**answer, **recorder.fetch(nonce)}
     except ValueError as e:
         return {**answer, "error": str(e)}

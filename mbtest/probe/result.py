@@ -176,6 +176,11 @@ def destination(sweep: Sweep, icmp_from_target: bool) -> dict[str, Any]:
     return {**base, "reached": False, "kind": "silence", "text": text}
 
 
+def _changed(part: Any) -> bool:
+    """Whether a part of what the server saw holds changes (a list, or a dict with them)."""
+    return bool(part.get("changes") if isinstance(part, dict) else part)
+
+
 def probe_status(doc: dict[str, Any]) -> int:
     """The exit status of a probe document (mbtest.errors): 3 when a probe failed (not the
     path: its own file or the tool), else 1 when the path changed a probe or kept the setup

@@ -200,7 +200,7 @@ def run_probe(
 
     result = probe_result(spec.name, spec.summary, sweep, session.notes, time.monotonic() - started)
     if toward.server is not None:
-        result["server"] = _server_part(toward.server, watched, sweep, result["hops"])
+        result["server"] = _server_part(toward.server, watched, sweep, result["hops"], io)
     return result, routers
 
 
@@ -216,13 +216,21 @@ def _watch(server: ServerLink | serverside.BrokenLink | None) -> str | Exception
 
 
 def _server_part(
-    server: ServerLink | serverside.BrokenLink, watched, sweep: engine.Sweep, hops: list
+    server: ServerLink | serverside.BrokenLink, watched, sweep: engine.Sweep, hops: list, io
 ) -> dict:
+    """What the server saw of this probe, and what came of the probe's options sent back;
+    or why nothing of it is reported."""
     if isinstance(watched, Exception):
         error: Exception = watched
     else:
         try:
-            return server_view(sweep, server.fetch(watched), hops)
+            fetched = server.fetch(watched)
+            view = server_view(sweep, fetched, hops)
+            timeout = 1.0
+            crafted = serverside.crafted_back(server, watched, sweep, fetched, io, timeout)
+            if crafted is not None:
+                view["crafted"] = crafted
+            return view
         except ControlError as e:
             error = e
     return {"error": str(error), "tampered": isinstance(error, Tampered)}

@@ -16,11 +16,14 @@ not hide it; the watch itself is keyed by a nonce the probe chose.
 from __future__ import annotations
 
 import os
+import struct
 import threading
+import time
 from typing import Any
 
 from mbtest.endpoints import control
 from mbtest.errors import MbtestError, PacketError
+from mbtest.mptcp.fields import short
 from mbtest.packet.headers import TcpSegment, parse_tcp
 from mbtest.packet.quote import View
 from mbtest.probe import wire
@@ -53,6 +56,9 @@ class ServerLink:
     def fetch(self, nonce: str) -> dict[str, Any]:
         return self.ask("fetch", nonce=nonce)
 
+    def send_back(self, nonce: str, packet: bytes) -> None:
+        self.ask("send", nonce=nonce, packet_hex=packet.hex())
+
     def close(self) -> None:
         self.client.close()
 
@@ -68,6 +74,9 @@ class BrokenLink:
         raise self.error
 
     def fetch(self, nonce: str) -> dict[str, Any]:
+        raise self.error
+
+    def send_back(self, nonce: str, packet: bytes) -> None:
         raise self.error
 
     def close(self) -> None:
@@ -168,8 +177,92 @@ def _rebuilt(seg: TcpSegment, dst: str | None = None) -> bytes:
         seg.src, seg.dst or dst or seg.src, seg.sport, seg.dport, seg.seq, seg.ack,
         seg.flag_string, seg.window, seg.options_raw, seg.payload,
     )  # fmt: skip
-    return wire.packet(segment, 64, 0, 0)
+    # IPv4's identification is compared (a normaliser may rewrite it); an IPv6 raw socket
+    # gives no header, so the flow label of what came back is unknown: left out
+    return wire.packet(segment, 64, seg.ip_id if seg.ip_version == 4 else 0, 0)
 
 
 class ServerError(MbtestError):
     """The cooperating server could not be used."""
+
+
+def crafted_back(
+    server: ServerLink, nonce: str, sweep: Sweep, fetched: dict[str, Any], io, timeout: float
+) -> dict[str, Any] | None:
+    """The probe's own MPTCP options sent back by the server, server to client, inside the
+    probe's connection, and what of them arrived: what the path does to them the other way,
+    which ICMP can never show. Only for probes inside a connection (a SYN probe's answer is
+    the kernel's own SYN/ACK, compared in ``back``). None when there is nothing to send."""
+    probe_seg = sweep.segment
+    if "S" in probe_seg.flags or probe_seg.ts_offset is None:
+        return None
+    arrived, answer = _flow_as_served(sweep, fetched)
+    if arrived is None or answer is None:
+        return None
+    marker = int.from_bytes(os.urandom(4), "big")  # the TSval that tells it from other ACKs
+    options = bytearray(probe_seg.options)
+    options[probe_seg.ts_offset : probe_seg.ts_offset + 4] = marker.to_bytes(4, "big")
+    segment = wire.Segment(
+        arrived.dst, arrived.src, arrived.dport, arrived.sport, answer.seq, answer.ack, "A",
+        answer.window or 512, bytes(options),
+    )  # fmt: skip
+    packet = wire.packet(segment, 64, 0, 0)
+    server.send_back(nonce, packet)
+    got = _await_marked(io, sweep, marker, timeout)
+    doc: dict[str, Any] = {"sent": _describe(packet)}
+    if got is None:
+        doc.update(arrived=False, text="the crafted segment did not come back")
+        return doc
+    here = sweep.segment.src
+    changes = [
+        c.as_dict() for c in diff(View(_rebuilt(parse_tcp(packet))), View(_rebuilt(got, here)))
+    ]
+    doc.update(arrived=True, changes=changes)
+    return doc
+
+
+def _flow_as_served(sweep: Sweep, fetched: dict[str, Any]):
+    """The probe's packet as the server received it, and the server's answer to it."""
+    arrived = sent = None
+    for record in fetched.get("records", []):
+        try:
+            raw = bytes.fromhex(record["packet_hex"])
+            view = View(raw)
+            seg = parse_tcp(raw)
+        except (ValueError, KeyError, PacketError):
+            continue
+        if seg is None:
+            continue
+        if record.get("direction") == "in" and arrived is None and sweep.match_quote(view):
+            arrived = seg
+        elif record.get("direction") == "out" and arrived is not None and _reverse(seg, arrived):
+            sent = seg
+            break
+    return arrived, sent
+
+
+def _await_marked(io, sweep: Sweep, marker: int, timeout: float) -> TcpSegment | None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for arrival in io.receive(end):
+            seg = arrival.tcp
+            if seg is None or not sweep.is_reply(seg):
+                continue
+            try:
+                stamps = [v for k, v in seg.options() if k == 8 and len(v) == 8]
+            except PacketError:
+                continue
+            if stamps and struct.unpack("!I", stamps[0][:4])[0] == marker:
+                return seg
+    return None
+
+
+def _describe(packet: bytes) -> str:
+    seg = parse_tcp(packet)
+    if seg is None:
+        return "?"
+    try:
+        names = [short(o) for o in seg.mptcp_options() if not isinstance(o, Exception)]
+    except PacketError:
+        names = []
+    return f"{seg.flag_string} [{', '.join(names)}]"

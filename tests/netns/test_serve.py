@@ -20,6 +20,7 @@ import pytest
 from mbtest.host import links, netns
 from mbtest.probe.run import ProbeOptions, run
 from mbtest.testbed import builder, topology
+from tests.netns.test_probe import CASES, truth_field
 
 PORT, CONTROL = 8080, 8765
 SECRET = b"a testbed secret of 32 bytes ..."
@@ -33,12 +34,20 @@ def root():
 
 
 @contextlib.contextmanager
-def served(spec: str, version: int = 4, management: bool = True, silent: bool = False, **params):
+def served(
+    spec: str | None,
+    version: int = 4,
+    management: bool = True,
+    silent: bool = False,
+    log_dir: str | None = None,
+    **params,
+):
     """long-path with SPEC in its slot, mbtest serve on the server and, when asked, a
     management link from the client straight to the server (bypassing the slot)."""
     topo = topology.load("long-path", params)
     slot = topo.slots[0].name
-    with builder.Testbed(topo, ip_version=version, middleboxes={slot: spec}) as bed:
+    boxes = {slot: spec} if spec else {}
+    with builder.Testbed(topo, ip_version=version, middleboxes=boxes, log_dir=log_dir) as bed:
         if management:
             links.veth(bed.client_ns, "mgmt0", bed.server_ns, "mgmt1")
             links.address(bed.client_ns, "mgmt0", MGMT_CLIENT + "/30")
@@ -143,3 +152,60 @@ def test_a_control_channel_across_a_payload_changing_middlebox_is_found_tampered
         assert server["tampered"] and "integrity check" in server["error"]
         assert "forward" not in server and "back" not in server  # no record reported
         assert result["destination"]["reached"]  # the ICMP sweep itself still ran
+
+
+def test_every_behaviour_that_changes_packets_is_seen_in_its_direction(root, tmp_path):
+    """Each catalog behaviour the path probes cover (and a NAT, which ICMP cannot show):
+    every field the middlebox logged on the way to the server is among the server's
+    forward changes; on a SYN probe, every field it logged on the SYN/ACK is among the
+    changes on the way back."""
+    missed = []
+    with served(None, log_dir=str(tmp_path)) as (bed, topo):
+        slot = topo.slots[0].name
+        for spec, probe_name in [*CASES, ("nat", "mp_capable")]:
+            spec = spec.replace("ADDRESS", "10.9.9.9")
+            bed.replace_middlebox(slot, spec)
+            try:
+                result = probe(bed, topo, 4, MGMT_SERVER, probe_name)["probes"][0]
+            finally:
+                bed.replace_middlebox(slot, None)
+            log = tmp_path / f"middlebox-{slot}.jsonl"
+            entries = [json.loads(line) for line in log.read_text().splitlines()]
+            log.unlink()
+            server = result["server"]
+            assert server.get("arrived"), (spec, server)
+            forward = {c["field"] for c in server["forward"]}
+            there = {  # (not the RST that closes the probe's connection afterwards)
+                truth_field(e)
+                for e in entries
+                if e["direction"] == "c>s" and not e.get("flags", 0) & 4
+            }
+            assert there, f"{spec} changed nothing on the way to the server"
+            for field in there:
+                if not any(f == field or f.startswith(field + ".") for f in forward):
+                    missed.append((spec, "forward", field, sorted(forward)))
+            if probe_name in ("mp_capable", "mp_capable_v0", "mp_join", "plain_syn"):
+                back = {c["field"] for c in server["back"].get("changes", [])}
+                synack = {
+                    truth_field(e)
+                    for e in entries
+                    if e["direction"] == "s>c" and "synack" in e.get("segment", [])
+                }
+                for field in synack:
+                    if not any(f == field or f.startswith(field + ".") for f in back):
+                        missed.append((spec, "back", field, sorted(back)))
+    assert not missed, missed
+
+
+@pytest.mark.parametrize("version", [4, 6], ids=["ipv4", "ipv6"])
+def test_options_sent_back_by_the_server_show_a_change_only_that_direction_makes(root, version):
+    address = "10.9.9.9" if version == 4 else "fd00:9::9"
+    spec = f"mangle-option:field=ADD_ADDR.address,value={address},direction=s2c"
+    with served(spec, version) as (bed, topo):
+        result = probe(bed, topo, version, MGMT_SERVER, "add_addr")["probes"][0]
+    server = result["server"]
+    assert result["first_change"] is None and server["forward"] == []  # untouched that way
+    crafted = server["crafted"]
+    assert crafted["sent"].startswith("A [ADD_ADDR") and crafted["arrived"]
+    assert [c["field"] for c in crafted["changes"]] == ["ADD_ADDR.address"]
+    assert crafted["changes"][0]["after"] == address

@@ -67,7 +67,8 @@ def test_requests_are_checked_and_bounded():
         return serve.handle(recorder, client, {"session": "s", "seq": 1, **body})
 
     assert ask(op="hello")["port"] == 8080
-    assert "unknown request" in ask(op="send")["error"]
+    assert "unknown request" in ask(op="delete")["error"]
+    assert "no watch" in ask(op="send", nonce="ab" * 8, packet_hex="00")["error"]
     assert "nonce" in ask(op="watch", nonce="not hex")["error"]
     assert "at most" in ask(op="watch", nonce="ab" * 8, seconds=3600)["error"]
     assert ask(op="watch", nonce="ab" * 8, seconds=5)["watching"] == "ab" * 8
@@ -75,6 +76,13 @@ def test_requests_are_checked_and_bounded():
     for i in range(serve.MAX_WATCHES - 1):
         ask(op="watch", nonce=f"{i:032x}", seconds=1)
     assert "already" in ask(op="watch", nonce="ef" * 8, seconds=1)["error"]
+    assert "not an IP packet" in ask(op="send", nonce="ab" * 8, packet_hex="zz")["error"]
+    toward = wire.packet(wire.Segment("10.0.0.2", "10.0.0.1", 8080, 40000, 9), 64, 1, 0)
+    refused = ask(op="send", nonce="ab" * 8, packet_hex=toward.hex())["error"]
+    assert "only along a flow the watch saw" in refused  # (nothing came from 10.0.0.1 yet)
+    big = wire.Segment("10.0.0.2", "10.0.0.1", 8080, 40000, 9, payload=bytes(2000))
+    refused = ask(op="send", nonce="ab" * 8, packet_hex=wire.packet(big, 64, 1, 0).hex())
+    assert "at most 1500 bytes" in refused["error"]
 
 
 class _PacketSocket:
