@@ -184,3 +184,16 @@ def test_server_parts_validate_render_and_count_as_findings(tmp_path):
         probe["server"] = {"arrived": True, "ttl": 10, "records": 3, "forward": [],
                            "back": {"server_sent": "SA", "changes": []}}  # fmt: skip
     assert probe_status(doc) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=120), max_size=20))
+def test_any_packet_the_recorder_reads_is_kept_skipped_or_counted_never_fatal(packets):
+    recorder = _Recorder(8080)
+    recorder.watch("ab" * 8, 5)
+    recorder.sock = _PacketSocket([(p, False) for p in packets])
+    recorder.read()  # never raises
+    assert recorder.malformed + len(recorder.fetch("ab" * 8)["records"]) <= len(packets)
+    segment = wire.Segment("10.0.0.1", "10.0.0.2", 40000, 8080, 1)
+    fetched = {"records": [{"direction": "in", "packet_hex": p.hex()} for p in packets]}
+    serverside.server_view(engine.Sweep(segment, 5), fetched, [])  # never raises
