@@ -139,7 +139,8 @@ def probe_command(
         from mbtest.endpoints.control import read_secret
 
         host, _, port_text = server.rpartition(":")
-        if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        digits = port_text.isascii() and port_text.isdigit()
+        if not host or not digits or not 0 < int(port_text) < 65536:
             raise MbtestError(f"--server {server}: give HOST:PORT (IPv6: [ADDRESS]:PORT)")
         server_address = (host.strip("[]"), int(port_text))
         secret = read_secret(secret_file)

@@ -57,27 +57,35 @@ def read_secret(path: str | None) -> bytes:
     return secret
 
 
-def _mac(secret: bytes, body: dict[str, Any]) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    return hmac.new(secret, canonical, hashlib.sha256).hexdigest()
+def _mac(secret: bytes, payload: bytes) -> str:
+    return hmac.new(secret, payload, hashlib.sha256).hexdigest()
 
 
-def seal(secret: bytes, body: dict[str, Any]) -> bytes:
-    """One message as it goes on the wire."""
-    return json.dumps({"body": body, "mac": _mac(secret, body)}).encode() + b"\n"
+def seal(secret: bytes, body: dict[str, Any], direction: str = "request") -> bytes:
+    """One message as it goes on the wire: the MAC, a space, then the body's JSON. The MAC
+    covers the body's exact bytes and its direction (a request echoed back by the path is
+    not an answer)."""
+    payload = json.dumps({**body, "dir": direction}, separators=(",", ":")).encode()
+    return _mac(secret, payload).encode() + b" " + payload + b"\n"
 
 
-def open_sealed(secret: bytes, line: bytes) -> dict[str, Any]:
-    """The body of a received line, or Tampered when it is not exactly what was sealed."""
+def open_sealed(secret: bytes, line: bytes, direction: str = "request") -> dict[str, Any]:
+    """The body of a received line, or Tampered when it is not exactly what was sealed for
+    this direction. The MAC is checked before anything of the body is parsed: bytes from
+    someone without the secret are never handed to the JSON parser."""
+    mac, _, payload = bytes(line).partition(b" ")
     try:
-        message = json.loads(line)
-        body, mac = message["body"], message["mac"]
-        if not isinstance(body, dict) or not isinstance(mac, str):
-            raise ValueError("not a sealed message")
-    except (ValueError, KeyError, TypeError) as e:
-        raise Tampered(f"a control message could not be read ({e})") from None
-    if not hmac.compare_digest(_mac(secret, body), mac):
+        mac_text = mac.decode("ascii")
+    except UnicodeDecodeError:
+        raise Tampered("a control message could not be read (no MAC)") from None
+    if not hmac.compare_digest(_mac(secret, payload), mac_text):
         raise Tampered("a control message failed its integrity check")
+    try:  # (authenticated from here on; still bounded and refused with one sentence)
+        body = json.loads(payload)
+    except (ValueError, RecursionError) as e:
+        raise Tampered(f"a control message could not be read ({type(e).__name__})") from None
+    if not isinstance(body, dict) or body.get("dir") != direction:
+        raise Tampered(f"a control message is not a {direction} (echoed or replayed)")
     return body
 
 
@@ -111,12 +119,17 @@ class LineReader:
 
 
 class Client:
-    """The probe's end: one authenticated request and answer at a time."""
+    """The probe's end: one authenticated request and answer at a time. The first answer
+    (to ``hello``) carries a nonce the server chose for this connection, which every later
+    request repeats: a request replayed on another connection is refused. Once the channel
+    failed in any way it stays failed (a late answer must never be taken for the next)."""
 
     def __init__(self, address: str, port: int, secret: bytes, timeout: float = 5.0):
         self.secret, self.timeout = secret, timeout
         self.session = os.urandom(8).hex()
         self.seq = 0
+        self.server_nonce: str | None = None
+        self.failed: ControlError | None = None
         try:
             self.sock = socket.create_connection((address, port), timeout=timeout)
         except OSError as e:
@@ -126,8 +139,19 @@ class Client:
         self.reader = LineReader(self.sock)
 
     def ask(self, op: str, **fields: Any) -> dict[str, Any]:
+        if self.failed is not None:
+            raise type(self.failed)(f"{self.failed} (the control channel failed earlier)")
+        try:
+            return self._ask(op, fields)
+        except ControlError as e:
+            self.failed = e
+            raise
+
+    def _ask(self, op: str, fields: dict[str, Any]) -> dict[str, Any]:
         self.seq += 1
         body = {"session": self.session, "seq": self.seq, "op": op, **fields}
+        if self.server_nonce is not None:
+            body["server_nonce"] = self.server_nonce
         try:
             self.sock.sendall(seal(self.secret, body))
         except OSError as e:
@@ -141,12 +165,30 @@ class Client:
                 "mbtest serve refused a request that failed its integrity check: something "
                 "on the path changes the control channel, or the two secrets differ"
             )
-        answer = open_sealed(self.secret, line)
+        answer = open_sealed(self.secret, line, "answer")
         if answer.get("session") != self.session or answer.get("seq") != self.seq:
             raise Tampered("a control answer belongs to another request (replayed or reordered)")
         if answer.get("error"):
-            raise ControlError(f"mbtest serve refused the request: {answer['error']}")
+            raise ControlError(f"mbtest serve refused the request: {str(answer['error'])[:200]}")
+        if op == "hello":
+            nonce = answer.get("server_nonce")
+            if not isinstance(nonce, str) or len(nonce) != 32:
+                raise Tampered("the server's hello carries no nonce for this connection")
+            self.server_nonce = nonce
+        expected = ANSWER_FIELDS.get(op, {})
+        for name, kind in expected.items():
+            if not isinstance(answer.get(name), kind) or isinstance(answer.get(name), bool):
+                raise ControlError(f"mbtest serve's answer to {op} lacks {name}")
         return answer
 
     def close(self) -> None:
         self.sock.close()
+
+
+# what each answer must hold (a well-sealed but malformed answer is one sentence too)
+ANSWER_FIELDS: dict[str, dict[str, type]] = {
+    "hello": {"port": int, "server_nonce": str},
+    "watch": {"watching": str},
+    "fetch": {"records": list, "dropped": int},
+    "send": {"sent": int},
+}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import select
 import selectors
 import socket
@@ -19,7 +20,9 @@ from mbtest.endpoints.sockets import IPPROTO_MPTCP
 from mbtest.errors import MbtestError
 from mbtest.host import netns
 
-MAX_CONNECTIONS = 1024  # beyond this, a new connection is accepted and closed at once
+# beyond this, a new connection is accepted and closed at once (kept below the process's
+# descriptor limit, so that accepting never fails for want of descriptors)
+MAX_CONNECTIONS = max(16, min(1024, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 64))
 READ_SIZE = 65536
 
 
@@ -48,14 +51,17 @@ def serve(listeners: list[socket.socket]) -> int:
         for key, _ in selector.select():
             sock = key.fileobj
             if key.data == "listener":
-                with contextlib.suppress(OSError):
+                try:
                     conn, _ = sock.accept()  # type: ignore[union-attr]
-                    if open_count >= MAX_CONNECTIONS:
-                        conn.close()
-                        continue
-                    conn.setblocking(False)
-                    selector.register(conn, selectors.EVENT_READ, "connection")
-                    open_count += 1
+                except OSError:  # (out of descriptors: pause rather than spin)
+                    time.sleep(0.1)
+                    continue
+                if open_count >= MAX_CONNECTIONS:
+                    conn.close()
+                    continue
+                conn.setblocking(False)
+                selector.register(conn, selectors.EVENT_READ, "connection")
+                open_count += 1
                 continue
             try:
                 data = sock.recv(READ_SIZE)  # type: ignore[union-attr]

@@ -18,12 +18,12 @@ without a request or at its first message that fails the integrity check.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import selectors
 import socket
 import struct
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,17 +39,20 @@ RECORD_BYTES = 256  # IP and TCP headers with every option, and the start of the
 KEEP_SECONDS = 120.0
 MAX_CLIENTS = 8
 IDLE_SECONDS = 30.0
+AUTH_SECONDS = 5.0  # a control connection that has not authenticated by then is closed
 MAX_SEND = 1500
 NONCE = re.compile(r"^[0-9a-f]{16,64}$")
 ETH_P_ALL = 0x0003
-PACKET_OUTGOING = 4
+PACKET_HOST, PACKET_OUTGOING = 0, 4  # (packets for other hosts, seen promiscuously, are not ours)
+SOL_PACKET, PACKET_STATISTICS = 263, 6
+SEND_FLAGS = 0x10 | 0x08  # a crafted segment is an ACK (PSH allowed): never SYN, RST or FIN
 
 
 @dataclass
 class Watch:
     started: float
     until: float
-    records: deque = field(default_factory=lambda: deque(maxlen=MAX_RECORDS))
+    records: list = field(default_factory=list)  # the first MAX_RECORDS: the probe's own
     dropped: int = 0
 
 
@@ -59,13 +62,18 @@ class Recorder:
     def __init__(self, port: int):
         self.port = port
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+        with contextlib.suppress(OSError):  # room for bursts while a control answer is sent
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.sock.setblocking(False)
         self.watches: dict[str, Watch] = {}
         self.malformed = 0
+        self.kernel_dropped = 0  # packets the kernel could not queue for us (said in fetches)
 
     def watch(self, nonce: str, seconds: float) -> None:
         self.expire()
-        if nonce not in self.watches and len(self.watches) >= MAX_WATCHES:
+        if nonce in self.watches:
+            raise ValueError("this nonce is already watched (a nonce is used once)")
+        if len(self.watches) >= MAX_WATCHES:
             raise ValueError(f"already {MAX_WATCHES} watches")
         now = time.monotonic()
         self.watches[nonce] = Watch(now, now + min(seconds, MAX_WATCH_SECONDS))
@@ -83,6 +91,8 @@ class Recorder:
                 data, address = self.sock.recvfrom(65535)
             except (BlockingIOError, InterruptedError):
                 return
+            if address[2] not in (PACKET_HOST, PACKET_OUTGOING):
+                continue
             direction = "out" if address[2] == PACKET_OUTGOING else "in"
             try:
                 if not self._ours(data):
@@ -91,11 +101,13 @@ class Recorder:
                 self.malformed += 1
                 continue
             now = time.monotonic()
+            record = data[:RECORD_BYTES]  # (one copy, shared by the watches)
             for watch in self.watches.values():
                 if watch.started <= now <= watch.until:
-                    if len(watch.records) == MAX_RECORDS:
+                    if len(watch.records) >= MAX_RECORDS:
                         watch.dropped += 1
-                    watch.records.append((now - watch.started, direction, data[:RECORD_BYTES]))
+                        continue
+                    watch.records.append((now - watch.started, direction, record))
 
     def _ours(self, packet: bytes) -> bool:
         header = locate(packet)
@@ -120,11 +132,16 @@ class Recorder:
             raise ValueError("not an IP packet") from None
         if len(packet) > MAX_SEND or header.protocol != TCP:
             raise ValueError(f"a crafted segment is one TCP packet of at most {MAX_SEND} bytes")
+        if len(packet) < header.header_len + 20:
+            raise ValueError("the crafted segment's TCP header is cut short")
+        flags = packet[header.header_len + 13]
+        if flags & ~SEND_FLAGS or not flags & 0x10:
+            raise ValueError("a crafted segment is an ACK (with PSH at most): no SYN, RST or FIN")
         src, dst, sport, dport = _endpoints(packet, header)
         came = set()
         for _, direction, raw in watch.records:
             if direction == "in":
-                with contextlib.suppress(PacketError, struct.error):
+                with contextlib.suppress(PacketError, struct.error, ValueError):
                     came.add(_endpoints(raw, locate(raw)))
         if (dst, src, dport, sport) not in came or sport != self.port:
             raise ValueError("a crafted segment goes back only along a flow the watch saw")
@@ -133,11 +150,21 @@ class Recorder:
             raw_socket.sendto(packet, (dst, 0))
         return {"sent": len(packet)}
 
+    def _count_kernel_drops(self) -> None:
+        with contextlib.suppress(OSError, struct.error):
+            _, drops = struct.unpack("II", self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+            self.kernel_dropped += drops  # (reading the statistics resets them)
+
     def fetch(self, nonce: str) -> dict[str, Any]:
+        """The watch's records; the watch ends here (a probe fetches once)."""
         watch = self.watches.get(nonce)
         if watch is None:
             raise ValueError("no watch with this nonce (never asked, or forgotten)")
+        self.read()
+        self._count_kernel_drops()
+        watch.until = min(watch.until, time.monotonic())
         return {
+            "kernel_dropped": self.kernel_dropped,
             "records": [
                 {"after_seconds": round(t, 6), "direction": d, "packet_hex": raw.hex()}
                 for t, d, raw in watch.records
@@ -149,6 +176,8 @@ class Recorder:
 
 def _endpoints(packet: bytes, header) -> tuple[str, str, int, int]:
     """(source, destination, source port, destination port) of a TCP packet."""
+    if len(packet) < header.header_len + 4:
+        raise ValueError("TCP ports cut short")
     if header.version == 4:
         src = socket.inet_ntop(socket.AF_INET, packet[12:16])
         dst = socket.inet_ntop(socket.AF_INET, packet[16:20])
@@ -162,21 +191,26 @@ def _endpoints(packet: bytes, header) -> tuple[str, str, int, int]:
 @dataclass
 class ControlClient:
     sock: socket.socket
-    reader: control.LineReader
+    opened: float
     last: float
+    buffer: bytes = b""
     session: str | None = None
     seq: int = 0
+    nonce: str = field(default_factory=lambda: os.urandom(16).hex())  # this connection's
+    authenticated: bool = False
 
 
 def handle(recorder: Recorder, client: ControlClient, body: dict[str, Any]) -> dict[str, Any]:
-    """The answer to one authenticated request (an ``error`` field when refused)."""
-    session, seq = body.get("session"), body.get("seq")
-    answer: dict[str, Any] = {"session": session, "seq": seq}
+    """The answer to one authenticated request (an ``error`` field when refused). Every
+    request but ``hello`` repeats the nonce the server gave this connection in ``hello``."""
+    answer: dict[str, Any] = {"session": body.get("session"), "seq": body.get("seq")}
     op, nonce = body.get("op"), str(body.get("nonce", ""))
     if op not in ("watch", "fetch", "hello", "send"):
         return {**answer, "error": f"unknown request {str(op)[:40]!r}"}
     if op == "hello":
-        return {**answer, "port": recorder.port}
+        return {**answer, "port": recorder.port, "server_nonce": client.nonce}
+    if body.get("server_nonce") != client.nonce:
+        return {**answer, "error": "a request repeats this connection's nonce (ask hello first)"}
     if not NONCE.match(nonce):
         return {**answer, "error": "a nonce is 16 to 64 lowercase hex digits"}
     try:
@@ -189,8 +223,10 @@ def handle(recorder: Recorder, client: ControlClient, body: dict[str, Any]) -> d
         if op == "send":
             return {**answer, **recorder.send_back(nonce, str(body.get("packet_hex", "")))}
         return {**answer, **recorder.fetch(nonce)}
-    except ValueError as e:
-        return {**answer, "error": str(e)}
+    except (ValueError, TypeError, OverflowError, struct.error) as e:
+        return {**answer, "error": str(e)[:200] or type(e).__name__}
+    except OSError as e:  # sending the crafted segment failed
+        return {**answer, "error": f"cannot send: {e.strerror or e}"}
 
 
 def serve(port: int, control_port: int, secret: bytes, ready=None) -> None:
@@ -229,14 +265,17 @@ def serve(port: int, control_port: int, secret: bytes, ready=None) -> None:
             if kind == "packets":
                 recorder.read()
             elif kind == "listener":
-                with contextlib.suppress(OSError):
+                try:
                     conn, _ = sock.accept()
-                    if data_connections >= MAX_CONNECTIONS:
-                        conn.close()
-                        continue
-                    conn.setblocking(False)
-                    selector.register(conn, selectors.EVENT_READ, ("data", None))
-                    data_connections += 1
+                except OSError:
+                    _pause_if_out_of_descriptors()
+                    continue
+                if data_connections >= MAX_CONNECTIONS:
+                    conn.close()
+                    continue
+                conn.setblocking(False)
+                selector.register(conn, selectors.EVENT_READ, ("data", None))
+                data_connections += 1
             elif kind == "data":
                 try:
                     chunk = sock.recv(READ_SIZE)
@@ -248,44 +287,80 @@ def serve(port: int, control_port: int, secret: bytes, ready=None) -> None:
                     drop(sock)
                     data_connections -= 1
             elif kind == "control-listener":
-                with contextlib.suppress(OSError):
+                try:
                     conn, _ = sock.accept()
-                    if len(clients) >= MAX_CLIENTS:
-                        conn.close()
-                        continue
-                    clients[conn] = ControlClient(conn, control.LineReader(conn), time.monotonic())
-                    selector.register(conn, selectors.EVENT_READ, ("control", None))
+                except OSError:
+                    _pause_if_out_of_descriptors()
+                    continue
+                if len(clients) >= MAX_CLIENTS:
+                    conn.close()
+                    continue
+                conn.setblocking(False)
+                now = time.monotonic()
+                clients[conn] = ControlClient(conn, now, now)
+                selector.register(conn, selectors.EVENT_READ, ("control", None))
             elif kind == "control":
                 _serve_control(recorder, clients[sock], secret, drop)
         now = time.monotonic()
-        for sock in [s for s, c in clients.items() if now - c.last > IDLE_SECONDS]:
-            drop(sock)
+        for sock, c in list(clients.items()):
+            if now - c.last > IDLE_SECONDS or (
+                not c.authenticated and now - c.opened > AUTH_SECONDS
+            ):
+                drop(sock)
         recorder.expire()
 
 
 def _serve_control(recorder: Recorder, client: ControlClient, secret: bytes, drop) -> None:
-    """One request: read (it must be complete within the deadline), check, answer. A
-    message that fails its check, or breaks the session's order, ends the connection."""
+    """What a control connection sent, read without blocking; each complete request is
+    checked and answered. A message that fails its check, or breaks the session's order,
+    gets the plain refusal and ends the connection; so does a line longer than allowed."""
     try:
-        line = client.reader.read_line(timeout=2.0)
-        body = control.open_sealed(secret, line)
-        session, seq = body.get("session"), body.get("seq")
-        if not isinstance(session, str) or not isinstance(seq, int):
-            raise control.Tampered("no session or sequence number")
-        if client.session is None:
-            client.session = session
-        if session != client.session or seq <= client.seq:
-            raise control.Tampered("replayed or reordered")
-        client.seq, client.last = seq, time.monotonic()
-        client.sock.setblocking(True)
-        client.sock.settimeout(5.0)
-        client.sock.sendall(control.seal(secret, handle(recorder, client, body)))
-        client.sock.setblocking(False)
-    except control.Tampered:  # said in plain words (a forged notice only stops a report)
-        with contextlib.suppress(OSError):
-            client.sock.setblocking(True)
-            client.sock.settimeout(1.0)
-            client.sock.sendall(control.REFUSED)
+        chunk = client.sock.recv(65536)
+    except (BlockingIOError, InterruptedError):
+        return
+    except OSError:
+        chunk = b""
+    if not chunk:
         drop(client.sock)
-    except (control.ControlError, OSError):
+        return
+    client.buffer += chunk
+    if len(client.buffer) > control.MAX_LINE:
         drop(client.sock)
+        return
+    while b"\n" in client.buffer:
+        line, _, client.buffer = client.buffer.partition(b"\n")
+        try:
+            body = control.open_sealed(secret, line, "request")
+            session, seq = body.get("session"), body.get("seq")
+            if not isinstance(session, str) or not isinstance(seq, int) or isinstance(seq, bool):
+                raise control.Tampered("no session or sequence number")
+            if client.session is None:
+                client.session = session
+            if session != client.session or seq <= client.seq:
+                raise control.Tampered("replayed or reordered")
+        except control.Tampered:  # said in plain words (a forged notice only stops a report)
+            _send(client.sock, control.REFUSED)
+            drop(client.sock)
+            return
+        client.seq, client.last, client.authenticated = seq, time.monotonic(), True
+        if not _send(client.sock, control.seal(secret, handle(recorder, client, body), "answer")):
+            drop(client.sock)
+            return
+
+
+def _send(sock: socket.socket, data: bytes, timeout: float = 2.0) -> bool:
+    """Send a whole answer within the deadline (the loop waits at most that long)."""
+    try:
+        sock.setblocking(True)
+        sock.settimeout(timeout)
+        sock.sendall(data)
+        sock.setblocking(False)
+        return True
+    except OSError:
+        return False
+
+
+def _pause_if_out_of_descriptors() -> None:
+    """accept() failing for want of descriptors leaves the listener readable: without a
+    pause the loop would spin; with it, the connections already open carry on."""
+    time.sleep(0.1)

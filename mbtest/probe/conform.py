@@ -281,6 +281,7 @@ def play(spec: Any, session: Any) -> dict[str, Any]:
         module.exercise(session, exchange)
     except ProbeSetupError as e:  # the situation could not be reached: said, not judged
         setup_failed = str(e)
+        exchange.context["setup_silent"] = e.silent
     finally:
         session.recorder = None
     return result(
@@ -303,8 +304,9 @@ def result(
 ) -> dict[str, Any]:
     """The probe's entry in the result document, judged from its recorded steps."""
     module = spec.module
-    if setup_failed is not None:
-        outcome, why = "no-answer", f"the situation could not be set up: {setup_failed}"
+    if setup_failed is not None:  # silent: no-answer; else the path or target is in the way
+        outcome = "no-answer" if context.get("setup_silent", True) else "inconclusive"
+        why = f"the situation could not be set up: {setup_failed}"
     else:
         recorded = Recorded(steps)
         failed = control_failed(recorded, context)

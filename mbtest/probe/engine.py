@@ -70,7 +70,7 @@ class Sweep:
         share = (0xFFFF if self.segment.version == 4 else 0xFFFFF) // self.slots
         self.id_base = self.slot * share + self.rng.randrange(1, share - self.max_ttl)
         self.tsval_base = None
-        if self.segment.vary == "tsval" and self.segment.ts_offset is not None:
+        if self.segment.ts_offset is not None:
             self.tsval_base = struct.unpack_from(
                 "!I", self.segment.options, self.segment.ts_offset
             )[0]
@@ -107,15 +107,31 @@ class Sweep:
             candidates.append(view.ip_id - self.id_base)
         return next((t for t in map(self._in_range, candidates) if t), None)
 
+    def match_key(self, view: View) -> int | None:
+        """The TTL of a packet by its 32-bit key only (sequence number or TSval), never by
+        the 16-bit IP ID: for records of a server that sees other flows than the probe's."""
+        seg = self.segment
+        if view.protocol != 6 or view.dport != seg.dport:
+            return None
+        candidates = []
+        if seg.vary == "seq" and view.seq is not None:
+            candidates.append((view.seq - seg.seq) & 0xFFFFFFFF)
+        if self.tsval_base is not None and (tsval := view.tsval()) is not None:
+            candidates.append((tsval - self.tsval_base) & 0xFFFFFFFF)
+        return next((t for t in map(self._in_range, candidates) if t), None)
+
     def match_reply(self, seg: TcpSegment) -> int | None:
+        """The TTL a reply answers: by its ACK (stateless probes) or its TSecr echoing the
+        TSval key, whichever a middlebox left intact."""
+        candidates = []
         if self.segment.vary == "seq" and seg.is_ack:
-            return self._in_range((seg.ack - 1 - self.segment.seq) & 0xFFFFFFFF)
+            candidates.append((seg.ack - 1 - self.segment.seq) & 0xFFFFFFFF)
         if self.tsval_base is not None:
             for kind, value in seg.options():
                 if kind == 8 and len(value) == 8:
                     tsecr = struct.unpack("!I", value[4:])[0]
-                    return self._in_range((tsecr - self.tsval_base) & 0xFFFFFFFF)
-        return None
+                    candidates.append((tsecr - self.tsval_base) & 0xFFFFFFFF)
+        return next((t for t in map(self._in_range, candidates) if t), None)
 
     def is_reply(self, seg: TcpSegment) -> bool:
         s = self.segment

@@ -40,6 +40,8 @@ def sent_view(sweep: Sweep) -> dict[str, Any]:
     seg = parse_tcp(raw)
     assert seg is not None
     key = "sequence number" if sweep.segment.vary == "seq" else "TSval"
+    if sweep.segment.vary == "seq" and sweep.segment.ts_offset is not None:
+        key = "sequence number and TSval"
     return {
         "src": f"{seg.src}:{seg.sport}" if seg.ip_version == 4 else f"[{seg.src}]:{seg.sport}",
         "dst": f"{seg.dst}:{seg.dport}" if seg.ip_version == 4 else f"[{seg.dst}]:{seg.dport}",
@@ -186,15 +188,16 @@ def probe_status(doc: dict[str, Any]) -> int:
     path: its own file or the tool), else 1 when the path changed a probe or kept the setup
     from completing or a target deviated from the RFC (or did not answer), else 0."""
     probes = doc.get("probes", [])
+    servers = [p["server"] for p in probes if p.get("server")]
     if any(p.get("error") and not p.get("setup_failed") for p in probes):
         return HARNESS
+    if any(s.get("error") and not s.get("tampered") for s in servers):
+        return HARNESS  # the cooperating server could not do what was asked
     if any(p.get("first_change") or p.get("setup_failed") for p in probes):
         return FINDINGS
-    servers = [p["server"] for p in probes if p.get("server")]
-    if any(
-        s.get("tampered") or s.get("forward") or s.get("back", {}).get("changes") for s in servers
-    ):
-        return FINDINGS  # the server saw a change (or its channel was changed) on the path
+    seen = ("forward", "back", "crafted")  # the server saw a change (or its channel changed)
+    if any(s.get("tampered") or any(_changed(s.get(k)) for k in seen) for s in servers):
+        return FINDINGS
     judged = [p["conformance"]["verdict"] for p in probes if p.get("conformance")]
     if any(v in ("deviates", "no-answer", "inconclusive") for v in judged):
         return FINDINGS

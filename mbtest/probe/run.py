@@ -161,6 +161,8 @@ def run_probe(
         session.target_state = together.target
     started = time.monotonic()
     if spec.suite == "conformance":  # an exchange with the target, judged; not swept
+        if toward.server is not None:
+            session.note("--server is not used by conformance probes (their answers are judged)")
         try:
             return conform.play(spec, session), set()
         except MbtestError:
@@ -353,6 +355,7 @@ def run(
         with RstGuard(owners.new_run_id(), version) as guard:
             if options.server is not None:  # (before any packet: an error is one sentence)
                 server = serverside.connect(*options.server, options.secret or b"")
+                server.check_port(options.port)
             toward = Toward(address, source, options, guard, server)
             with contextlib.suppress(MbtestError, OSError):  # (else a port is guarded when taken)
                 guard.reserve(source, address, options.port, PORTS_PER_PROBE * len(specs))

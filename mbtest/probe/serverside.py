@@ -44,6 +44,15 @@ class ServerLink:
         self.lock = threading.Lock()
         self.data_port = self.ask("hello")["port"]
 
+    def check_port(self, port: int) -> None:
+        """One sentence when the server watches another port than the one probed (its
+        records would never hold the probe's packets)."""
+        if self.data_port != port:
+            raise control.ControlError(
+                f"mbtest serve at {self.where} serves port {self.data_port}, "
+                f"not the probed port {port} (give -p {self.data_port})"
+            )
+
     def ask(self, op: str, **fields: Any) -> dict[str, Any]:
         with self.lock:
             return self.client.ask(op, **fields)
@@ -69,6 +78,9 @@ class BrokenLink:
 
     def __init__(self, error: control.ControlError):
         self.error = error
+
+    def check_port(self, port: int) -> None:
+        pass
 
     def watch(self) -> str:
         raise self.error
@@ -97,22 +109,21 @@ def server_view(sweep: Sweep, fetched: dict[str, Any], hops: list[dict[str, Any]
     arrived: list[tuple[int, bytes]] = []  # (ttl, packet as it arrived)
     sent_back: list[bytes] = []
     malformed = 0
-    for record in fetched.get("records", []):
-        try:
-            raw = bytes.fromhex(record["packet_hex"])
-            view = View(raw)
-        except (ValueError, KeyError, PacketError):
+    for raw, direction in _records(fetched):
+        if raw is None:
             malformed += 1
             continue
-        if record.get("direction") == "in":
-            ttl = sweep.match_quote(view)
+        view = View(raw)
+        if direction == "in":
+            ttl = sweep.match_key(view)
             if ttl is not None:
                 arrived.append((ttl, raw))
-        else:
+        elif direction == "out":
             sent_back.append(raw)
-    doc: dict[str, Any] = {"arrived": bool(arrived), "records": len(fetched.get("records", []))}
-    if fetched.get("dropped"):
-        doc["dropped"] = fetched["dropped"]
+    doc: dict[str, Any] = {"arrived": bool(arrived), "records": len(_list(fetched))}
+    for lost in ("dropped", "kernel_dropped"):  # (said: a lost record is not a lost packet)
+        if isinstance(fetched.get(lost), int) and fetched[lost]:
+            doc[lost] = fetched[lost]
     if malformed:
         doc["malformed_records"] = malformed
     if not arrived:
@@ -126,6 +137,24 @@ def server_view(sweep: Sweep, fetched: dict[str, Any], hops: list[dict[str, Any]
     doc["forward"] = forward
     doc["back"] = _back(sweep, raw, sent_back)
     return doc
+
+
+def _list(fetched: Any) -> list:
+    records = fetched.get("records") if isinstance(fetched, dict) else None
+    return records if isinstance(records, list) else []
+
+
+def _records(fetched: Any):
+    """(packet bytes or None when unreadable, direction) of every fetched record."""
+    for record in _list(fetched):
+        raw = None
+        if isinstance(record, dict) and isinstance(record.get("packet_hex"), str):
+            try:
+                raw = bytes.fromhex(record["packet_hex"])
+                View(raw)
+            except (ValueError, PacketError):
+                raw = None
+        yield raw, record.get("direction") if isinstance(record, dict) else None
 
 
 def _where(change: dict[str, Any], sweep: Sweep, hops: list[dict[str, Any]]) -> str:
@@ -159,7 +188,12 @@ def _back(sweep: Sweep, arrived: bytes, sent_back: list[bytes]) -> dict[str, Any
         return {"text": "the server's answer was not seen (it sent nothing on this flow)"}
     if not sweep.replies:
         return {"text": "the server answered, but nothing came back to the probe", "lost": True}
-    sent, got = answers[0], sweep.replies[0].segment
+    got = sweep.replies[0].segment
+    # paired by kind (a SYN/ACK with a SYN/ACK...), in order: the server's first of that kind
+    alike = [a for a in answers if (a.syn, a.rst) == (got.syn, got.rst)]
+    if not alike:
+        return {"text": f"the server sent no {got.flag_string} like the one the probe received"}
+    sent = alike[0]
     # (an IPv6 raw socket gives no IP header: the answer's destination is the probe's source)
     here = sweep.segment.src
     changes = [c.as_dict() for c in diff(View(_rebuilt(sent)), View(_rebuilt(got, here)))]
@@ -224,18 +258,18 @@ def crafted_back(
 def _flow_as_served(sweep: Sweep, fetched: dict[str, Any]):
     """The probe's packet as the server received it, and the server's answer to it."""
     arrived = sent = None
-    for record in fetched.get("records", []):
+    for raw, direction in _records(fetched):
+        if raw is None:
+            continue
         try:
-            raw = bytes.fromhex(record["packet_hex"])
-            view = View(raw)
             seg = parse_tcp(raw)
-        except (ValueError, KeyError, PacketError):
+        except PacketError:
             continue
         if seg is None:
             continue
-        if record.get("direction") == "in" and arrived is None and sweep.match_quote(view):
+        if direction == "in" and arrived is None and sweep.match_key(View(raw)):
             arrived = seg
-        elif record.get("direction") == "out" and arrived is not None and _reverse(seg, arrived):
+        elif direction == "out" and arrived is not None and _reverse(seg, arrived):
             sent = seg
             break
     return arrived, sent

@@ -28,7 +28,13 @@ SETUP_TTL = 64
 
 
 class ProbeSetupError(MbtestError):
-    """A stateful probe could not set up its connection with the target."""
+    """A stateful probe could not set up its connection with the target; ``silent`` when
+    the target never answered (otherwise it answered in a way the setup cannot use: a RST,
+    or options the path or the target left out)."""
+
+    def __init__(self, message: str, silent: bool = False):
+        super().__init__(message)
+        self.silent = silent
 
 
 @dataclass
@@ -206,7 +212,8 @@ class Session:
         sport: int | None = None,
         check: Callable[[TcpSegment], str | None] | None = None,
     ) -> wire.Segment:
-        """A SYN with the usual options and the given MPTCP options (swept by sequence)."""
+        """A SYN with the usual options and the given MPTCP options (swept by sequence
+        number and TSval)."""
         options = wire.options_bytes([*self.usual_options(), *mptcp])
         return wire.Segment(
             self.source,
@@ -216,9 +223,8 @@ class Session:
             self.rng.randrange(1 << 32),
             0,
             "S",
-            options=options,
             check=check,
-        )
+        ).with_options(options)
 
     def send(self, seg: wire.Segment, ttl: int = SETUP_TTL) -> float:
         sent_at = self.io.send(wire.packet(seg, ttl, self.rng.randrange(1, 0xFFFF), 0), seg.dst)
@@ -273,7 +279,7 @@ class Session:
         )
         if answer is None:
             raise ProbeSetupError(
-                f"{self.target} port {self.port} did not answer an MP_CAPABLE SYN"
+                f"{self.target} port {self.port} did not answer an MP_CAPABLE SYN", silent=True
             )
         if answer.rst:
             raise ProbeSetupError(f"{self.target} refused port {self.port} (RST)")

@@ -98,14 +98,16 @@ def tsval_offset(options: bytes) -> int | None:
 def packet(seg: Segment, ttl: int, ip_id: int, key: int) -> bytes:
     """The wire bytes of a segment sent with this TTL, IP ID / flow label and key.
 
-    ``key`` is added to the sequence number (stateless probes) or to the TSval (probes inside
-    a connection, whose sequence numbers must stay right), so that quotes that keep the TCP
-    header but lose the IP ID can still be matched to their TTL.
+    ``key`` is added to the sequence number (stateless probes) and to the TSval (all probes
+    with timestamps; inside a connection only there, as its sequence numbers must stay
+    right), so that quotes that keep the TCP header but lose the IP ID, and packets whose
+    sequence number a middlebox rewrote, can still be matched to their TTL.
     """
     seq, options = seg.seq, bytearray(seg.options)
     if seg.vary == "seq":
         seq = (seq + key) & 0xFFFFFFFF
-    elif seg.vary == "tsval" and seg.ts_offset is not None:
+    if seg.ts_offset is not None:  # (a stateless probe's TSval carries the key too: a second
+        # 32-bit key, for where a middlebox rewrote the sequence number)
         tsval = struct.unpack_from("!I", options, seg.ts_offset)[0]
         struct.pack_into("!I", options, seg.ts_offset, (tsval + key) & 0xFFFFFFFF)
     tcp = (

@@ -5,8 +5,9 @@ key, Host B answers on the same subflow with a TCP RST and tears down all subflo
 through sending TCP RST signals."
 
 Only the valid key closes the connection (anyone on the path could otherwise end it with a
-guess). After the wrong-key MP_FASTCLOSE the probe sends mapped data. Accepted: no RST and
-the data acknowledged at the data level (as expected). A RST deviates.
+guess). After the wrong-key MP_FASTCLOSE the probe sends mapped data, then MP_FASTCLOSE with
+the right key as the control (it must be answered by a RST, else inconclusive). Accepted: no
+RST and the data acknowledged at the data level (as expected). A RST deviates.
 """
 
 from mbtest.mptcp.options import MpFastclose
@@ -37,9 +38,17 @@ def exercise(session, exchange):
     exchange.context.update(end_seq=end, data_end=conn.data_end())
     exchange.send(segment, "data")
     exchange.listen(conn.sport, session.timeout, until=lambda got: got.acked_up_to(end))
+    # the control: the right key does close it (MP_FASTCLOSE crosses the path)
+    exchange.send(conn.segment(MpFastclose(receiver_key=conn.remote_key)), "fastclose, right key")
+    exchange.listen(conn.sport, session.timeout)
 
 
 def judge(recorded, context):
+    if not recorded.answers("fastclose, right key").resets():
+        return "inconclusive", (
+            "the control, MP_FASTCLOSE with the right key, was not answered by a RST: "
+            "MP_FASTCLOSE may not cross this path, so ignoring the wrong key shows nothing"
+        )
     closed = recorded.answers("fastclose, wrong key")
     if closed.resets():
         return "reset", f"the wrong key closed the connection: {closed.describe()}"

@@ -143,10 +143,18 @@ def test_joins_fastcloses_and_infinite_mappings_each_have_one_accepted_answer():
     assert _judge("conf_join_bad_hmac", _recorded(third, _answer()), {}) == ("accepted", "deviates")
     assert _judge("conf_fastclose", _recorded("fastclose", rst), {}) == ("reset", "as-expected")
     assert _judge("conf_fastclose", _recorded("fastclose", _answer()), {})[1] == "deviates"
-    closed = _recorded("fastclose, wrong key", rst)
+    closed = conform.Recorded(
+        [conform.Step("answer", "fastclose, wrong key", 0.1, rst),
+         conform.Step("answer", "fastclose, right key", 0.3, rst)]
+    )  # fmt: skip
     assert _judge("conf_fastclose_wrong_key", closed, CONTEXT) == ("reset", "deviates")
     alive = _recorded("data", _answer(Dss(data_ack=500)))
-    assert _judge("conf_fastclose_wrong_key", alive, CONTEXT) == ("ignored", "as-expected")
+    control = conform.Step("answer", "fastclose, right key", 0.3, rst)
+    alive_then_closed = conform.Recorded([*alive.steps, control])
+    judged = _judge("conf_fastclose_wrong_key", alive_then_closed, CONTEXT)
+    assert judged == ("ignored", "as-expected")
+    no_control = _judge("conf_fastclose_wrong_key", alive, CONTEXT)  # MP_FASTCLOSE stripped?
+    assert no_control == ("inconclusive", "inconclusive")
     step = "infinite mapping"
     plain_ack = _recorded(step, _answer())
     assert _judge("conf_infinite_mapping", plain_ack, CONTEXT) == ("fallback", "as-expected")
@@ -222,3 +230,12 @@ def test_the_report_shows_each_verdict_its_rfc_sentence_and_the_exchange(tmp_pat
         assert section.count("<tr") == len(judged["exchange"]) + 1
         assert judged["rfc"] in section
     assert "conformance: " in html and "1 deviates" in html
+
+
+def test_a_setup_the_target_never_answered_is_no_answer_else_inconclusive():
+    spec = loader.load("conf_csum_bad")
+    silent = conform.result(spec, [], {"setup_silent": True}, [], "no answer to the SYN", 1.0)
+    assert silent["conformance"]["verdict"] == "no-answer"
+    stripped = conform.result(spec, [], {"setup_silent": False}, [], "no MP_CAPABLE", 1.0)
+    assert stripped["conformance"]["verdict"] == "inconclusive"
+    assert "could not be set up: no MP_CAPABLE" in stripped["conformance"]["why"]

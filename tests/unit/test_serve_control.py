@@ -21,7 +21,7 @@ SECRET = b"0123456789abcdef0123456789abcdef"
 def test_a_sealed_message_opens_and_any_changed_byte_is_refused():
     body = {"session": "ab", "seq": 1, "op": "fetch", "nonce": "00" * 16}
     line = control.seal(SECRET, body).strip()
-    assert control.open_sealed(SECRET, line) == body
+    assert control.open_sealed(SECRET, line) == {**body, "dir": "request"}
     for i in range(len(line)):
         changed = bytearray(line)
         changed[i] ^= 0x01
@@ -29,6 +29,17 @@ def test_a_sealed_message_opens_and_any_changed_byte_is_refused():
             control.open_sealed(SECRET, bytes(changed))
     with pytest.raises(control.Tampered):
         control.open_sealed(b"another secret of enough length", line)
+    with pytest.raises(control.Tampered, match="not a answer"):  # a request echoed back
+        control.open_sealed(SECRET, line, "answer")
+
+
+def test_nothing_unauthenticated_reaches_the_json_parser():
+    deep = b"[" * 100000
+    with pytest.raises(control.Tampered, match="integrity"):
+        control.open_sealed(SECRET, b"0" * 64 + b" " + deep)
+    mac = control._mac(SECRET, deep)  # authenticated but absurd: still one sentence
+    with pytest.raises(control.Tampered, match="RecursionError"):
+        control.open_sealed(SECRET, mac.encode() + b" " + deep)
 
 
 @settings(max_examples=300, deadline=None)
@@ -56,31 +67,44 @@ class _Recorder(serve.Recorder):
     """The recorder without its packet socket (which needs root)."""
 
     def __init__(self, port: int):
-        self.port, self.watches, self.malformed = port, {}, 0
+        self.port, self.watches, self.malformed, self.kernel_dropped = port, {}, 0, 0
+        self.sock = _PacketSocket([])
 
 
 def test_requests_are_checked_and_bounded():
     recorder = _Recorder(8080)
-    client = serve.ControlClient(None, None, 0.0)
+    client = serve.ControlClient(None, 0.0, 0.0)
 
     def ask(**body):
-        return serve.handle(recorder, client, {"session": "s", "seq": 1, **body})
+        request = {"session": "s", "seq": 1, "server_nonce": client.nonce, **body}
+        return serve.handle(recorder, client, request)
 
-    assert ask(op="hello")["port"] == 8080
+    hello = ask(op="hello")
+    assert hello["port"] == 8080 and hello["server_nonce"] == client.nonce
+    other = serve.handle(recorder, client, {"op": "fetch", "nonce": "ab" * 8, "server_nonce": "x"})
+    assert "repeats this connection's nonce" in other["error"]  # (a replay from elsewhere)
     assert "unknown request" in ask(op="delete")["error"]
     assert "no watch" in ask(op="send", nonce="ab" * 8, packet_hex="00")["error"]
     assert "nonce" in ask(op="watch", nonce="not hex")["error"]
     assert "at most" in ask(op="watch", nonce="ab" * 8, seconds=3600)["error"]
+    assert "could not convert" in ask(op="watch", nonce="ab" * 8, seconds="soon")["error"]
+    assert ask(op="watch", nonce="ab" * 8, seconds=[1]).get("error")
     assert ask(op="watch", nonce="ab" * 8, seconds=5)["watching"] == "ab" * 8
+    assert "used once" in ask(op="watch", nonce="ab" * 8, seconds=5)["error"]
     assert "no watch" in ask(op="fetch", nonce="cd" * 8)["error"]
     for i in range(serve.MAX_WATCHES - 1):
         ask(op="watch", nonce=f"{i:032x}", seconds=1)
     assert "already" in ask(op="watch", nonce="ef" * 8, seconds=1)["error"]
     assert "not an IP packet" in ask(op="send", nonce="ab" * 8, packet_hex="zz")["error"]
-    toward = wire.packet(wire.Segment("10.0.0.2", "10.0.0.1", 8080, 40000, 9), 64, 1, 0)
+    toward = wire.packet(wire.Segment("10.0.0.2", "10.0.0.1", 8080, 40000, 9, flags="A"), 64, 1, 0)
     refused = ask(op="send", nonce="ab" * 8, packet_hex=toward.hex())["error"]
     assert "only along a flow the watch saw" in refused  # (nothing came from 10.0.0.1 yet)
-    big = wire.Segment("10.0.0.2", "10.0.0.1", 8080, 40000, 9, payload=bytes(2000))
+    reset = wire.packet(wire.Segment("10.0.0.2", "10.0.0.1", 8080, 40000, 9, flags="R"), 64, 1, 0)
+    assert "no SYN, RST or FIN" in ask(op="send", nonce="ab" * 8, packet_hex=reset.hex())["error"]
+    short = wire.packet(wire.Segment("10.0.0.2", "10.0.0.1", 8080, 40000, 9, flags="A"), 64, 1, 0)
+    cut = short[:24]  # an IPv4 header and four bytes of TCP
+    assert ask(op="send", nonce="ab" * 8, packet_hex=cut.hex()).get("error")
+    big = wire.Segment("10.0.0.2", "10.0.0.1", 8080, 40000, 9, flags="A", payload=bytes(2000))
     refused = ask(op="send", nonce="ab" * 8, packet_hex=wire.packet(big, 64, 1, 0).hex())
     assert "at most 1500 bytes" in refused["error"]
 
@@ -97,6 +121,9 @@ class _PacketSocket:
         data, outgoing = self.packets.pop(0)
         return data, ("eth0", 0x0800, serve.PACKET_OUTGOING if outgoing else 0, 1, b"")
 
+    def getsockopt(self, level, name, size):
+        return (0).to_bytes(4, "little") + (3).to_bytes(4, "little")  # 3 dropped by the kernel
+
 
 def test_a_watch_keeps_its_port_only_at_most_its_bound_and_counts_the_unreadable():
     recorder = _Recorder(8080)
@@ -110,9 +137,9 @@ def test_a_watch_keeps_its_port_only_at_most_its_bound_and_counts_the_unreadable
     recorder.read()
     fetched = recorder.fetch("ab" * 8)
     assert len(fetched["records"]) == serve.MAX_RECORDS and fetched["dropped"] == 12
-    assert recorder.malformed == 1
-    directions = {r["direction"] for r in fetched["records"]}
-    assert directions == {"in"}  # (the outgoing one was pushed out by the bound)
+    assert recorder.malformed == 1 and fetched["kernel_dropped"] == 3
+    first = [r["direction"] for r in fetched["records"][:3]]
+    assert first == ["in", "out", "in"]  # the first ones kept: the probe's own
     recorder.watch("cd" * 8, 5)
     recorder.sock = _PacketSocket([(back, True), (other, False)])
     recorder.read()
@@ -120,21 +147,47 @@ def test_a_watch_keeps_its_port_only_at_most_its_bound_and_counts_the_unreadable
     assert kept["direction"] == "out" and bytes.fromhex(kept["packet_hex"]) == back
 
 
-def test_a_replayed_or_reordered_answer_is_refused_by_the_probe():
-    left, right = socket.socketpair()
+def _client_on(sock: socket.socket) -> control.Client:
     client = control.Client.__new__(control.Client)
     client.secret, client.timeout, client.session, client.seq = SECRET, 2.0, "mine", 0
-    client.sock, client.reader = left, control.LineReader(left)
+    client.sock, client.reader = sock, control.LineReader(sock)
+    client.server_nonce, client.failed = None, None
+    return client
 
-    def answer(body):
-        right.recv(65536)
-        right.sendall(control.seal(SECRET, body))
 
-    threading.Thread(target=answer, args=({"session": "other", "seq": 1},)).start()
+def test_a_replayed_echoed_or_late_answer_is_refused_and_the_channel_stays_failed():
+    left, right = socket.socketpair()
+    client = _client_on(left)
+
+    def answer(line):
+        threading.Thread(target=lambda: (right.recv(65536), right.sendall(line))).start()
+
+    answer(control.seal(SECRET, {"session": "other", "seq": 1}, "answer"))
     with pytest.raises(control.Tampered, match="another request"):
         client.ask("hello")
-    threading.Thread(target=lambda: (right.recv(65536), right.sendall(control.REFUSED))).start()
+    with pytest.raises(control.Tampered, match="failed earlier"):  # never the next answer
+        client.ask("hello")
+    left.close(), right.close()
+    left, right = socket.socketpair()
+    client = _client_on(left)
+
+    def echo():
+        right.sendall(right.recv(65536))  # the path sends the request back
+
+    threading.Thread(target=echo).start()
+    with pytest.raises(control.Tampered, match="not a answer"):
+        client.ask("hello")
+    left.close(), right.close()
+    left, right = socket.socketpair()
+    client = _client_on(left)
+    answer(control.REFUSED)
     with pytest.raises(control.Tampered, match="integrity check"):
+        client.ask("hello")
+    left.close(), right.close()
+    left, right = socket.socketpair()
+    client = _client_on(left)
+    answer(control.seal(SECRET, {"session": "mine", "seq": 1, "port": 8080}, "answer"))
+    with pytest.raises(control.Tampered, match="no nonce"):
         client.ask("hello")
     left.close(), right.close()
 
