@@ -26,11 +26,12 @@ MAX_CONNECTIONS = max(16, min(1024, resource.getrlimit(resource.RLIMIT_NOFILE)[0
 READ_SIZE = 65536
 
 
-def open_listeners(port: int) -> list[socket.socket]:
-    """MPTCP listening sockets on port ``port`` for IPv4 and IPv6, in this namespace."""
+def open_listeners(port: int, protocol: int = IPPROTO_MPTCP) -> list[socket.socket]:
+    """Listening sockets (MPTCP, or plain TCP with ``protocol=0``) on port ``port`` for IPv4
+    and IPv6, in this namespace, non-blocking."""
     listeners = []
     for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
-        sock = socket.socket(family, socket.SOCK_STREAM, IPPROTO_MPTCP)
+        sock = socket.socket(family, socket.SOCK_STREAM, protocol)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)

@@ -235,16 +235,7 @@ def serve(port: int, control_port: int, secret: bytes, ready=None) -> None:
     selector = selectors.DefaultSelector()
     for sock in open_listeners(port):
         selector.register(sock, selectors.EVENT_READ, ("listener", None))
-    controls = []
-    for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((address, control_port))
-        sock.listen(16)
-        sock.setblocking(False)
-        controls.append(sock)
+    for sock in open_listeners(control_port, protocol=0):  # (plain TCP)
         selector.register(sock, selectors.EVENT_READ, ("control-listener", None))
     selector.register(recorder.sock, selectors.EVENT_READ, ("packets", None))
     clients: dict[socket.socket, ControlClient] = {}

@@ -21,6 +21,7 @@ A conformance probe file defines, beside the path probe's ``NAME`` and docstring
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,6 +113,11 @@ class Answers(list):
 
     def resets(self) -> list[TcpSegment]:
         return [seg for seg in self if seg.rst]
+
+    def reset_text(self) -> str:
+        """``a RST (MP_TCPRST reason X)``, as the judges say it."""
+        reason = self.first_reset_reason()
+        return f"a RST ({'MP_TCPRST reason ' + reason if reason else 'no MP_TCPRST'})"
 
     def first_reset_reason(self) -> str | None:
         """The MP_TCPRST reason of the first RST (None: no RST, or one without MP_TCPRST)."""
@@ -231,6 +237,16 @@ class Exchange(Recorded):
         """Send one segment at full TTL, as the start of ``step``."""
         self.step = step
         self.session.send(seg)
+
+    def send_data(self, conn: Any, segment: wire.Segment, step: str) -> Answers:
+        """Send a data segment of ``conn`` as ``step`` and wait until the target acknowledges
+        it at the TCP level (or resets, or the wait ends); the context says where the data
+        ends (``end_seq``, and ``data_end`` in the data sequence space)."""
+        end = (segment.seq + len(segment.payload)) & 0xFFFFFFFF
+        self.context.update(end_seq=end, data_end=conn.data_end())
+        self.send(segment, step)
+        timeout = self.session.timeout
+        return self.listen(conn.sport, timeout, until=lambda got: got.acked_up_to(end))
 
     def listen(
         self, sport: int, seconds: float, until: Callable[[Answers], bool] | None = None
@@ -366,10 +382,10 @@ def data_outcome(got: Answers, end_seq: int, data_end: int | None = None) -> tup
         return "no-answer", "the target sent nothing back within the wait"
     if got.mp_fail():
         if got.resets():
-            return "mp-fail-then-reset", f"MP_FAIL, then a RST ({_reason(got)}): {got.describe()}"
+            return "mp-fail-then-reset", f"MP_FAIL, then {got.reset_text()}: {got.describe()}"
         return "mp-fail", f"MP_FAIL: {got.describe()}"
     if got.resets():
-        return "reset", f"a RST ({_reason(got)}): {got.describe()}"
+        return "reset", f"{got.reset_text()}: {got.describe()}"
     if not got.acked_up_to(end_seq):
         return "not-acked", f"the data was not acknowledged: {got.describe()}"
     if got.plain_acks():
@@ -387,11 +403,6 @@ def data_ack_covers(data_ack: int, data_end: int) -> bool:
     """Whether a data ack reaches ``data_end`` (compared on the low 32 bits, which a 4-byte
     data ack carries and an 8-byte one includes)."""
     return ((data_ack - data_end) & 0xFFFFFFFF) < (1 << 31)
-
-
-def _reason(got: Answers) -> str:
-    reason = got.first_reset_reason()
-    return f"MP_TCPRST reason {reason}" if reason else "no MP_TCPRST"
 
 
 def mp_fail_outcome(got: Answers, context: dict[str, Any]) -> tuple[str, str]:
@@ -452,3 +463,31 @@ def control_failed(recorded: Recorded, context: dict[str, Any]) -> str | None:
         f"({got.describe()}): the path or the target does not carry MPTCP data signalling "
         "both ways here, so the answer to the case says nothing certain about the RFC rule"
     )
+
+
+CHECKSUM_QUOTE = (
+    "In this case, if a receiver identifies a checksum failure when there is only one path, "
+    "it will send back an MP_FAIL option on the subflow-level ACK, referring to the "
+    "data-level sequence number of the start of the segment on which the checksum error "
+    "was detected."
+)
+CHECKSUM_OUTCOMES = {
+    "mp-fail": ("as-expected", "§3.7: MP_FAIL on the subflow-level ACK, one path"),
+    "mp-fail-then-reset": (
+        "permitted-variant",
+        "§3.7: a subflow whose data cannot be recovered is closed with a RST featuring MP_FAIL",
+    ),
+}
+RST_GRACE = 0.3  # seconds: how long a RST after an MP_FAIL is waited for
+
+
+def send_bad_checksum(session: Any, exchange: Exchange, conn: Any, payload: bytes) -> None:
+    """The next data of ``conn`` under a mapping whose DSS checksum is wrong, as the step
+    "bad checksum"; waits for MP_FAIL, then a moment more for a RST that may follow it."""
+    mapping = conn.data_mapping(payload)
+    bad = conn.data(payload, dataclasses.replace(mapping, checksum=mapping.checksum ^ 0x5A5A))
+    end = (bad.seq + len(payload)) & 0xFFFFFFFF
+    exchange.context.update(end_seq=end, failed_dsn=mapping.dsn, data_end=conn.data_end())
+    exchange.send(bad, "bad checksum")
+    if exchange.listen(conn.sport, session.timeout, until=lambda got: got.mp_fail()).mp_fail():
+        exchange.listen(conn.sport, RST_GRACE)

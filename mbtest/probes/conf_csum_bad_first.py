@@ -12,27 +12,19 @@ deviates: an implementation that falls back silently here says so in the answer 
 a connection of its own shows that DSS crosses the path both ways.
 """
 
-from dataclasses import replace
+from mbtest.probe.conform import (
+    CHECKSUM_OUTCOMES,
+    CHECKSUM_QUOTE,
+    control_mapping,
+    mp_fail_outcome,
+    send_bad_checksum,
+)
 
-from mbtest.probe.conform import control_mapping, mp_fail_outcome
-
-RST_GRACE = 0.3  # seconds: how long a RST after the MP_FAIL is waited for
 NAME = "conf_csum_bad_first"
 SUITE = "conformance"
 RFC = "RFC 8684 §3.7"
-QUOTE = (
-    "In this case, if a receiver identifies a checksum failure when there is only one path, "
-    "it will send back an MP_FAIL option on the subflow-level ACK, referring to the "
-    "data-level sequence number of the start of the segment on which the checksum error "
-    "was detected."
-)
-OUTCOMES = {
-    "mp-fail": ("as-expected", "§3.7: MP_FAIL on the subflow-level ACK, one path"),
-    "mp-fail-then-reset": (
-        "permitted-variant",
-        "§3.7: a subflow whose data cannot be recovered is closed with a RST featuring MP_FAIL",
-    ),
-}
+QUOTE = CHECKSUM_QUOTE
+OUTCOMES = CHECKSUM_OUTCOMES
 PAYLOAD = b"mbtest conformance: the first mapping, its DSS checksum wrong\n"
 
 
@@ -40,13 +32,7 @@ def exercise(session, exchange):
     control_mapping(session, exchange, checksums=True)  # on a connection of its own
     exchange.step = "handshake"
     conn = session.handshake(checksums=True)
-    mapping = conn.data_mapping(PAYLOAD)
-    bad = conn.data(PAYLOAD, replace(mapping, checksum=mapping.checksum ^ 0x5A5A))
-    end = (bad.seq + len(PAYLOAD)) & 0xFFFFFFFF
-    exchange.context.update(end_seq=end, failed_dsn=mapping.dsn, data_end=conn.data_end())
-    exchange.send(bad, "bad checksum")
-    if exchange.listen(conn.sport, session.timeout, until=lambda got: got.mp_fail()).mp_fail():
-        exchange.listen(conn.sport, RST_GRACE)  # a RST may follow the MP_FAIL (§3.7)
+    send_bad_checksum(session, exchange, conn, PAYLOAD)
 
 
 def judge(recorded, context):

@@ -42,10 +42,7 @@ PAYLOAD = b"mbtest conformance: data with no DSS option after the handshake\n"
 def exercise(session, exchange):
     conn = session.handshake()
     segment = conn.data(PAYLOAD)  # timestamps only: no mapping at all
-    end = (segment.seq + len(PAYLOAD)) & 0xFFFFFFFF
-    exchange.context.update(end_seq=end, data_end=conn.data_end())
-    exchange.send(segment, "data")
-    exchange.listen(conn.sport, session.timeout, until=lambda got: got.acked_up_to(end))
+    exchange.send_data(conn, segment, "data")
 
 
 def judge(recorded, context):

@@ -31,6 +31,5 @@ def judge(recorded, context):
     if not got:
         return "no-answer", "no RST (nothing came back)"
     if got.resets():
-        reason = got.first_reset_reason()
-        return "reset", f"a RST ({'MP_TCPRST reason ' + reason if reason else 'no MP_TCPRST'})"
+        return "reset", got.reset_text()
     return "ignored", f"no RST: {got.describe()}"

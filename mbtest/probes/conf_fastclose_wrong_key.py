@@ -34,10 +34,7 @@ def exercise(session, exchange):
     exchange.send(conn.segment(MpFastclose(receiver_key=wrong)), "fastclose, wrong key")
     exchange.listen(conn.sport, session.timeout / 2)
     segment = conn.data(PAYLOAD, conn.data_mapping(PAYLOAD))
-    end = (segment.seq + len(PAYLOAD)) & 0xFFFFFFFF
-    exchange.context.update(end_seq=end, data_end=conn.data_end())
-    exchange.send(segment, "data")
-    exchange.listen(conn.sport, session.timeout, until=lambda got: got.acked_up_to(end))
+    exchange.send_data(conn, segment, "data")
     # the control: the right key does close it (MP_FASTCLOSE crosses the path)
     exchange.send(conn.segment(MpFastclose(receiver_key=conn.remote_key)), "fastclose, right key")
     exchange.listen(conn.sport, session.timeout)

@@ -31,10 +31,7 @@ def exercise(session, exchange):
     conn = session.handshake(third_ack="none")
     mapping = conn.data_mapping(PAYLOAD)
     segment = conn.data(PAYLOAD, mapping)
-    end = (segment.seq + len(PAYLOAD)) & 0xFFFFFFFF
-    exchange.context.update(end_seq=end, data_end=conn.data_end())
-    exchange.send(segment, "data")
-    exchange.listen(conn.sport, session.timeout, until=lambda got: got.acked_up_to(end))
+    exchange.send_data(conn, segment, "data")
 
 
 def judge(recorded, context):

@@ -34,10 +34,7 @@ def exercise(session, exchange):
         checksum=0 if conn.checksums else None,
     )
     segment = conn.data(PAYLOAD, infinite)
-    end = (segment.seq + len(PAYLOAD)) & 0xFFFFFFFF
-    exchange.context.update(end_seq=end, data_end=conn.data_end())
-    exchange.send(segment, "infinite mapping")
-    exchange.listen(conn.sport, session.timeout, until=lambda got: got.acked_up_to(end))
+    exchange.send_data(conn, segment, "infinite mapping")
 
 
 def judge(recorded, context):

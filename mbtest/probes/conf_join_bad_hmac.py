@@ -51,6 +51,5 @@ def judge(recorded, context):
     if not got:
         return "no-answer", "the target said nothing to the wrong HMAC (no RST)"
     if got.resets():
-        reason = got.first_reset_reason()
-        return "reset", f"a RST ({'MP_TCPRST reason ' + reason if reason else 'no MP_TCPRST'})"
+        return "reset", got.reset_text()
     return "accepted", f"the subflow was not reset: {got.describe()}"

@@ -63,8 +63,7 @@ def join_answer(got):
         return "no-answer", "the target did not answer the MP_JOIN SYN"
     first = got[0]
     if first.rst:
-        reason = got.first_reset_reason()
-        return "reset", f"a RST ({'MP_TCPRST reason ' + reason if reason else 'no MP_TCPRST'})"
+        return "reset", got.reset_text()
     if first.syn and first.is_ack:
         if got.options(MpJoinSynAck):
             return (

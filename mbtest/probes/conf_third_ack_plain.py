@@ -26,10 +26,7 @@ PAYLOAD = b"mbtest conformance: plain TCP data after a third ACK without MP_CAPA
 def exercise(session, exchange):
     conn = session.handshake(third_ack="plain")
     segment = conn.data(PAYLOAD)
-    end = (segment.seq + len(PAYLOAD)) & 0xFFFFFFFF
-    exchange.context.update(end_seq=end)
-    exchange.send(segment, "data")
-    exchange.listen(conn.sport, session.timeout, until=lambda got: got.acked_up_to(end))
+    exchange.send_data(conn, segment, "data")
 
 
 def judge(recorded, context):
