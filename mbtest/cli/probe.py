@@ -21,6 +21,8 @@ Examples:
   sudo mbtest probe 10.1.4.2 --from client       from a node of a testbed brought up by topo up
   sudo mbtest probe example.net -o r.json --html r.html
   sudo mbtest probe --suite conformance example.net  does the far end follow RFC 8684?
+  sudo mbtest probe --targets hosts.txt -w 8 --pps 200 -o campaign.jsonl   many targets
+  sudo mbtest probe --targets hosts.txt -o campaign.jsonl --resume         go on after a stop
 
 Exit status: 0 no change on the path, 1 changes found (or the path kept a probe's setup
 from completing, or a conformance probe's verdict is deviates or no-answer), 2 usage error,
@@ -93,6 +95,20 @@ from completing, or a conformance probe's verdict is deviates or no-answer), 2 u
     metavar="FILE",
     help="The secret shared with mbtest serve (else $MBTEST_SERVE_SECRET).",
 )
+@click.option(
+    "--targets",
+    "targets_file",
+    default=None,
+    metavar="FILE|-",
+    help="A campaign: one target a line (host, host,port, [v6]:port or JSON with host and "
+    "port); a compact JSON line per target as each ends.",
+)
+@click.option("-w", "--workers", default=4, show_default=True, type=click.IntRange(1, 256),
+              help="Targets in flight at once (with --targets).")  # fmt: skip
+@click.option("--pps", default=100.0, show_default=True, type=click.FloatRange(1, 100000),
+              help="Packets a second for the whole campaign, all workers together.")  # fmt: skip
+@click.option("--resume", is_flag=True,
+              help="With --targets and -o: skip the targets already written there.")  # fmt: skip
 @click.option("--list", "list_probes", is_flag=True, help="List the probes and exit.")
 @no_fail_option
 def probe_command(
@@ -114,6 +130,10 @@ def probe_command(
     run_id,
     server,
     secret_file,
+    targets_file,
+    workers,
+    pps,
+    resume,
     list_probes,
     no_fail,
 ) -> None:
@@ -130,8 +150,14 @@ def probe_command(
             else:
                 click.echo(f"{name:24} {spec.suite:11} {spec.summary}")
         return
-    if not target:
-        raise MbtestError("probe needs a TARGET host name or address (or --list)")
+    if targets_file and target:
+        raise MbtestError("give either TARGET or --targets, not both")
+    if targets_file and html_file:
+        raise MbtestError("--html does not go with --targets: write -o FILE, then mbtest report")
+    if resume and not (targets_file and out_file):
+        raise MbtestError("--resume needs --targets and -o (the results written so far)")
+    if not target and not targets_file:
+        raise MbtestError("probe needs a TARGET host name or address (or --targets, or --list)")
     if ipv4 and ipv6:
         raise MbtestError("choose one of -4 and -6, not both")
     server_address, secret = None, None
@@ -168,6 +194,13 @@ def probe_command(
     for value, option in ((out_file, "-o"), (html_file, "--html")):
         if value:
             paths.output_file(value, option)
+
+    if targets_file:
+        from mbtest.cli.campaign import run_campaign
+
+        command = " ".join(["mbtest", *sys.argv[1:]])
+        status = run_campaign(targets_file, options, workers, pps, out_file, resume, command)
+        sys.exit(finish(status, no_fail))
 
     def stream(one: dict) -> None:
         click.echo(jsondoc.dumps(one))

@@ -96,14 +96,16 @@ class Sweep:
         if view.protocol != 6:
             return None
         fields = view.ip_fields()
-        if fields.get("dst") != seg.dst and view.dport != seg.dport:
+        ours = fields.get("dst") == seg.dst
+        if not ours and view.dport != seg.dport:
             return None  # (the source is not checked: a NAT may have rewritten both halves)
         candidates = []  # the 32-bit keys first: random per sweep, they tell sweeps apart
         if seg.vary == "seq" and view.seq is not None:
             candidates.append((view.seq - seg.seq) & 0xFFFFFFFF)
         if self.tsval_base is not None and (tsval := view.tsval()) is not None:
             candidates.append((tsval - self.tsval_base) & 0xFFFFFFFF)
-        if view.ip_id is not None:  # (when a middlebox rewrote them)
+        if view.ip_id is not None and ours:  # (when a middlebox rewrote them; only toward
+            # this target: runs toward other targets, a campaign's, share no IP ID space)
             candidates.append(view.ip_id - self.id_base)
         return next((t for t in map(self._in_range, candidates) if t), None)
 

@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from mbtest.errors import EnvironmentProblem, MbtestError, PacketError
 from mbtest.packet.headers import TcpSegment, parse_tcp, parse_tcp_segment
@@ -50,8 +51,9 @@ def read_arrival(icmp: bool, data: bytes, source: str, version: int, now: float)
 
 
 class RawSockets:
-    def __init__(self, version: int):
+    def __init__(self, version: int, budget: Any = None):
         self.version = version
+        self.budget = budget  # something with take(): waits until a packet may leave
         family = socket.AF_INET if version == 4 else socket.AF_INET6
         icmp = socket.IPPROTO_ICMP if version == 4 else socket.IPPROTO_ICMPV6
         try:
@@ -69,6 +71,8 @@ class RawSockets:
 
     def send(self, packet: bytes, dst: str) -> float:
         """Send one packet; returns when it left (monotonic seconds)."""
+        if self.budget is not None:
+            self.budget.take()
         sent_at = time.monotonic()
         self.sender.sendto(packet, (dst, 0))
         if not self.sent_any:

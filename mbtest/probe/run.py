@@ -38,6 +38,10 @@ class TargetError(MbtestError):
     """A target that cannot or must not be probed."""
 
 
+class UnreachableTarget(TargetError):
+    """No route from here to the target."""
+
+
 @dataclass
 class ProbeOptions:
     port: int = 80
@@ -100,7 +104,7 @@ def source_for(address: str, version: int) -> str:
         try:
             probe.connect((address, 9))
         except OSError as e:
-            raise TargetError(f"{address} is unreachable from here: {e.strerror}") from None
+            raise UnreachableTarget(f"{address} is unreachable from here: {e.strerror}") from None
         return probe.getsockname()[0]
 
 
@@ -312,6 +316,7 @@ def run(
     options: ProbeOptions,
     command: str = "",
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    budget: Any = None,
 ) -> dict[str, Any]:
     """Probe a target with every chosen probe; the schema-versioned result document.
     ``on_result`` is given, as each probe ends (in the order asked for: a probe that ends
@@ -326,7 +331,7 @@ def run(
     results: dict[int, dict] = {}
     streamed = 0  # the results handed to on_result so far
     names: dict[str, str] = {}
-    io = RawSockets(version)
+    io = RawSockets(version, budget)  # (a campaign's packet budget, shared by its targets)
     stopped: MbtestError | None = None
 
     def document(probes: list[dict], seconds: float) -> dict[str, Any]:

@@ -32,7 +32,7 @@ def mbtest(*args, **kwargs):
 
 
 def test_every_shipped_schema_is_a_valid_json_schema():
-    kinds = ("common", "cell", "matrix", "run", "probe", "selfcheck", "decode")
+    kinds = ("common", "cell", "matrix", "run", "probe", "selfcheck", "decode", "campaign")
     for kind in kinds:
         schema = REGISTRY.contents(f"https://mbtest.invalid/schemas/{kind}.schema.json")
         jsonschema.Draft202012Validator.check_schema(schema)
