@@ -319,6 +319,11 @@ def bench_matrix(jobs: int = 2) -> dict[str, float]:
     )
     same = sum(a == b for a, b in zip(verdicts["fast"], verdicts["slow"], strict=True))
     figures["matrix_cells_same_verdict_fast_and_slow"] = same
+    figures["matrix_cells_differing_fast_and_slow"] = [  # (which, and how: to be explained)
+        f"{cell.name}: {a} / {b}"
+        for cell, a, b in zip(cells, verdicts["fast"], verdicts["slow"], strict=True)
+        if a != b
+    ]
     return figures
 
 
