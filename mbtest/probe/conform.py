@@ -491,3 +491,15 @@ def send_bad_checksum(session: Any, exchange: Exchange, conn: Any, payload: byte
     exchange.send(bad, "bad checksum")
     if exchange.listen(conn.sport, session.timeout, until=lambda got: got.mp_fail()).mp_fail():
         exchange.listen(conn.sport, RST_GRACE)
+
+
+# RFC sentences that two cases each check
+FASTCLOSE_QUOTE = (
+    "Upon receipt of an ACK with MP_FASTCLOSE by Host B, containing the valid key, Host B "
+    "answers on the same subflow with a TCP RST and tears down all subflows also through "
+    "sending TCP RST signals."
+)
+THIRD_ACK_QUOTE = (
+    "If the third packet (the ACK) does not contain the MP_CAPABLE option, then the session "
+    "MUST fall back to operating as a regular, single-path TCP."
+)

@@ -8,15 +8,12 @@ Accepted: a RST. Anything else deviates.
 """
 
 from mbtest.mptcp.options import MpFastclose
+from mbtest.probe.conform import FASTCLOSE_QUOTE
 
 NAME = "conf_fastclose"
 SUITE = "conformance"
 RFC = "RFC 8684 §3.5"
-QUOTE = (
-    "Upon receipt of an ACK with MP_FASTCLOSE by Host B, containing the valid key, Host B "
-    "answers on the same subflow with a TCP RST and tears down all subflows also through "
-    "sending TCP RST signals."
-)
+QUOTE = FASTCLOSE_QUOTE
 OUTCOMES = {"reset": ("as-expected", "§3.5: a RST answers MP_FASTCLOSE with the valid key")}
 
 

@@ -11,16 +11,12 @@ RST and the data acknowledged at the data level (as expected). A RST deviates.
 """
 
 from mbtest.mptcp.options import MpFastclose
-from mbtest.probe.conform import control_mapping, data_outcome
+from mbtest.probe.conform import FASTCLOSE_QUOTE, control_mapping, data_outcome
 
 NAME = "conf_fastclose_wrong_key"
 SUITE = "conformance"
 RFC = "RFC 8684 §3.5"
-QUOTE = (
-    "Upon receipt of an ACK with MP_FASTCLOSE by Host B, containing the valid key, Host B "
-    "answers on the same subflow with a TCP RST and tears down all subflows also through "
-    "sending TCP RST signals."
-)
+QUOTE = FASTCLOSE_QUOTE
 OUTCOMES = {
     "ignored": ("as-expected", "§3.5: only the valid key closes; the connection carries on"),
 }

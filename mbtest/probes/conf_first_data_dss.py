@@ -9,15 +9,12 @@ Accepted: plain TCP from then on. Acknowledging the data at the data level, or a
 deviates.
 """
 
-from mbtest.probe.conform import data_outcome
+from mbtest.probe.conform import THIRD_ACK_QUOTE, data_outcome
 
 NAME = "conf_first_data_dss"
 SUITE = "conformance"
 RFC = "RFC 8684 §3.1"
-QUOTE = (
-    "If the third packet (the ACK) does not contain the MP_CAPABLE option, then the session "
-    "MUST fall back to operating as a regular, single-path TCP."
-)
+QUOTE = THIRD_ACK_QUOTE
 OUTCOMES = {
     "fallback": (
         "as-expected",

@@ -8,15 +8,12 @@ from it would leave it), then sends data without MPTCP options. Accepted: plain 
 then on. A DSS in the target's answers, or a RST, deviates.
 """
 
-from mbtest.probe.conform import data_outcome
+from mbtest.probe.conform import THIRD_ACK_QUOTE, data_outcome
 
 NAME = "conf_third_ack_plain"
 SUITE = "conformance"
 RFC = "RFC 8684 §3.1"
-QUOTE = (
-    "If the third packet (the ACK) does not contain the MP_CAPABLE option, then the session "
-    "MUST fall back to operating as a regular, single-path TCP."
-)
+QUOTE = THIRD_ACK_QUOTE
 OUTCOMES = {
     "fallback": ("as-expected", "§3.1: regular TCP after a third ACK without MP_CAPABLE"),
 }
