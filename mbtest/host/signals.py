@@ -12,6 +12,7 @@ import contextlib
 import functools
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -61,6 +62,17 @@ def install() -> None:
     _MAIN_PID = os.getpid()
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    sys.unraisablehook = _unraisable
+
+
+def _unraisable(args) -> None:
+    """A signal's exception raised inside a finalizer or weakref callback cannot propagate:
+    Python would print it as "Exception ignored" with a traceback. It is not lost (the
+    signal is kept, and the next ``check`` raises it), so it is not printed; anything else
+    goes to the default hook."""
+    if args.exc_type is not None and issubclass(args.exc_type, Stopped):
+        return
+    sys.__unraisablehook__(args)
 
 
 def done() -> None:
