@@ -74,6 +74,9 @@ def load_all(paths: list[str]) -> tuple[list[tuple[str, dict[str, Any]]], list[d
             if isinstance(cell, dict) and is_schema(cell.get("schema"), "probe"):
                 probes.append(_probe_document(line))  # probe --json: a document a line
                 continue
+            if isinstance(cell, dict) and is_schema(cell.get("schema"), "campaign"):
+                probes.append(_unprobed(cell))  # a campaign's target that was not probed
+                continue
             problem = _cell_problem(cell)
             if problem:
                 raise MbtestError(f"{path} line {number} is not an mbtest cell result: {problem}")
@@ -81,6 +84,34 @@ def load_all(paths: list[str]) -> tuple[list[tuple[str, dict[str, Any]]], list[d
     if not cells and not probes:
         raise MbtestError(f"{', '.join(paths)} holds no cell or probe result: nothing to report")
     return cells, probes
+
+
+def _unprobed(line: dict[str, Any]) -> dict[str, Any]:
+    """A campaign line for a target that could not be probed, as a probe document whose one
+    entry says why (so that the report lists it with the others)."""
+    part = line.get("campaign") if isinstance(line.get("campaign"), dict) else {}
+    where = part.get("target") or f"targets line {part.get('line', '?')}"
+    return {
+        "schema": "mbtest.probe/2",
+        "target": {"name": str(where), "address": "", "port": part.get("port") or 0},
+        "source": "",
+        "mode": "campaign",
+        "max_ttl": 0,
+        "tries": 0,
+        "timeout": 0,
+        "seconds": 0,
+        "probes": [
+            {
+                "name": "campaign",
+                "summary": f"outcome: {part.get('outcome', 'error')}",
+                "notes": [],
+                "error": str(line.get("error", "not probed")),
+                "hops": [],
+                "first_change": None,
+                "destination": None,
+            }
+        ],
+    }
 
 
 def _whole_cell(text: str) -> dict[str, Any] | None:

@@ -121,3 +121,24 @@ def test_a_worker_that_fails_says_so_for_its_target():
     campaign.run(plan, probe, written.append)
     assert written[0]["campaign"]["outcome"] == "error" and "boom" in written[0]["error"]
     assert written[0]["schema"] == "mbtest.campaign/2"
+
+
+def test_a_campaign_file_is_reported_with_its_unprobed_targets(tmp_path):
+    from mbtest import jsondoc
+    from mbtest.report.render import render
+
+    probed = json.loads((DATA / "probe-server.json").read_text())
+    part = {"target": "10.200.9.2", "port": 8080, "line": 1, "workers": 2, "pps": 50}
+    probed["campaign"] = {**part, "outcome": campaign.outcome(probed)}
+    bad = {"schema": "mbtest.campaign/2", "error": "targets line 2: 'a b' names no <host>",
+           "probes": [], "campaign": {**part, "target": None, "port": None, "line": 2,
+                                      "outcome": "error"}}  # fmt: skip
+    from tests.schemas import validate
+
+    validate(probed, "campaign")
+    validate(bad, "campaign")
+    source = tmp_path / "campaign.jsonl"
+    source.write_text(jsondoc.dumps(probed) + "\n" + jsondoc.dumps(bad) + "\n")
+    html = Path(render([str(source)], str(tmp_path / "report.html"))).read_text()
+    assert "10.200.9.2" in html and "targets line 2" in html
+    assert "names no &lt;host&gt;" in html and "<host>" not in html
