@@ -52,28 +52,39 @@ def serve(listeners: list[socket.socket]) -> int:
         for key, _ in selector.select():
             sock = key.fileobj
             if key.data == "listener":
-                try:
-                    conn, _ = sock.accept()  # type: ignore[union-attr]
-                except OSError:  # (out of descriptors: pause rather than spin)
-                    time.sleep(0.1)
-                    continue
-                if open_count >= MAX_CONNECTIONS:
-                    conn.close()
-                    continue
-                conn.setblocking(False)
-                selector.register(conn, selectors.EVENT_READ, "connection")
-                open_count += 1
-                continue
-            try:
-                data = sock.recv(READ_SIZE)  # type: ignore[union-attr]
-            except BlockingIOError:
-                continue
-            except OSError:  # reset: the connection is over
-                data = b""
-            if not data:
+                conn = accept(sock, open_count < MAX_CONNECTIONS)  # type: ignore[arg-type]
+                if conn is not None:
+                    selector.register(conn, selectors.EVENT_READ, "connection")
+                    open_count += 1
+            elif not read_some(sock):  # type: ignore[arg-type]
                 selector.unregister(sock)
                 sock.close()  # type: ignore[union-attr]
                 open_count -= 1
+
+
+def accept(listener: socket.socket, room: bool) -> socket.socket | None:
+    """The next connection, non-blocking; None when there is no room for it (it is closed
+    at once) or accepting failed (out of descriptors: a pause rather than a spin)."""
+    try:
+        conn, _ = listener.accept()
+    except OSError:
+        time.sleep(0.1)
+        return None
+    if not room:
+        conn.close()
+        return None
+    conn.setblocking(False)
+    return conn
+
+
+def read_some(conn: socket.socket) -> bool:
+    """Read and discard what a connection sent; False once it is over (closed or reset)."""
+    try:
+        return bool(conn.recv(READ_SIZE))
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
 
 
 def start(ns: str, port: int, timeout: float = 5.0) -> netns.Forked:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mbtest.endpoints import control
-from mbtest.endpoints.listener import MAX_CONNECTIONS, READ_SIZE, open_listeners
+from mbtest.endpoints.listener import MAX_CONNECTIONS, accept, open_listeners, read_some
 from mbtest.errors import PacketError
 from mbtest.packet.ip import TCP, locate
 
@@ -256,40 +256,20 @@ def serve(port: int, control_port: int, secret: bytes, ready=None) -> None:
             if kind == "packets":
                 recorder.read()
             elif kind == "listener":
-                try:
-                    conn, _ = sock.accept()
-                except OSError:
-                    _pause_if_out_of_descriptors()
-                    continue
-                if data_connections >= MAX_CONNECTIONS:
-                    conn.close()
-                    continue
-                conn.setblocking(False)
-                selector.register(conn, selectors.EVENT_READ, ("data", None))
-                data_connections += 1
+                conn = accept(sock, data_connections < MAX_CONNECTIONS)
+                if conn is not None:
+                    selector.register(conn, selectors.EVENT_READ, ("data", None))
+                    data_connections += 1
             elif kind == "data":
-                try:
-                    chunk = sock.recv(READ_SIZE)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    chunk = b""
-                if not chunk:
+                if not read_some(sock):
                     drop(sock)
                     data_connections -= 1
             elif kind == "control-listener":
-                try:
-                    conn, _ = sock.accept()
-                except OSError:
-                    _pause_if_out_of_descriptors()
-                    continue
-                if len(clients) >= MAX_CLIENTS:
-                    conn.close()
-                    continue
-                conn.setblocking(False)
-                now = time.monotonic()
-                clients[conn] = ControlClient(conn, now, now)
-                selector.register(conn, selectors.EVENT_READ, ("control", None))
+                conn = accept(sock, len(clients) < MAX_CLIENTS)
+                if conn is not None:
+                    now = time.monotonic()
+                    clients[conn] = ControlClient(conn, now, now)
+                    selector.register(conn, selectors.EVENT_READ, ("control", None))
             elif kind == "control":
                 _serve_control(recorder, clients[sock], secret, drop)
         now = time.monotonic()
@@ -349,9 +329,3 @@ def _send(sock: socket.socket, data: bytes, timeout: float = 2.0) -> bool:
         return True
     except OSError:
         return False
-
-
-def _pause_if_out_of_descriptors() -> None:
-    """accept() failing for want of descriptors leaves the listener readable: without a
-    pause the loop would spin; with it, the connections already open carry on."""
-    time.sleep(0.1)

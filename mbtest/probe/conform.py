@@ -35,8 +35,6 @@ from mbtest.mptcp.options import Dss, MpFail, MpFastclose, MptcpOption, MpTcpRst
 from mbtest.packet.headers import TcpSegment, parse_tcp
 from mbtest.probe import wire
 
-VERDICTS = ("as-expected", "permitted-variant", "deviates", "no-answer", "inconclusive")
-
 
 @dataclass
 class Step:
@@ -403,6 +401,16 @@ def data_ack_covers(data_ack: int, data_end: int) -> bool:
     """Whether a data ack reaches ``data_end`` (compared on the low 32 bits, which a 4-byte
     data ack carries and an 8-byte one includes)."""
     return ((data_ack - data_end) & 0xFFFFFFFF) < (1 << 31)
+
+
+def reset_outcome(got: Answers, silence: str, otherwise: str) -> tuple[str, str]:
+    """The judge of a case the RFC answers with a RST: ``reset`` (its MP_TCPRST reason
+    said), ``no-answer`` (``silence`` says what that means) or ``otherwise``."""
+    if not got:
+        return "no-answer", silence
+    if got.resets():
+        return "reset", got.reset_text()
+    return otherwise, f"no RST: {got.describe()}"
 
 
 def mp_fail_outcome(got: Answers, context: dict[str, Any]) -> tuple[str, str]:

@@ -99,11 +99,8 @@ class Sweep:
         ours = fields.get("dst") == seg.dst
         if not ours and view.dport != seg.dport:
             return None  # (the source is not checked: a NAT may have rewritten both halves)
-        candidates = []  # the 32-bit keys first: random per sweep, they tell sweeps apart
-        if seg.vary == "seq" and view.seq is not None:
-            candidates.append((view.seq - seg.seq) & 0xFFFFFFFF)
-        if self.tsval_base is not None and (tsval := view.tsval()) is not None:
-            candidates.append((tsval - self.tsval_base) & 0xFFFFFFFF)
+        candidates = self._key_offsets(view)  # the 32-bit keys first: random per sweep,
+        # they tell sweeps apart
         if view.ip_id is not None and ours:  # (when a middlebox rewrote them; only toward
             # this target: runs toward other targets, a campaign's, share no IP ID space)
             candidates.append(view.ip_id - self.id_base)
@@ -112,15 +109,18 @@ class Sweep:
     def match_key(self, view: View) -> int | None:
         """The TTL of a packet by its 32-bit key only (sequence number or TSval), never by
         the 16-bit IP ID: for records of a server that sees other flows than the probe's."""
-        seg = self.segment
-        if view.protocol != 6 or view.dport != seg.dport:
+        if view.protocol != 6 or view.dport != self.segment.dport:
             return None
-        candidates = []
+        return next((t for t in map(self._in_range, self._key_offsets(view)) if t), None)
+
+    def _key_offsets(self, view: View) -> list[int]:
+        """The per-TTL offsets a packet's 32-bit keys (sequence number, TSval) carry."""
+        seg, offsets = self.segment, []
         if seg.vary == "seq" and view.seq is not None:
-            candidates.append((view.seq - seg.seq) & 0xFFFFFFFF)
+            offsets.append((view.seq - seg.seq) & 0xFFFFFFFF)
         if self.tsval_base is not None and (tsval := view.tsval()) is not None:
-            candidates.append((tsval - self.tsval_base) & 0xFFFFFFFF)
-        return next((t for t in map(self._in_range, candidates) if t), None)
+            offsets.append((tsval - self.tsval_base) & 0xFFFFFFFF)
+        return offsets
 
     def match_reply(self, seg: TcpSegment) -> int | None:
         """The TTL a reply answers: by its ACK (stateless probes) or its TSecr echoing the

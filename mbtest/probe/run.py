@@ -231,9 +231,10 @@ def _server_part(
     else:
         try:
             fetched = server.fetch(watched)
-            view = server_view(sweep, fetched, hops)
+            served = serverside.Served.read(sweep, fetched)
+            view = server_view(sweep, served, hops)
             timeout = 1.0
-            crafted = serverside.crafted_back(server, watched, sweep, fetched, io, timeout)
+            crafted = serverside.crafted_back(server, watched, sweep, served, io, timeout)
             if crafted is not None:
                 view["crafted"] = crafted
             return view

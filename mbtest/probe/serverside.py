@@ -19,10 +19,11 @@ import os
 import struct
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from mbtest.endpoints import control
-from mbtest.errors import MbtestError, PacketError
+from mbtest.errors import PacketError
 from mbtest.mptcp.fields import short
 from mbtest.packet.headers import TcpSegment, parse_tcp
 from mbtest.packet.quote import View
@@ -103,39 +104,72 @@ def connect(address: str, port: int, secret: bytes) -> ServerLink | BrokenLink:
         return BrokenLink(e)
 
 
-def server_view(sweep: Sweep, fetched: dict[str, Any], hops: list[dict[str, Any]]) -> dict:
+@dataclass
+class Served:
+    """The fetched records, read once: the probe's packets as they arrived (with the TTL
+    each was sent with) and what the server sent; what could not be read, counted."""
+
+    arrived: list[tuple[int, bytes]]  # (ttl, packet as it arrived)
+    sent_back: list[bytes]
+    records: int
+    malformed: int
+    lost: dict[str, int]  # what the server could not keep: "dropped", "kernel_dropped"
+
+    @classmethod
+    def read(cls, sweep: Sweep, fetched: Any) -> Served:
+        arrived, sent_back, malformed = [], [], 0
+        for raw, direction in _records(fetched):
+            if raw is None:
+                malformed += 1
+            elif direction == "in":
+                ttl = sweep.match_key(View(raw))
+                if ttl is not None:
+                    arrived.append((ttl, raw))
+            elif direction == "out":
+                sent_back.append(raw)
+        lost = {  # (said: a lost record is not a lost packet)
+            k: fetched[k]
+            for k in ("dropped", "kernel_dropped")
+            if isinstance(fetched, dict) and isinstance(fetched.get(k), int) and fetched[k]
+        }
+        return cls(arrived, sent_back, len(_list(fetched)), malformed, lost)
+
+    def first(self) -> tuple[int, bytes] | None:
+        """The probe's packet with the fewest hops that still arrived."""
+        return min(self.arrived) if self.arrived else None
+
+    def answers_to(self, arrived: bytes) -> list[TcpSegment]:
+        """What the server sent on the flow of a packet that arrived, in order."""
+        mine = parse_tcp(arrived)
+        answers = []
+        for raw in self.sent_back:
+            try:
+                seg = parse_tcp(raw)
+            except PacketError:
+                continue
+            if seg is not None and mine is not None and _reverse(seg, mine):
+                answers.append(seg)
+        return answers
+
+
+def server_view(sweep: Sweep, served: Served, hops: list[dict[str, Any]]) -> dict:
     """The ``server`` part of a probe's result: what arrived, what changed where, and what
     the server answered against what came back."""
-    arrived: list[tuple[int, bytes]] = []  # (ttl, packet as it arrived)
-    sent_back: list[bytes] = []
-    malformed = 0
-    for raw, direction in _records(fetched):
-        if raw is None:
-            malformed += 1
-            continue
-        view = View(raw)
-        if direction == "in":
-            ttl = sweep.match_key(view)
-            if ttl is not None:
-                arrived.append((ttl, raw))
-        elif direction == "out":
-            sent_back.append(raw)
-    doc: dict[str, Any] = {"arrived": bool(arrived), "records": len(_list(fetched))}
-    for lost in ("dropped", "kernel_dropped"):  # (said: a lost record is not a lost packet)
-        if isinstance(fetched.get(lost), int) and fetched[lost]:
-            doc[lost] = fetched[lost]
-    if malformed:
-        doc["malformed_records"] = malformed
-    if not arrived:
+    doc: dict[str, Any] = {"arrived": bool(served.arrived), "records": served.records}
+    doc.update(served.lost)
+    if served.malformed:
+        doc["malformed_records"] = served.malformed
+    first = served.first()
+    if first is None:
         doc["text"] = "none of this probe's packets reached the server"
         return doc
-    ttl, raw = min(arrived)  # the packet with the fewest hops that still arrived
+    ttl, raw = first
     doc["ttl"] = ttl
     forward = [c.as_dict() for c in diff(View(sweep.packet(ttl)), View(raw))]
     for change in forward:
         change["where"] = _where(change, sweep, hops)
     doc["forward"] = forward
-    doc["back"] = _back(sweep, raw, sent_back)
+    doc["back"] = _back(sweep, served.answers_to(raw))
     return doc
 
 
@@ -172,18 +206,9 @@ def _where(change: dict[str, Any], sweep: Sweep, hops: list[dict[str, Any]]) -> 
     return "between the probe and the server (no router quoted this field)"
 
 
-def _back(sweep: Sweep, arrived: bytes, sent_back: list[bytes]) -> dict[str, Any]:
+def _back(sweep: Sweep, answers: list[TcpSegment]) -> dict[str, Any]:
     """The server's first answer to the probe's flow (as the server saw that flow) against
     the first answer the probe received."""
-    mine = parse_tcp(arrived)
-    answers = []
-    for raw in sent_back:
-        try:
-            seg = parse_tcp(raw)
-        except PacketError:
-            continue
-        if seg is not None and mine is not None and _reverse(seg, mine):
-            answers.append(seg)
     if not answers:
         return {"text": "the server's answer was not seen (it sent nothing on this flow)"}
     if not sweep.replies:
@@ -216,12 +241,8 @@ def _rebuilt(seg: TcpSegment, dst: str | None = None) -> bytes:
     return wire.packet(segment, 64, seg.ip_id if seg.ip_version == 4 else 0, 0)
 
 
-class ServerError(MbtestError):
-    """The cooperating server could not be used."""
-
-
 def crafted_back(
-    server: ServerLink, nonce: str, sweep: Sweep, fetched: dict[str, Any], io, timeout: float
+    server: ServerLink, nonce: str, sweep: Sweep, served: Served, io, timeout: float
 ) -> dict[str, Any] | None:
     """The probe's own MPTCP options sent back by the server, server to client, inside the
     probe's connection, and what of them arrived: what the path does to them the other way,
@@ -230,9 +251,12 @@ def crafted_back(
     probe_seg = sweep.segment
     if "S" in probe_seg.flags or probe_seg.ts_offset is None:
         return None
-    arrived, answer = _flow_as_served(sweep, fetched)
-    if arrived is None or answer is None:
+    first = served.first()
+    answers = served.answers_to(first[1]) if first is not None else []
+    arrived = parse_tcp(first[1]) if first is not None else None
+    if arrived is None or not answers:
         return None
+    answer = answers[0]
     marker = int.from_bytes(os.urandom(4), "big")  # the TSval that tells it from other ACKs
     options = bytearray(probe_seg.options)
     options[probe_seg.ts_offset : probe_seg.ts_offset + 4] = marker.to_bytes(4, "big")
@@ -253,26 +277,6 @@ def crafted_back(
     ]
     doc.update(arrived=True, changes=changes)
     return doc
-
-
-def _flow_as_served(sweep: Sweep, fetched: dict[str, Any]):
-    """The probe's packet as the server received it, and the server's answer to it."""
-    arrived = sent = None
-    for raw, direction in _records(fetched):
-        if raw is None:
-            continue
-        try:
-            seg = parse_tcp(raw)
-        except PacketError:
-            continue
-        if seg is None:
-            continue
-        if direction == "in" and arrived is None and sweep.match_key(View(raw)):
-            arrived = seg
-        elif direction == "out" and arrived is not None and _reverse(seg, arrived):
-            sent = seg
-            break
-    return arrived, sent
 
 
 def _await_marked(io, sweep: Sweep, marker: int, timeout: float) -> TcpSegment | None:

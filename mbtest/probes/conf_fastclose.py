@@ -8,7 +8,7 @@ Accepted: a RST. Anything else deviates.
 """
 
 from mbtest.mptcp.options import MpFastclose
-from mbtest.probe.conform import FASTCLOSE_QUOTE
+from mbtest.probe.conform import FASTCLOSE_QUOTE, reset_outcome
 
 NAME = "conf_fastclose"
 SUITE = "conformance"
@@ -24,9 +24,5 @@ def exercise(session, exchange):
 
 
 def judge(recorded, context):
-    got = recorded.answers("fastclose")
-    if not got:
-        return "no-answer", "no RST (nothing came back)"
-    if got.resets():
-        return "reset", got.reset_text()
-    return "ignored", f"no RST: {got.describe()}"
+    silence = "no RST (nothing came back)"
+    return reset_outcome(recorded.answers("fastclose"), silence, "ignored")

@@ -196,7 +196,7 @@ def test_a_record_that_cannot_be_read_is_counted_not_fatal():
     segment = wire.Segment("10.0.0.1", "10.0.0.2", 40000, 80, 1000)
     sweep = engine.Sweep(segment, 5)
     fetched = {"records": [{"direction": "in", "packet_hex": "zz"}, {"direction": "in"}]}
-    view = serverside.server_view(sweep, fetched, [])
+    view = serverside.server_view(sweep, serverside.Served.read(sweep, fetched), [])
     assert view == {
         "arrived": False,
         "records": 2,
@@ -204,9 +204,8 @@ def test_a_record_that_cannot_be_read_is_counted_not_fatal():
         "text": "none of this probe's packets reached the server",
     }
     sent = sweep.packet(3)  # the TTL-3 packet arrives unchanged
-    view = serverside.server_view(
-        sweep, {"records": [{"direction": "in", "packet_hex": sent.hex()}]}, []
-    )
+    fetched = {"records": [{"direction": "in", "packet_hex": sent.hex()}]}
+    view = serverside.server_view(sweep, serverside.Served.read(sweep, fetched), [])
     assert view["arrived"] and view["ttl"] == 3 and view["forward"] == []
     assert json.dumps(view)
 
@@ -249,4 +248,5 @@ def test_any_packet_the_recorder_reads_is_kept_skipped_or_counted_never_fatal(pa
     assert recorder.malformed + len(recorder.fetch("ab" * 8)["records"]) <= len(packets)
     segment = wire.Segment("10.0.0.1", "10.0.0.2", 40000, 8080, 1)
     fetched = {"records": [{"direction": "in", "packet_hex": p.hex()} for p in packets]}
-    serverside.server_view(engine.Sweep(segment, 5), fetched, [])  # never raises
+    sweep = engine.Sweep(segment, 5)
+    serverside.server_view(sweep, serverside.Served.read(sweep, fetched), [])  # never raises
