@@ -127,6 +127,7 @@ class Behaviour:
     PARAMS: ClassVar[tuple[Param, ...]] = ()
     CELLS: ClassVar[tuple[Cell, ...]] = ()  # its cells in the default matrix
     IP_VERSIONS: ClassVar[tuple[int, ...]] = (4, 6)  # where it exists (IPv4 ID: IPv4 only)
+    TOUCHES_TRAFFIC: ClassVar[bool] = True  # False: only the node's own ICMP errors (no cell)
 
     # --- what it asks of the engine (NFQUEUE behaviours) -------------------------------------
     TICK: ClassVar[float | None] = None  # seconds between calls to tick(), for held packets

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from mbtest.errors import MbtestError
 from mbtest.middlebox.flows import FlowTracker
 from mbtest.middlebox.log import Log
-from mbtest.packet.edit import TcpPacket
+from mbtest.packet.edit import TcpPacket, option_spans
 
 PACKET_OUTGOING = 4
 MAX_PENDING = 100_000  # keys waiting for their egress twin; beyond this, memory is bounded
@@ -76,12 +76,23 @@ def packet_key(pkt: TcpPacket) -> tuple:
     """What NAT and sequence-adjusting helpers leave alone: the IPv4 ID (unique per packet
     of a flow) and the flags, with the initial sequence number on a SYN or SYN/ACK (Linux
     sends those with IP ID 0, so two flows' handshakes would otherwise pair crosswise; no
-    kernel middlebox changes an ISN); for IPv6, the flow label and the numbers."""
+    kernel middlebox changes an ISN); for IPv6, the flow label, the numbers and the TSval
+    (a flow's packets share their flow label, and a packet the slot consumed, such as one
+    whose hop limit ran out there, must not pair with the next one alike)."""
     if pkt.version == 4:
         if pkt.flags & 0x02:
             return (4, bytes(pkt.buf[4:6]), pkt.flags, pkt.seq)
         return (4, bytes(pkt.buf[4:6]), pkt.flags)
-    return (6, bytes(pkt.buf[1:4]), pkt.seq, pkt.ack, pkt.flags)
+    return (6, bytes(pkt.buf[1:4]), pkt.seq, pkt.ack, pkt.flags, _tsval(pkt))
+
+
+def _tsval(pkt: TcpPacket) -> bytes:
+    """The TSval, or nothing (no kernel middlebox rewrites timestamps)."""
+    raw = bytes(pkt.options)
+    for span in option_spans(raw, cut=True):
+        if span.kind == 8 and span.end - span.start == 10:
+            return raw[span.start + 2 : span.start + 6]
+    return b""
 
 
 class KernelObserver:

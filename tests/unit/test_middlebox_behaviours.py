@@ -340,3 +340,43 @@ def test_two_handshakes_crossing_the_kernel_observer_pair_with_their_own(tmp_pat
     observer.after(same_id[0])
     log.close()
     assert (tmp_path / "log").read_text() == ""
+
+
+# --- the quote trimmer of emulated routers ----------------------------------------------------
+
+
+@pytest.mark.parametrize("v6", [False, True])
+def test_quote_trim_cuts_a_routers_icmp_error_to_8_bytes_with_right_checksums(v6):
+    from scapy.layers.inet import ICMP
+    from scapy.layers.inet6 import ICMPv6TimeExceeded
+
+    from mbtest.middlebox.behaviours.icmp import QuoteTrim, trim_quote
+
+    opts = scapy_options([("MSS", 1460), MpCapable(version=1)])
+    if v6:
+        inner = IPv6(src="fd00::1", dst="fd00:9::2", hlim=1) / TCP(
+            sport=4000, dport=80, options=opts
+        )
+        error = IPv6(src="fd00:5::1", dst="fd00::1") / ICMPv6TimeExceeded() / bytes(inner)
+    else:
+        inner = IP(src="10.0.0.1", dst="10.0.9.2", ttl=1) / TCP(sport=4000, dport=80, options=opts)
+        error = IP(src="10.0.5.1", dst="10.0.0.1") / ICMP(type=11) / bytes(inner)
+    raw = bytes(error)
+    behaviour = QuoteTrim({"bytes": 8})
+    out, entry = behaviour.handle_icmp_error(raw, None)
+    header = 40 if v6 else 20
+    assert len(out) == header + 8 + header + 8
+    assert out[header + 8 :] == bytes(inner)[: header + 8]  # IP header, ports, sequence
+    outer = IPv6 if v6 else IP
+    sums = [(ICMPv6TimeExceeded, "cksum")] if v6 else [(IP, "chksum"), (ICMP, "chksum")]
+    for layer, name in sums:  # as scapy computes them afresh
+        fresh = outer(out)
+        setattr(fresh[layer], name, None)
+        assert getattr(outer(out)[layer], name) == getattr(outer(bytes(fresh))[layer], name)
+    assert entry["field"] == "icmp quote" and entry["after"] == header + 8
+    assert entry["before"] == len(bytes(inner))
+    assert trim_quote(out, 8) is None  # already that short: left alone
+    with pytest.raises(PacketError):
+        trim_quote(raw[: header + 4], 8)
+    with pytest.raises(PacketError):
+        trim_quote(b"\x50" + raw[1:], 8)
