@@ -21,6 +21,7 @@ def run_campaign(
     out_file: str | None,
     resume: bool,
     command: str,
+    pcap_dir: str | None = None,
 ) -> int:
     """Probe every target of the file; a compact JSON line per target on stdout (and in
     ``out_file``) as each ends, progress on stderr; the exit status."""
@@ -43,7 +44,8 @@ def run_campaign(
 
     def probe_target(target, budget):
         asked = dataclasses.replace(options, port=target.port)
-        return run(target.host, asked, command=command, budget=budget)
+        pcap = campaign.pcap_path(pcap_dir, target.host, target.port) if pcap_dir else None
+        return run(target.host, asked, command=command, budget=budget, pcap=pcap)
 
     out = open(out_file, "a" if resume else "w") if out_file else None  # noqa: SIM115
     progress = _Progress(plan)

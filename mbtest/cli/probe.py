@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -23,6 +24,7 @@ Examples:
   sudo mbtest probe --suite conformance example.net  does the far end follow RFC 8684?
   sudo mbtest probe --targets hosts.txt -w 8 --pps 200 -o campaign.jsonl   many targets
   sudo mbtest probe --targets hosts.txt -o campaign.jsonl --resume         go on after a stop
+  sudo mbtest probe --targets hosts.txt -o campaign.jsonl --pcap pcaps/    a pcap per target
 
 Exit status: 0 no change on the path, 1 changes found (or the path kept a probe's setup
 from completing, or a conformance probe's verdict is deviates or no-answer), 2 usage error,
@@ -109,6 +111,9 @@ from completing, or a conformance probe's verdict is deviates or no-answer), 2 u
               help="Packets a second for the whole campaign, all workers together.")  # fmt: skip
 @click.option("--resume", is_flag=True,
               help="With --targets and -o: skip the targets already written there.")  # fmt: skip
+@click.option("--pcap", "pcap_dir", default=None, metavar="DIR",
+              help="Write every packet sent and every answer to DIR/TARGET_PORT.pcap, a file "
+              "per target.")  # fmt: skip
 @click.option("--list", "list_probes", is_flag=True, help="List the probes and exit.")
 @no_fail_option
 def probe_command(
@@ -134,11 +139,13 @@ def probe_command(
     workers,
     pps,
     resume,
+    pcap_dir,
     list_probes,
     no_fail,
 ) -> None:
     """Send MPTCP probes toward TARGET with every TTL at once; say which field changed where."""
     from mbtest.probe import loader
+    from mbtest.probe.campaign import pcap_path
     from mbtest.probe.run import ProbeOptions, run, write_outputs
 
     if list_probes:
@@ -194,12 +201,20 @@ def probe_command(
     for value, option in ((out_file, "-o"), (html_file, "--html")):
         if value:
             paths.output_file(value, option)
+    if pcap_dir:
+        paths.output_dir(pcap_dir, "--pcap")
+        try:
+            os.makedirs(pcap_dir, exist_ok=True)
+        except OSError as e:
+            raise paths.OutputError(f"--pcap {pcap_dir} cannot be created: {e.strerror}") from None
 
     if targets_file:
         from mbtest.cli.campaign import run_campaign
 
         command = " ".join(["mbtest", *sys.argv[1:]])
-        status = run_campaign(targets_file, options, workers, pps, out_file, resume, command)
+        status = run_campaign(
+            targets_file, options, workers, pps, out_file, resume, command, pcap_dir
+        )
         sys.exit(finish(status, no_fail))
 
     def stream(one: dict) -> None:
@@ -211,6 +226,7 @@ def probe_command(
             options,
             command=" ".join(["mbtest", *sys.argv[1:]]),
             on_result=stream if as_json else None,
+            pcap=pcap_path(pcap_dir, target, port) if pcap_dir else None,
         )
     except (Interrupted, Terminated) as e:
         if getattr(e, "document", None) is not None and (out_file or html_file):

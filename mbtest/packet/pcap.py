@@ -189,3 +189,15 @@ def _pcapng_tsresol(options: bytes, endian: str) -> float:
             return 2.0 ** -(raw & 0x7F) if raw & 0x80 else 10.0**-raw
         pos += 4 + ((length + 3) & ~3)
     return 1e-6
+
+
+def write_raw_ip(path: str | os.PathLike, frames: list[tuple[float, bytes]]) -> None:
+    """A pcap file of whole IP packets (LINKTYPE_RAW: IPv4 and IPv6 alike), microsecond
+    stamps: what tshark and Wireshark read without any link layer."""
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_RAW))
+        for stamp, data in frames:
+            seconds = int(stamp)
+            micros = min(999_999, round((stamp - seconds) * 1e6))
+            f.write(struct.pack("<IIII", seconds, micros, len(data), len(data)))
+            f.write(data)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import os
 import queue
 import re
 import threading
@@ -26,7 +27,9 @@ from mbtest.jsondoc import schema
 from mbtest.probe.run import UnreachableTarget
 
 HOST_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?)+$")
-OUTCOMES = ("clean", "changed", "no-mptcp", "unreachable", "no-answer", "error")
+OUTCOMES = (
+    "clean", "changed", "not-observable", "no-mptcp", "unreachable", "no-answer", "error",
+)  # fmt: skip
 
 
 class TargetLineError(MbtestError):
@@ -131,8 +134,12 @@ def outcome(doc: dict[str, Any]) -> str:
     """A target's result in one word, for summaries: ``error`` (a probe or the tool failed),
     ``unreachable`` (no route, an ICMP unreachable, or a RST to every probe: nothing
     listens on that port), ``no-answer`` (the
-    target itself never answered), ``no-mptcp`` (it answered MP_CAPABLE in plain TCP and
-    nothing on the way changed that), ``changed`` (the path changed a probe), ``clean``."""
+    target itself never answered), ``changed`` (the path changed a probe),
+    ``not-observable`` (no change seen, but the quotes could not show a change on part of
+    the path: routers there quoted too little or stayed silent; a plain-TCP answer is then
+    no proof the target lacks MPTCP either), ``no-mptcp`` (it answered MP_CAPABLE in plain
+    TCP and nothing on the way changed that), ``clean`` (nothing changed anywhere the
+    quotes could see, and they saw up to the router before the target)."""
     if doc.get("error"):
         return "unreachable" if doc.get("unreachable") else "error"
     probes = doc.get("probes", [])
@@ -147,6 +154,8 @@ def outcome(doc: dict[str, Any]) -> str:
     refused = ("ICMP", "RST")  # an ICMP unreachable, or a RST: nothing listens there
     if all(d.get("kind") in refused for d in destinations if d.get("reached")):
         return "unreachable"
+    if any(not (p.get("observability") or {}).get("complete", True) for p in probes):
+        return "not-observable"
     plain = [
         p for p in probes
         if p.get("name") == "mp_capable" and (p.get("destination") or {}).get("kind") == "SYN/ACK"
@@ -264,6 +273,13 @@ def _one(target, probe_target, budget: PacketBudget) -> dict[str, Any]:
 
 def _unreachable(error: MbtestError) -> bool:
     return isinstance(error, UnreachableTarget)
+
+
+def pcap_path(folder: str, host: str, port: int) -> str:
+    """Where a target's packets go: one file per target and port, named after them (the
+    colons of an IPv6 address written as underscores)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", host)
+    return os.path.join(folder, f"{name}_{port}.pcap")
 
 
 def already_done(lines: Iterable[str]) -> set[tuple[str, int]]:

@@ -6,8 +6,11 @@ known), then re-sends only the TTLs that stayed silent below the destination. ``
 the one-TTL-at-a-time method of classic traceroute and tracebox (a timeout per try, several
 tries per TTL), kept as the baseline the benchmark compares with.
 
-Each TTL's packet carries its own IPv4 ID / IPv6 flow label and its own TCP key (sequence
-number, or TSval inside a connection), so a quote still matches when a middlebox rewrote one.
+Each TTL's packet carries its own TCP key (sequence number, or TSval inside a connection)
+and, over IPv4, its own IP ID, so a quote still matches when a middlebox rewrote one. What
+routers hash to balance flows (ECMP) stays the same for every TTL of a sweep: addresses,
+ports and, over IPv6, the flow label (one per sweep, never per TTL), so that all the TTLs of
+one probe flow take one path.
 """
 
 from __future__ import annotations
@@ -65,6 +68,10 @@ class Sweep:
     slot: int = 0  # this sweep's share of the IP ID / flow label space, when sweeps run
     slots: int = 1  # side by side: shares never overlap, so no sweep claims another's quote
     hint: PathHint | None = None  # what the sweeps of one run learnt about the path
+    keyless: int = 0  # quotes of this flow too short to hold a per-TTL key (8 bytes, IPv6)
+    alone: int | None = None  # the one TTL in flight: a keyless quote is its answer
+    tied_alone: list[int] = field(default_factory=list)  # TTLs placed that way
+    flow_label: int | None = None  # IPv6: the flow's label (its handshake's), else a random one
 
     def __post_init__(self) -> None:
         share = (0xFFFF if self.segment.version == 4 else 0xFFFFF) // self.slots
@@ -78,7 +85,14 @@ class Sweep:
     # --- packets -------------------------------------------------------------------------
 
     def packet(self, ttl: int) -> bytes:
-        return wire.packet(self.segment, ttl, self.id_base + ttl, ttl)
+        return wire.packet(self.segment, ttl, self.ip_ident(ttl), ttl)
+
+    def ip_ident(self, ttl: int) -> int:
+        """The IPv4 ID of the TTL's packet; over IPv6 the sweep's one flow label (routers
+        hash it: a label per TTL would send the TTLs of one flow down different paths)."""
+        if self.segment.version == 4:
+            return self.id_base + ttl
+        return self.id_base if self.flow_label is None else self.flow_label
 
     def send(self, io, ttl: int) -> None:
         at = io.send(self.packet(ttl), self.segment.dst)
@@ -101,10 +115,25 @@ class Sweep:
             return None  # (the source is not checked: a NAT may have rewritten both halves)
         candidates = self._key_offsets(view)  # the 32-bit keys first: random per sweep,
         # they tell sweeps apart
-        if view.ip_id is not None and ours:  # (when a middlebox rewrote them; only toward
-            # this target: runs toward other targets, a campaign's, share no IP ID space)
+        if view.version == 4 and view.ip_id is not None and ours:  # (when a middlebox
+            # rewrote them, or an 8-byte quote cut them off; only toward this target: runs
+            # toward other targets, a campaign's, share no IP ID space)
             candidates.append(view.ip_id - self.id_base)
         return next((t for t in map(self._in_range, candidates) if t), None)
+
+    def _keyless(self, view: View) -> bool:
+        """A quote of this very flow that holds no per-TTL key: an 8-byte quote of an IPv6
+        packet inside a connection (its sequence number is the connection's, its flow label
+        the sweep's, its TSval cut off). Only sending one TTL at a time tells its TTL."""
+        seg = self.segment
+        return (
+            view.protocol == 6
+            and view.ip_fields().get("dst") == seg.dst
+            and view.sport == seg.sport
+            and view.dport == seg.dport
+            and (seg.vary != "seq" and view.seq == seg.seq)
+            and not self._key_offsets(view)
+        )
 
     def match_key(self, view: View) -> int | None:
         """The TTL of a packet by its 32-bit key only (sequence number or TSval), never by
@@ -143,6 +172,12 @@ class Sweep:
         if arrival.icmp is not None:
             view = View(arrival.icmp.quote)
             ttl = self.match_quote(view)
+            if ttl is None and self._keyless(view):
+                if self.alone is None or self.alone in self.answers:
+                    self.keyless += 1
+                    return
+                ttl = self.alone
+                self.tied_alone.append(ttl)
             if ttl is None:
                 if view.protocol == 6 and view.dport == self.segment.dport:
                     self.unmatched += 1
@@ -187,12 +222,18 @@ class Sweep:
         return max(rtts, default=0.0)
 
     def silent_below(self) -> list[int]:
-        """TTLs still without an answer that are worth asking again."""
+        """TTLs still without an answer that are worth asking again: below the destination
+        once it answered; up to its distance when another sweep of the run learnt it (the
+        destination's own TTL included, its answer may have been lost); else up to one
+        beyond the last router that answered (a lost last answer is asked again, a silent
+        tail is not asked in full again and again)."""
         end = self.end_ttl
         if end is not None:
             upper = end - 1
+        elif self.hint is not None and self.hint.distance is not None:
+            upper = min(self.hint.distance, self.max_ttl)
         elif self.answers:
-            upper = max(self.answers)
+            upper = min(max(self.answers) + 1, self.max_ttl)
         else:
             upper = self.max_ttl
         return [t for t in range(1, upper + 1) if t not in self.answers]
@@ -253,6 +294,30 @@ def parallel(io, sweep: Sweep, timeout: float, tries: int, pace: float = 0.001) 
                 break
             _collect(io, sweep, end)
         to_send = sweep.silent_below()
+    if sweep.keyless:
+        one_at_a_time(io, sweep, timeout, tries)
+
+
+def one_at_a_time(io, sweep: Sweep, timeout: float, tries: int) -> None:
+    """The TTLs still silent after keyless quotes came back, each sent alone (up to `tries`
+    times, a timeout each, as the serial method does): a keyless quote that comes back
+    then has only one TTL it can be about."""
+    for ttl in sweep.silent_below():
+        if sweep.hint is not None and sweep.hint.beyond(ttl):
+            break
+        for _ in range(tries):
+            for arrival in io.poll():  # (late answers first: they are not this TTL's)
+                sweep.feed(arrival)
+            sweep.alone = ttl
+            try:
+                sweep.send(io, ttl)
+                end = time.monotonic() + timeout
+                while ttl not in sweep.answers and time.monotonic() < end:
+                    _collect(io, sweep, end)
+            finally:
+                sweep.alone = None
+            if ttl in sweep.answers:
+                break
 
 
 def serial(io, sweep: Sweep, timeout: float, tries: int) -> None:
@@ -260,10 +325,12 @@ def serial(io, sweep: Sweep, timeout: float, tries: int) -> None:
     for ttl in range(1, sweep.max_ttl + 1):
         for _ in range(tries):
             sweep.rounds = max(sweep.rounds, sweep.sent.get(ttl, (0, 0))[1] + 1)
+            sweep.alone = ttl  # (one TTL at a time: a keyless quote can only be this one's)
             sweep.send(io, ttl)
             end = time.monotonic() + timeout
             while not sweep.answered(ttl) and time.monotonic() < end:
                 _collect(io, sweep, end)
+            sweep.alone = None
             if sweep.answered(ttl):
                 break
         end_ttl = sweep.end_ttl

@@ -7,10 +7,12 @@ replies are read with deadlines only (select), never with a blocking read.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import select
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from typing import Any
 
 from mbtest.errors import EnvironmentProblem, MbtestError, PacketError
 from mbtest.packet.headers import TcpSegment, parse_tcp, parse_tcp_segment
-from mbtest.packet.quote import IcmpError, parse_icmp, strip_ipv4_header
+from mbtest.packet.quote import IcmpError, error_quote, parse_icmp, strip_ipv4_header
 from mbtest.probe.guard import MARK
 
 SO_MARK = 36
@@ -50,10 +52,47 @@ def read_arrival(icmp: bool, data: bytes, source: str, version: int, now: float)
     return None if segment is None else Arrival(now, tcp=segment)
 
 
+class Recorder:
+    """Every packet a probe run sent and every answer about its target (an ICMP error
+    quoting a packet to it, a segment from it), as whole IP packets with wall-clock times:
+    a campaign's per-target pcap. Packets about other targets (the raw sockets see every
+    ICMP error the host gets) are left out."""
+
+    def __init__(self, target: str, source: str):
+        self.target, self.source = target, source
+        self.frames: list[tuple[float, bytes]] = []
+
+    def sent(self, packet: bytes) -> None:
+        self.frames.append((time.time(), packet))
+
+    def received(self, data: bytes, source: str, icmp: bool, version: int) -> None:
+        """A packet read from a raw socket (IPv6 ones come without their IP header: one is
+        put back, hop limit unknown and written as 0)."""
+        if version == 6:
+            next_header = 58 if icmp else 6
+            data = _ipv6_header(source, self.source, len(data), next_header) + data
+        if icmp:
+            quoted = error_quote(data)
+            if quoted is None or quoted.ip_fields().get("dst") != self.target:
+                return
+        elif source != self.target:
+            return
+        self.frames.append((time.time(), data))
+
+
+def _ipv6_header(src: str, dst: str, length: int, next_header: int) -> bytes:
+    return (
+        struct.pack("!IHBB", 6 << 28, length & 0xFFFF, next_header, 0)
+        + socket.inet_pton(socket.AF_INET6, src.split("%")[0])
+        + socket.inet_pton(socket.AF_INET6, dst)
+    )
+
+
 class RawSockets:
-    def __init__(self, version: int, budget: Any = None):
+    def __init__(self, version: int, budget: Any = None, recorder: Recorder | None = None):
         self.version = version
         self.budget = budget  # something with take(): waits until a packet may leave
+        self.recorder = recorder  # --pcap: what was sent and what came back
         family = socket.AF_INET if version == 4 else socket.AF_INET6
         icmp = socket.IPPROTO_ICMP if version == 4 else socket.IPPROTO_ICMPV6
         try:
@@ -75,6 +114,8 @@ class RawSockets:
             self.budget.take()
         sent_at = time.monotonic()
         self.sender.sendto(packet, (dst, 0))
+        if self.recorder is not None:
+            self.recorder.sent(packet)
         if not self.sent_any:
             self.sent_any, self.first_sent = True, _process_age()
         return sent_at
@@ -108,6 +149,9 @@ class RawSockets:
                 data, addr = sock.recvfrom(65535)
             except BlockingIOError:
                 return out
+            if self.recorder is not None:
+                with contextlib.suppress(ValueError, OSError):  # (too odd to file: skipped)
+                    self.recorder.received(data, addr[0], sock is self.icmp, self.version)
             arrival = read_arrival(sock is self.icmp, data, addr[0], self.version, time.monotonic())
             if arrival is not None:
                 out.append(arrival)

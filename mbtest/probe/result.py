@@ -30,6 +30,65 @@ def covers(view: View, field: str) -> bool:
     return field in view.tcp_fields()
 
 
+# What a quote must reach for a change of each kind to show, in the order quotes are cut.
+FIELD_CLASSES = (
+    ("IP header", "ip.protocol"),
+    ("TCP ports and sequence number", "tcp.seq"),
+    ("TCP header", "tcp.window"),
+    ("TCP options", "tcp.options"),
+    ("payload", "payload"),
+)
+
+
+def observability(sweep: Sweep, last: int, has_payload: bool) -> dict[str, Any]:
+    """Which hops' changes the quotes can show, per kind of field. A change is observable when
+    a router after it returned a quote long enough to hold the field: for each kind, the
+    last router (up to ``last``, the one before the destination) whose quote held it; a
+    change made after that hop cannot show from here, whatever happened (a router that
+    quoted 8 bytes, a silent or rate-limited one: unknown, never "no change")."""
+    fields = []
+    for label, probe_field in FIELD_CLASSES:
+        if probe_field == "payload" and not has_payload:
+            continue
+        seen = [t for t, a in sweep.answers.items() if t <= last and covers(a.quote, probe_field)]
+        to_ttl = max(seen, default=0)
+        if to_ttl >= last:
+            continue
+        hidden = range(to_ttl + 1, last + 1)
+        short = [t for t in hidden if t in sweep.answers]
+        silent = [t for t in hidden if t not in sweep.answers]
+        why = []
+        if short:
+            why.append(f"{_ttls(short)} quoted too little")
+        if silent:
+            why.append(f"{_ttls(silent)} did not answer")
+        fields.append(
+            {
+                "fields": label,
+                "to_ttl": to_ttl,
+                "hidden": [hidden[0], hidden[-1]],
+                "text": f"{label}: a change after hop {to_ttl} is not observable from here "
+                f"({'; '.join(why)})",
+            }
+        )
+    return {"last_router_ttl": last, "complete": not fields, "hidden": fields}
+
+
+def _ttls(ttls: list[int]) -> str:
+    runs, start = [], ttls[0]
+    for a, b in zip(ttls, [*ttls[1:], None], strict=True):
+        if b != a + 1:
+            runs.append(str(start) if start == a else f"{start}-{a}")
+            start = b
+    return ("hop " if len(ttls) == 1 else "hops ") + ", ".join(runs)
+
+
+def _after(covering: list[tuple[int, View]], ttl: int, field: str) -> int:
+    """The last hop before ``ttl`` whose quote held ``field`` (0: the probe as sent): with
+    the first hop that shows a change, where the change was made, at hop precision."""
+    return max((t for t, view in covering if t < ttl and covers(view, field)), default=0)
+
+
 def _key(change: dict[str, Any]) -> tuple[str, str]:
     return change["field"], change["text"]
 
@@ -53,7 +112,8 @@ def sent_view(sweep: Sweep) -> dict[str, Any]:
         "options_hex": seg.options_raw.hex(),
         "payload_bytes": len(seg.payload),
         "hex": raw.hex(),
-        "per_ttl": f"IP {'ID' if seg.ip_version == 4 else 'flow label'} and {key} + TTL",
+        "per_ttl": f"IP ID and {key} + TTL" if seg.ip_version == 4 else f"{key} + TTL",
+        "per_flow": "addresses, ports" + ("" if seg.ip_version == 4 else ", flow label"),
     }
 
 
@@ -72,6 +132,14 @@ def probe_result(
             f"{len(sweep.malformed)} packet(s) from the target could not be read and "
             f"were left out (first: {sweep.malformed[0]})"
         )
+    if sweep.tied_alone:
+        notes.append(
+            f"{_ttls(sorted(set(sweep.tied_alone)))}: quotes too short to hold a per-TTL key "
+            "(8 bytes of an IPv6 segment inside a connection), each tied to its TTL by "
+            "sending that TTL alone"
+        )
+    if sweep.keyless:
+        notes.append(f"{sweep.keyless} quote(s) without a per-TTL key could not be placed")
     target = sweep.segment.dst
     end = sweep.end_ttl
     at_target = end is not None and end in sweep.answers and sweep.answers[end].router == target
@@ -82,6 +150,7 @@ def probe_result(
     hops: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
     previous: tuple[View, list[dict[str, Any]]] | None = None
+    covering: list[tuple[int, View]] = []
     for ttl in range(1, last + 1):
         hop = sweep.answers.get(ttl)
         if hop is None:
@@ -91,7 +160,10 @@ def probe_result(
         changes = [c.as_dict() for c in diff(View(sweep.packet(ttl)), quote)]
         for change in changes:
             change["first"] = _key(change) not in seen
+            if change["first"]:
+                change["after_ttl"] = _after(covering, ttl, change["field"])
             seen.add(_key(change))
+        covering.append((ttl, quote))
         since: list[dict[str, str]] = []
         if previous is not None:
             before_view, before = previous
@@ -123,6 +195,8 @@ def probe_result(
             }
         )
     first = next((h for h in hops if h["changes"]), None)
+    seen_view = observability(sweep, last, bool(sweep.segment.payload))
+    notes += [hidden["text"] for hidden in seen_view["hidden"]]
     return {
         "name": name,
         "summary": summary,
@@ -134,8 +208,10 @@ def probe_result(
         else {
             "ttl": first["ttl"],
             "router": first["router"],
+            "after_ttl": min(c.get("after_ttl", 0) for c in first["changes"]),
             "changes": [c["text"] for c in first["changes"]],
         },
+        "observability": seen_view,
         "destination": destination(sweep, at_target),
         "packets_sent": sweep.packets_sent,
         "rounds": sweep.rounds,
@@ -143,6 +219,27 @@ def probe_result(
         "malformed_replies": len(sweep.malformed),
         "seconds": round(seconds, 3),
     }
+
+
+def path_differs(probes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The TTLs at which the probes of one run (each its own flow: its own ports) were
+    answered by different routers: a router before them balances flows over several paths
+    (ECMP). Each probe keeps what routers hash the same for all its TTLs, so one probe's
+    hops are one path; the probes' paths differ."""
+    by_ttl: dict[int, dict[str, list[str]]] = {}
+    for probe in probes:
+        for hop in probe.get("hops", []):
+            if hop.get("router"):
+                by_ttl.setdefault(hop["ttl"], {}).setdefault(hop["router"], []).append(
+                    probe["name"]
+                )
+    out = []
+    for ttl, routers in sorted(by_ttl.items()):
+        if len(routers) > 1:
+            said = "; ".join(f"{r} for {', '.join(names)}" for r, names in routers.items())
+            text = f"hop {ttl} differs between probes ({said}): per-flow load balancing"
+            out.append({"ttl": ttl, "routers": routers, "text": text})
+    return out
 
 
 def destination(sweep: Sweep, icmp_from_target: bool) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from mbtest.host.paths import OutputError
 from mbtest.jsondoc import schema
 from mbtest.probe import conform, engine, loader, serverside
 from mbtest.probe.guard import RstGuard
-from mbtest.probe.rawio import Fanout, ProbeView, RawSockets
+from mbtest.probe.rawio import Fanout, ProbeView, RawSockets, Recorder
 from mbtest.probe.serverside import ServerLink, server_view
 from mbtest.probe.session import ProbeSetupError, Session, TargetState
 from mbtest.probe.wire import Segment
@@ -193,6 +193,7 @@ def run_probe(
             return _failed(spec, why, session.notes, started), set()
         slots, hint = (together.slots, together.path) if together else (1, engine.PathHint())
         sweep = engine.Sweep(segment, options.max_ttl, rng, slot=slot, slots=slots, hint=hint)
+        sweep.flow_label = session.flow_label(segment.sport)  # (IPv6: its handshake's too)
         watched = _watch(toward.server)
         if options.serial:
             engine.serial(io, sweep, options.timeout, options.tries)
@@ -318,11 +319,13 @@ def run(
     command: str = "",
     on_result: Callable[[dict[str, Any]], None] | None = None,
     budget: Any = None,
+    pcap: str | None = None,
 ) -> dict[str, Any]:
     """Probe a target with every chosen probe; the schema-versioned result document.
     ``on_result`` is given, as each probe ends (in the order asked for: a probe that ends
     early waits for those before it), a document of its own (the same schema, holding that
-    one probe): a stream of complete documents."""
+    one probe): a stream of complete documents. ``pcap``: a file to write every packet
+    sent and every answer about the target to (also when interrupted)."""
     specs = [loader.load(p) for p in options.probes]
     address, version = resolve(target, options.version)
     netns.require_root()
@@ -332,11 +335,14 @@ def run(
     results: dict[int, dict] = {}
     streamed = 0  # the results handed to on_result so far
     names: dict[str, str] = {}
-    io = RawSockets(version, budget)  # (a campaign's packet budget, shared by its targets)
+    recorder = Recorder(address, source) if pcap else None
+    io = RawSockets(version, budget, recorder)  # (a campaign's budget, shared by its targets)
     stopped: MbtestError | None = None
 
     def document(probes: list[dict], seconds: float) -> dict[str, Any]:
-        return {
+        from mbtest.probe.result import path_differs
+
+        doc = {
             "schema": schema("probe"),
             "target": {
                 "name": target,
@@ -355,6 +361,9 @@ def run(
             "first_packet_seconds": io.first_packet_after_start(),
             "probes": probes,
         }
+        if len(probes) > 1:
+            doc["path_differs"] = path_differs(probes)
+        return doc
 
     server = None
     try:
@@ -384,12 +393,25 @@ def run(
         io.close()
         if server is not None:
             server.close()
+        if recorder is not None and pcap:
+            write_pcap(pcap, recorder.frames)
     doc = document([results[i] for i in sorted(results)], time.monotonic() - started)
+    if pcap:
+        doc["pcap"] = pcap
     if stopped is not None:
         doc["interrupted"] = f"{stopped}: {len(results)} of {len(specs)} probes ran"
         stopped.document = doc  # type: ignore[attr-defined]
         raise stopped
     return doc
+
+
+def write_pcap(path: str, frames: list[tuple[float, bytes]]) -> None:
+    from mbtest.packet.pcap import write_raw_ip
+
+    try:
+        write_raw_ip(path, frames)
+    except OSError as e:
+        raise OutputError(f"cannot write the capture {path}: {e.strerror}") from None
 
 
 def write_outputs(doc: dict[str, Any], out_file: str | None, html_file: str | None) -> None:

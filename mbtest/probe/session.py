@@ -172,6 +172,7 @@ class Session:
     # (direction, segment, when) for every segment sent and answer read: a conformance
     # probe records its whole exchange, the handshake's packets included
     recorder: Callable[[str, Any, float], None] | None = None
+    _labels: dict[int, int] = field(default_factory=dict)  # local port -> IPv6 flow label
 
     def __post_init__(self) -> None:
         self._ts_base = self.rng.randrange(1 << 31)
@@ -226,8 +227,16 @@ class Session:
             check=check,
         ).with_options(options)
 
+    def flow_label(self, sport: int) -> int:
+        """One IPv6 flow label per flow (RFC 6437), its handshake and its sweep alike: a
+        router balancing flows by label (ECMP) keeps the whole connection on one path."""
+        if sport not in self._labels:
+            self._labels[sport] = self.rng.randrange(1, 1 << 20)
+        return self._labels[sport]
+
     def send(self, seg: wire.Segment, ttl: int = SETUP_TTL) -> float:
-        sent_at = self.io.send(wire.packet(seg, ttl, self.rng.randrange(1, 0xFFFF), 0), seg.dst)
+        ident = self.flow_label(seg.sport) if seg.version == 6 else self.rng.randrange(1, 0xFFFF)
+        sent_at = self.io.send(wire.packet(seg, ttl, ident, 0), seg.dst)
         if self.recorder is not None:
             self.recorder("sent", seg, sent_at)
         return sent_at

@@ -78,6 +78,43 @@ def test_a_target_is_summed_up_in_one_word():
     assert campaign.outcome(failed) == "error"
     assert campaign.outcome({"error": "no route", "unreachable": True}) == "unreachable"
     assert campaign.outcome({"error": "cannot resolve"}) == "error"
+    hidden = _doc(reached=True, kind="SYN/ACK", mptcp=["MP_CAPABLE v1"])
+    hidden["probes"][0]["observability"] = {"complete": False, "hidden": [{"to_ttl": 3}]}
+    assert campaign.outcome(hidden) == "not-observable"  # never "clean" behind short quotes
+    hidden["probes"][0]["destination"]["mptcp"] = []
+    assert campaign.outcome(hidden) == "not-observable"  # (stripped there, or no MPTCP?)
+    hidden["probes"][0]["first_change"] = {"ttl": 2}
+    assert campaign.outcome(hidden) == "changed"
+
+
+def test_a_targets_pcap_is_named_after_it_and_holds_only_its_packets(tmp_path):
+    from mbtest.packet.pcap import read_frames
+    from mbtest.probe.rawio import Recorder
+    from mbtest.probe.run import write_pcap
+
+    assert campaign.pcap_path("d", "fd00::2", 80) == "d/fd00__2_80.pcap"
+    assert campaign.pcap_path("d", "a/b", 81) == "d/a_b_81.pcap"
+    recorder = Recorder("fd00:9::2", "fd00::1")
+    probe = bytes.fromhex("6000000000140640") + bytes(32) + bytes(20)
+    recorder.sent(probe)
+    tcp = bytes(20)
+    recorder.received(tcp, "fd00:9::2", icmp=False, version=6)  # from the target
+    recorder.received(tcp, "fd00:7::2", icmp=False, version=6)  # another target's
+    quoted = bytes.fromhex("6000000000140640") + bytes(16) + _v6("fd00:9::2") + bytes(20)
+    recorder.received(bytes([3, 0, 0, 0, 0, 0, 0, 0]) + quoted, "fd00:1::1", True, 6)
+    other = bytes.fromhex("6000000000140640") + bytes(16) + _v6("fd00:7::2") + bytes(20)
+    recorder.received(bytes([3, 0, 0, 0, 0, 0, 0, 0]) + other, "fd00:1::1", True, 6)
+    path = tmp_path / "t.pcap"
+    write_pcap(str(path), recorder.frames)
+    frames = list(read_frames(path))
+    assert [len(f.data) for f in frames] == [len(probe), 40 + 20, 40 + 8 + len(quoted)]
+    assert frames[1].data[6] == 6 and frames[2].data[6] == 58  # headers put back
+
+
+def _v6(address: str) -> bytes:
+    import ipaddress
+
+    return ipaddress.IPv6Address(address).packed
 
 
 def test_at_most_n_targets_are_in_flight_each_once_and_resume_skips_what_was_written():

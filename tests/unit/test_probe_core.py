@@ -397,3 +397,134 @@ def test_a_target_beyond_the_max_ttl_is_said_so_and_a_silent_one_too():
     assert result["destination"]["kind"] == "silence"
     assert result["destination"]["text"] == "no answer from the target; hops 6-10 silent"
     assert [h["ttl"] for h in result["hops"]] == [1, 2, 3, 4, 5]
+
+
+# --- ECMP-stable flows, short quotes, observability -------------------------------------------
+
+
+@pytest.mark.parametrize("v6", [False, True])
+def test_what_routers_hash_stays_the_same_for_every_ttl_of_a_sweep(v6):
+    """Per-flow ECMP hashes addresses, ports and (IPv6) the flow label: all a sweep's TTLs
+    keep them, so they take one path; the per-TTL key lives in TCP (and the IPv4 ID)."""
+    for seg in (syn(MpCapable(version=1), v6=v6), data_segment(v6)):
+        sweep = engine.Sweep(seg, 30, random.Random(11))
+        views = [View(sweep.packet(ttl)) for ttl in range(1, 31)]
+        hashed = {
+            (v.ip_fields()["src"], v.ip_fields()["dst"], v.sport, v.dport, v.ip_fields().get(
+                "ip.flow_label")) for v in views
+        }  # fmt: skip
+        assert len(hashed) == 1
+        assert [sweep.match_quote(v) for v in views] == list(range(1, 31))
+        ids = {v.ip_id for v in views}
+        assert len(ids) == (30 if not v6 else 1)
+
+
+def keyless_path_quote(sweep, ttl):
+    """An 8-byte quote of the TTL's packet: IP header, ports and sequence number only."""
+    packet = sweep.packet(ttl)
+    return packet[: 40 + 8] if packet[0] >> 4 == 6 else packet[: 20 + 8]
+
+
+def test_an_8_byte_ipv6_quote_inside_a_connection_is_tied_by_sending_its_ttl_alone():
+    seg = data_segment(v6=True)
+    sweep = engine.Sweep(seg, 5, random.Random(12))
+    quote = View(keyless_path_quote(sweep, 3))
+    assert sweep.match_quote(quote) is None  # no key in 8 bytes, one flow label for all
+
+    class KeylessPath:
+        """Hop 3 quotes 8 bytes; the others quote everything; the target at hop 5."""
+
+        def __init__(self):
+            self.queue, self.sent = [], []
+
+        def send(self, packet, dst):
+            view = View(packet)
+            ttl = packet[7]
+            self.sent.append(ttl)
+            raw = packet[:48] if ttl == 3 else packet
+            if ttl < 5:
+                error = parse_icmp(bytes([3, 0, 0, 0, 0, 0, 0, 0]) + raw, f"fd00:{ttl}::1", 6)
+                self.queue.append(Arrival(0.0, icmp=error))
+            assert view.ip_fields()["ip.flow_label"] == sweep.id_base
+            return 0.0
+
+        def poll(self):
+            out, self.queue = self.queue, []
+            return out
+
+        def receive(self, until):
+            return self.poll()
+
+    path = KeylessPath()
+    engine.parallel(path, sweep, timeout=0.05, tries=1, pace=0)
+    assert set(sweep.answers) == {1, 2, 3, 4}
+    assert sweep.tied_alone == [3] and sweep.keyless == 1  # the first one could not be placed
+    assert path.sent[5:] == [3, 5]  # asked again alone (and one beyond the last answer)
+    result = probe_result("dss", "", sweep, [], 0.1)
+    assert any("sending that TTL alone" in n for n in result["notes"])
+
+
+def test_a_change_is_placed_between_the_last_hop_that_showed_the_field_and_the_first_changed():
+    path = SimulatedPath(hops=8, silent=(4,), change=strip_mpc, changed_at=5)
+    sweep = engine.Sweep(syn(MpCapable(version=1)), 16, random.Random(1))
+    engine.parallel(path, sweep, timeout=0.2, tries=1, pace=0)
+    result = probe_result("mp_capable", "", sweep, [], 0.1)
+    assert result["first_change"]["ttl"] == 5 and result["first_change"]["after_ttl"] == 3
+    assert result["observability"] == {"last_router_ttl": 7, "complete": True, "hidden": []}
+
+
+class ShortQuotes(SimulatedPath):
+    """Routers from ``short_from`` on quote 8 bytes of TCP only."""
+
+    def __init__(self, short_from, **kw):
+        super().__init__(**kw)
+        self.short_from = short_from
+
+    def send(self, packet, dst):
+        at = super().send(packet, dst)
+        ttl = packet[8]
+        if ttl >= self.short_from and self.queue and self.queue[-1].icmp is not None:
+            cut = packet[:28]
+            error = parse_icmp(icmp_v4(cut), f"10.0.{ttl}.1", 4)
+            self.queue[-1] = Arrival(self.queue[-1].time, icmp=error)
+        return at
+
+
+def test_changes_behind_8_byte_quotes_are_not_observable_never_no_change():
+    path = ShortQuotes(short_from=5, hops=8, silent=(), change=strip_mpc, changed_at=5)
+    sweep = engine.Sweep(syn(MpCapable(version=1)), 16, random.Random(1))
+    engine.parallel(path, sweep, timeout=0.2, tries=1, pace=0)
+    result = probe_result("mp_capable", "", sweep, [], 0.1)
+    assert result["first_change"] is None  # (the stripping happened: no quote can show it)
+    seen = result["observability"]
+    assert not seen["complete"] and seen["last_router_ttl"] == 7
+    hidden = {h["fields"]: h for h in seen["hidden"]}
+    assert set(hidden) == {"TCP header", "TCP options"}  # ports and sequence: still seen
+    assert hidden["TCP options"]["to_ttl"] == 4 and hidden["TCP options"]["hidden"] == [5, 7]
+    assert "not observable from here (hops 5-7 quoted too little)" in hidden["TCP options"]["text"]
+    assert any("TCP options: a change after hop 4" in n for n in result["notes"])
+
+
+def test_hops_that_differ_between_probes_are_named():
+    from mbtest.probe.result import path_differs
+
+    probes = [
+        {"name": "a", "hops": [{"ttl": 1, "router": "r1"}, {"ttl": 2, "router": "x"}]},
+        {"name": "b", "hops": [{"ttl": 1, "router": "r1"}, {"ttl": 2, "router": "y"}]},
+        {"name": "c", "hops": [{"ttl": 1, "router": "r1"}, {"ttl": 2, "router": None}]},
+    ]
+    (differs,) = path_differs(probes)
+    assert differs["ttl"] == 2 and differs["routers"] == {"x": ["a"], "y": ["b"]}
+    assert "per-flow load balancing" in differs["text"]
+    assert path_differs(probes[:1]) == []
+
+
+def test_a_lost_last_answer_and_a_lost_reply_are_asked_again_up_to_the_known_distance():
+    """Another probe of the run learnt the destination's distance (6): this sweep sends no
+    further; hop 5's answer and the target's reply are lost the first time, and asked again
+    (before: the sweep stopped at hop 4, the last that answered, and called the rest silent)."""
+    path = SimulatedPath(hops=6, silent=(), lose_first=(5, 6))
+    sweep = engine.Sweep(syn(), 30, random.Random(13), hint=engine.PathHint(distance=6))
+    engine.parallel(path, sweep, timeout=0.05, tries=2, pace=0)
+    assert path.sent == [1, 2, 3, 4, 5, 6, 5, 6]
+    assert set(sweep.answers) == {1, 2, 3, 4, 5} and sweep.end_ttl == 6
