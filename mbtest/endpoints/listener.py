@@ -87,15 +87,16 @@ def read_some(conn: socket.socket) -> bool:
         return False
 
 
-def start(ns: str, port: int, timeout: float = 5.0) -> netns.Forked:
-    """Start the listener in namespace ``ns``, in a session of its own (it outlives a
-    ``topo up``); its process once it listens, or MbtestError saying why not."""
+def start(ns: str, port: int, protocol: int = IPPROTO_MPTCP, timeout: float = 5.0) -> netns.Forked:
+    """Start the listener (MPTCP, or plain TCP with ``protocol=0``) in namespace ``ns``, in
+    a session of its own (it outlives a ``topo up``); its process once it listens, or
+    MbtestError saying why not."""
     if not netns.can_fork():
         raise MbtestError("the listener is started from a single-threaded process only")
 
     def main() -> int:
         try:
-            listeners = open_listeners(port)
+            listeners = open_listeners(port, protocol)
         except OSError as e:
             print(f"cannot listen on port {port}: {e.strerror}", flush=True)
             return 1

@@ -71,8 +71,9 @@ def _index(ipr: IPRoute, ifname: str) -> int:
 
 
 @signals.critical
-def veth(ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
-    """A veth pair with one end in each namespace, both up (and their loopbacks).
+def veth(ns_a: str, if_a: str, ns_b: str, if_b: str, macs: tuple[str, str] | None = None) -> None:
+    """A veth pair with one end in each namespace, both up (and their loopbacks); ``macs``
+    sets the two ends' hardware addresses (so that neighbours can be written in advance).
 
     The pair is made from inside ``ns_a`` with its peer born in ``ns_b``: nothing is moved
     between namespaces (the costly part of making links), and a run killed mid-way leaves
@@ -80,7 +81,11 @@ def veth(ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
     """
 
     def make(ipr: IPRoute) -> None:
-        ipr.link("add", ifname=if_a, kind="veth", peer={"ifname": if_b, "net_ns_fd": ns_b})
+        peer = {"ifname": if_b, "net_ns_fd": ns_b}
+        extra = {}
+        if macs is not None:
+            extra["address"], peer["address"] = macs
+        ipr.link("add", ifname=if_a, kind="veth", peer=peer, **extra)
         for name in (if_a, "lo"):
             ipr.link("set", index=_index(ipr, name), state="up")
 
@@ -93,6 +98,29 @@ def veth(ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
         in_namespace(ns_b, up)
     except NetlinkError as e:
         raise MbtestError(f"cannot link {ns_a}:{if_a} to {ns_b}:{if_b}: {e.args[-1]}") from None
+
+
+NUD_PERMANENT = 0x80
+
+
+@signals.critical
+def neighbour(ns: str, ifname: str, address: str, mac: str) -> None:
+    """A permanent neighbour entry: no ARP or neighbour discovery for it, and (unlike learnt
+    entries) it does not count toward the kernel's neighbour table limit, which is one for
+    all namespaces together (gc_thresh3, 1024 by default): a testbed of hundreds of nodes
+    would overflow it and lose packets."""
+    version = ipaddress.ip_address(address).version
+    in_namespace(
+        ns,
+        lambda ipr: ipr.neigh(
+            "add",
+            dst=address,
+            lladdr=mac,
+            ifindex=_index(ipr, ifname),
+            state=NUD_PERMANENT,
+            family=2 if version == 4 else 10,
+        ),
+    )
 
 
 @signals.critical
@@ -114,18 +142,30 @@ def address(ns: str, ifname: str, cidr: str) -> None:
 
 
 @signals.critical
-def route(ns: str, to: str, via: str, table: int | None = None, timeout: float = 5.0) -> None:
+def route(
+    ns: str,
+    to: str,
+    via: str,
+    table: int | None = None,
+    timeout: float = 5.0,
+    also: tuple[str, ...] = (),
+) -> None:
     """Add a route; retried while the gateway is not yet reachable, because the kernel adds
-    an IPv6 prefix route only once the veth's carrier is seen, which may take a moment."""
+    an IPv6 prefix route only once the veth's carrier is seen, which may take a moment.
+    With ``also``, one route over several gateways (equal-cost multipath, per-flow)."""
     version = ipaddress.ip_address(via).version
     dst = ("0.0.0.0/0" if version == 4 else "::/0") if to == "default" else to
-    kwargs = {"table": table} if table else {}
+    kwargs: dict = {"table": table} if table else {}
+    if also:
+        kwargs["multipath"] = [{"gateway": g} for g in (via, *also)]
+    else:
+        kwargs["gateway"] = via
     deadline = time.monotonic() + timeout
 
     def add(ipr: IPRoute) -> None:
         while True:
             try:
-                ipr.route("add", dst=dst, gateway=via, family=2 if version == 4 else 10, **kwargs)
+                ipr.route("add", dst=dst, family=2 if version == 4 else 10, **kwargs)
                 return
             except NetlinkError as e:
                 if (

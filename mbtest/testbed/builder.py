@@ -9,6 +9,8 @@ by ``mbtest cleanup``.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import json
 import os
 import shutil
 import time
@@ -27,6 +29,8 @@ FORWARDER_SYSCTLS = {
     "net.ipv6.conf.all.forwarding": "1",
     "net.ipv4.icmp_ratelimit": "0",  # every expired probe gets its ICMP answer
     "net.ipv6.icmp.ratelimit": "0",
+    "net.ipv4.icmp_msgs_per_sec": "100000",  # (the namespace-wide limit, IPv6's too: only a
+    "net.ipv4.icmp_msgs_burst": "10000",  # router asked to rate-limit does; see internet.py)
 }
 COMMON_SYSCTLS = {
     "net.ipv4.conf.all.rp_filter": "0",  # paths are asymmetric by design
@@ -64,11 +68,16 @@ class Testbed:
     wire_segments: bool = True  # no TSO/GSO/GRO: everything sees MTU-sized packets
     sysctls: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> extra sysctls
     processes: dict[str, MiddleboxProcess] = field(default_factory=dict)
+    listeners: list = field(default_factory=list)  # the targets' listener processes
     namespaces: dict[str, str] = field(default_factory=dict)  # node -> namespace
     build_seconds: float = 0.0
+    truth_path: str | None = None  # a generated topology's ground truth, once written
+    static_neighbours: bool | None = None  # None: for topologies with targets (hundreds of nodes)
     owner: owners.Owner | None = None
 
     def __post_init__(self) -> None:
+        if self.static_neighbours is None:
+            self.static_neighbours = bool(self.topology.targets)
         self.middleboxes = {
             slot: MiddleboxSpec.parse(spec) for slot, spec in self.middleboxes.items()
         }
@@ -135,20 +144,24 @@ class Testbed:
             sysctls.update(node.sysctls)
             sysctls.update(self.sysctls.get(node.name, {}))
             netns.sysctls(name, sysctls)
-        for link in topo.links:
+        for number, link in enumerate(topo.links):
             signals.check()
-            links.veth(self.ns(link.a.node), link.a.ifname, self.ns(link.b.node), link.b.ifname)
+            macs = _macs(number) if self.static_neighbours else None
+            a, b = link.a, link.b
+            links.veth(self.ns(a.node), a.ifname, self.ns(b.node), b.ifname, macs)
         for node in topo.nodes.values():  # a node's settings in one visit to its namespace
             signals.check()
             links.batch(self.ns(node.name), lambda node=node: self._configure(node))
         self.start_middleboxes()
+        self.start_targets()
+        self.write_truth()
         self.build_seconds = time.monotonic() - start
 
     def _configure(self, node) -> None:
         """Its interfaces (MTU, offloads, addresses), routes, rules, path manager and ICMP,
         from a thread already inside its namespace."""
         ns = self.ns(node.name)
-        for link in self.topology.links:
+        for number, link in enumerate(self.topology.links):
             for end in link.ends:
                 if end.node != node.name:
                     continue
@@ -158,8 +171,10 @@ class Testbed:
                     links.wire_segments(ns, end.ifname)
                 for cidr in end.addresses:
                     links.address(ns, end.ifname, cidr)
+                if self.static_neighbours:
+                    self._write_neighbours(ns, number, link, end)
         for route in node.routes:
-            links.route(ns, route.to, route.via, route.table)
+            links.route(ns, route.to, route.via, route.table, also=route.also)
         for rule in node.rules:
             links.rule(ns, rule.source, rule.table)
         if node.limits:
@@ -177,6 +192,46 @@ class Testbed:
             pm.add_endpoint(ns, endpoint.address, endpoint.id, flags, endpoint.port)
         if not node.icmp_errors:
             silence_icmp_errors(ns)
+
+    def write_truth(self) -> None:
+        """A generated topology's ground truth (ground-truth.json) and its targets, one file
+        per IP version (targets-v4.txt, targets-v6.txt: a campaign's input), beside the
+        middleboxes' logs."""
+        truth = self.topology.truth
+        if truth is None:
+            return
+        folder = self.log_dir or self.owner.state_folder()
+        os.makedirs(folder, exist_ok=True)
+        self.truth_path = os.path.join(folder, "ground-truth.json")
+        with open(self.truth_path, "w") as f:
+            json.dump(truth, f, indent=1)
+        for version in ("4", "6"):
+            lines = [f"{t['address'][version]},{t['port']}" for t in truth["targets"]]
+            path = os.path.join(folder, f"targets-v{version}.txt")
+            with open(path, "w") as f:
+                f.write("\n".join(lines) + "\n")
+
+    def _write_neighbours(self, ns: str, number: int, link, end) -> None:
+        """The other end's addresses, with its hardware address, as permanent neighbours."""
+        other, mac = (link.b, _macs(number)[1]) if end is link.a else (link.a, _macs(number)[0])
+        for cidr in other.addresses:
+            links.neighbour(ns, end.ifname, str(ipaddress.ip_interface(cidr).ip), mac)
+
+    def start_targets(self) -> None:
+        """What answers on each target's port: an MPTCP or a plain TCP listener (a process
+        in the target's namespace: removing the namespace ends it), nothing (the kernel
+        resets), or a firewall that drops every TCP segment (no answer at all)."""
+        from mbtest.endpoints import listener
+        from mbtest.endpoints.sockets import IPPROTO_MPTCP
+
+        for node in self.topology.targets:
+            signals.check()
+            ns = self.ns(node.name)
+            if node.listen in ("mptcp", "tcp"):
+                protocol = IPPROTO_MPTCP if node.listen == "mptcp" else 0
+                self.listeners.append(listener.start(ns, node.port, protocol))
+            elif node.listen == "silent":
+                netns.call_in(ns, _drop_tcp)
 
     def slot_sides(self, slot: str) -> dict[str, str]:
         """The slot's interface toward the client and the one toward the server."""
@@ -266,6 +321,10 @@ class Testbed:
                 except Exception as e:  # keep removing the rest
                     errors.append(f"{name}: {e}")
             self.namespaces.clear()
+            for process in self.listeners:  # (ended with their namespace: reaped here)
+                with contextlib.suppress(Exception):
+                    process.wait(2)
+            self.listeners.clear()
             if self.owner is not None:
                 for folder in self.owner.folders:
                     shutil.rmtree(folder, ignore_errors=True)
@@ -287,6 +346,20 @@ SILENCE_RULES = (
         ["-A", "OUTPUT", "-p", "icmpv6", "--icmpv6-type", "destination-unreachable", "-j", "DROP"],
     ),
 )
+
+
+def _macs(number: int) -> tuple[str, str]:
+    """The two hardware addresses of link ``number`` (locally administered, unique per link)."""
+    high, low = divmod(number, 256)
+    return f"02:6d:62:{high % 256:02x}:{low:02x}:0a", f"02:6d:62:{high % 256:02x}:{low:02x}:0b"
+
+
+def _drop_tcp() -> None:
+    """(in a target's namespace) Every TCP segment coming in is dropped: a host that never
+    answers, neither SYN/ACK nor RST (the rules go with the namespace)."""
+    owner = RuleOwner()
+    for tool in ("iptables", "ip6tables"):
+        owner.add(tool, ["-A", "INPUT", "-p", "tcp", "-j", "DROP"])
 
 
 def silence_icmp_errors(ns: str) -> None:

@@ -19,7 +19,9 @@ from mbtest.errors import MbtestError
 from mbtest.host import datafiles
 from mbtest.middlebox.spec import MiddleboxSpec
 
-ROLES = ("client", "server", "router", "slot", "backend")  # backend: another server behind a slot
+# backend: another server behind a slot; target: a host a campaign probes (many per topology)
+ROLES = ("client", "server", "router", "slot", "backend", "target")
+LISTEN = ("mptcp", "tcp", "closed", "silent")  # a target: MPTCP, plain TCP, RST, no answer
 ENDPOINT_FLAGS = ("signal", "subflow", "backup", "fullmesh")
 NODE_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 IFNAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
@@ -47,6 +49,7 @@ class Route:
     to: str  # a prefix or "default"
     via: str
     table: int | None = None
+    also: tuple[str, ...] = ()  # more gateways: equal-cost multipath (ECMP), per flow
 
     @property
     def version(self) -> int:
@@ -70,6 +73,8 @@ class Node:
     endpoints: list[Endpoint] = field(default_factory=list)
     middlebox: str | None = None  # a slot's default behaviour spec
     icmp_errors: bool = True  # False: a router that never sends ICMP errors (a silent hop)
+    listen: str | None = None  # a target: what answers on its port (LISTEN)
+    port: int | None = None  # a target: the port it listens on
 
     @property
     def forwards(self) -> bool:
@@ -101,6 +106,7 @@ class Topology:
     nodes: dict[str, Node]
     links: list[Link]
     params: dict[str, Any] = field(default_factory=dict)
+    truth: dict[str, Any] | None = None  # a generated topology's ground truth, per target
 
     def node_of_role(self, role: str) -> Node:
         return next(n for n in self.nodes.values() if n.role == role)
@@ -112,6 +118,10 @@ class Topology:
     @property
     def server(self) -> Node:
         return self.node_of_role("server")
+
+    @property
+    def targets(self) -> list[Node]:
+        return [n for n in self.nodes.values() if n.role == "target"]
 
     @property
     def backends(self) -> list[Node]:
@@ -134,50 +144,58 @@ class Topology:
                     out.append(str(iface.ip))
         return out
 
-    def hops_to(self, src: str, dst: str) -> list[str]:
-        """The nodes of a shortest path from src to dst (both included)."""
-        previous = {src: None}
+    def hops_from(self, src: str) -> dict[str, str | None]:
+        """Every node reachable from src, with the one before it on a shortest path."""
+        previous: dict[str, str | None] = {src: None}
         queue = deque([src])
+        neighbours = self._adjacency()
         while queue:
             here = queue.popleft()
-            for nxt in self._neighbours(here):
+            for nxt in neighbours.get(here, []):
                 if nxt not in previous:
                     previous[nxt] = here
                     queue.append(nxt)
+        return previous
+
+    def hops_to(self, src: str, dst: str) -> list[str]:
+        """The nodes of a shortest path from src to dst (both included)."""
+        previous = self.hops_from(src)
         path, at = [], dst
         while at is not None:
             path.append(at)
             at = previous.get(at)
         return path[::-1] if path[-1] == src else []
 
-    def _neighbours(self, node: str, avoid: str | None = None) -> list[str]:
-        out = []
+    def _adjacency(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
         for link in self.links:
-            for here, there in ((link.a, link.b), (link.b, link.a)):
-                if here.node == node and there.node != avoid:
-                    out.append(there.node)
+            out.setdefault(link.a.node, []).append(link.b.node)
+            out.setdefault(link.b.node, []).append(link.a.node)
         return out
 
-    def _reachable(self, start: str, goal: str, avoid: str) -> bool:
+    def _reach(self, start: str, avoid: str, adjacency: dict[str, list[str]]) -> set[str]:
+        """Every node reachable from start without passing through ``avoid``."""
         seen, queue = {start, avoid}, deque([start])
         while queue:
-            here = queue.popleft()
-            if here == goal:
-                return True
-            for nxt in self._neighbours(here, avoid):
+            for nxt in adjacency.get(queue.popleft(), []):
                 if nxt not in seen:
                     seen.add(nxt)
                     queue.append(nxt)
-        return False
+        return seen - {avoid}
+
+    def far_ends(self) -> list[str]:
+        """What the client talks to: the server, or the targets of a campaign topology."""
+        return [n.name for n in self.nodes.values() if n.role in ("server", "target")]
 
     def slot_on_path(self, slot: str) -> bool:
-        """True when some client-to-server path goes through the slot."""
-        client, server = self.client.name, self.server.name
-        near = self._neighbours(slot)
+        """True when some path from the client to the server (or a target) goes through
+        the slot."""
+        adjacency = self._adjacency()
+        near = adjacency.get(slot, [])
+        reach = {n: self._reach(n, slot, adjacency) for n in set(near)}
+        ends = set(self.far_ends())
         return any(
-            a != b and self._reachable(a, client, slot) and self._reachable(b, server, slot)
-            for a in near
-            for b in near
+            a != b and self.client.name in reach[a] and reach[b] & ends for a in near for b in near
         )
 
 
@@ -208,7 +226,7 @@ def parse(
 ) -> Topology:
     """Build and validate a Topology from TOML data."""
     where = source
-    known = {"name", "description", "nodes", "links", "chain", "params"}
+    known = {"name", "description", "nodes", "links", "chain", "internet", "params"}
     _no_unknown(data, known, where)
     chosen = dict(_table(data, "params", where))
     for key, value in (params or {}).items():
@@ -216,8 +234,14 @@ def parse(
             allowed = ", ".join(sorted(chosen)) or "none"
             raise TopologyError(f"{where}: unknown parameter {key!r} (parameters: {allowed})")
         chosen[key] = _param_value(key, chosen[key], value, where)
+    truth = None
     if "chain" in data:
         data = {**data, **_expand_chain(data["chain"], chosen, where)}
+    if "internet" in data:
+        from mbtest.testbed import internet
+
+        made = internet.expand(_resolved(data["internet"], chosen, where), where)
+        data, truth = {**data, "nodes": made.nodes, "links": made.links}, made.truth
     name = _text(data.get("name") or Path(source).stem, f"{where}: name")
     _text(data.get("description", ""), f"{where}: description")
     nodes: dict[str, Node] = {}
@@ -229,9 +253,23 @@ def parse(
     links = [
         _parse_link(raw, where, i) for i, raw in enumerate(_table_list(data, "links", where), 1)
     ]
-    topo = Topology(name, data.get("description", ""), nodes, links, chosen)
+    topo = Topology(name, data.get("description", ""), nodes, links, chosen, truth)
     validate(topo, where)
     return topo
+
+
+def _resolved(table: Any, params: dict[str, Any], where: str) -> dict[str, Any]:
+    """A generator's table with its ``"$param"`` values replaced by the parameters'."""
+    if not isinstance(table, dict):
+        raise TopologyError(f"{where}: internet must be a table")
+    out = {}
+    for key, raw in table.items():
+        if isinstance(raw, str) and raw.startswith("$"):
+            if raw[1:] not in params:
+                raise TopologyError(f"{where}: {key} names unknown parameter {raw}")
+            raw = params[raw[1:]]
+        out[key] = raw
+    return out
 
 
 def _param_value(key: str, default: Any, value: Any, where: str) -> Any:
@@ -297,6 +335,8 @@ def _parse_node(raw: dict[str, Any], where: str) -> Node:
         "endpoints",
         "middlebox",
         "icmp_errors",
+        "listen",
+        "port",
     }
     _no_unknown(raw, known, where)
     name = raw.get("name")
@@ -320,11 +360,17 @@ def _parse_node(raw: dict[str, Any], where: str) -> Node:
         if "to" not in r or "via" not in r:
             raise TopologyError(f"{here}: a route needs 'to' and 'via'")
         _check_prefix(_text(r["to"], f"{here}: route to"), f"{here}: route", allow_default=True)
-        _check_address(_text(r["via"], f"{here}: route via"), f"{here}: route via")
+        gateways = r["via"] if isinstance(r["via"], list) else [r["via"]]
+        if not gateways or len(gateways) > 16:
+            raise TopologyError(f"{here}: a route's via is an address or a list of 1-16")
+        for gateway in gateways:
+            _check_address(_text(gateway, f"{here}: route via"), f"{here}: route via")
+        if len({ipaddress.ip_address(g).version for g in gateways}) > 1:
+            raise TopologyError(f"{here}: a route's gateways mix IPv4 and IPv6")
         table = r.get("table")
         if table is not None:
             _integer(table, 1, 252, f"{here}: route table")
-        routes.append(Route(r["to"], r["via"], table))
+        routes.append(Route(r["to"], gateways[0], table, tuple(gateways[1:])))
     rules = []
     for r in _table_list(raw, "rules", here):
         _no_unknown(r, {"from", "table"}, f"{here}: rule")
@@ -376,8 +422,18 @@ def _parse_node(raw: dict[str, Any], where: str) -> Node:
             MiddleboxSpec.parse(_text(middlebox, f"{here}: middlebox"))
         except MbtestError as e:
             raise TopologyError(f"{here}: {e}") from None
+    listen, port = raw.get("listen"), raw.get("port")
+    if (listen is not None or port is not None) and role != "target":
+        raise TopologyError(f"{here}: only a target has listen and port")
+    if role == "target":
+        listen = "mptcp" if listen is None else listen
+        if listen not in LISTEN:
+            raise TopologyError(f"{here}: listen must be one of {', '.join(LISTEN)}")
+        port = _integer(80 if port is None else port, 1, 65535, f"{here}: port")
     sysctls = {k: str(v) for k, v in sysctls.items()}
-    return Node(name, role, sysctls, routes, rules, limits, endpoints, middlebox, icmp_errors)
+    return Node(
+        name, role, sysctls, routes, rules, limits, endpoints, middlebox, icmp_errors, listen, port
+    )
 
 
 def _parse_link(raw: dict[str, Any], where: str, number: int) -> Link:
@@ -439,11 +495,12 @@ def _check_prefix(
 def validate(topo: Topology, where: str) -> None:
     """Whole-topology checks: one clear sentence for the first problem found."""
     roles = [n.role for n in topo.nodes.values()]
-    for role in ("client", "server"):
-        if roles.count(role) != 1:
-            raise TopologyError(
-                f"{where}: needs exactly one {role} node, found {roles.count(role)}"
-            )
+    if roles.count("client") != 1:
+        found = roles.count("client")
+        raise TopologyError(f"{where}: needs exactly one client node, found {found}")
+    servers = roles.count("server")
+    if servers > 1 or (servers == 0 and "target" not in roles):
+        raise TopologyError(f"{where}: needs exactly one server node (or targets), found {servers}")
     seen_if: set[tuple[str, str]] = set()
     seen_addr: dict[str, str] = {}
     for number, link in enumerate(topo.links, 1):
@@ -473,6 +530,7 @@ def validate(topo: Topology, where: str) -> None:
                 raise TopologyError(
                     f"{where}: the ends of link {number} are in different IPv{version} subnets"
                 )
+    on_link = _link_neighbours(topo)
     for node in topo.nodes.values():
         if not topo.interfaces(node.name):
             raise TopologyError(f"{where}: node {node.name} has no link")
@@ -484,11 +542,12 @@ def validate(topo: Topology, where: str) -> None:
                     "not one of its addresses"
                 )
         for route in node.routes:
-            if not _on_link(topo, node.name, route.via):
-                raise TopologyError(
-                    f"{where}: node {node.name} routes via {route.via}, "
-                    "which is not on any of its links"
-                )
+            for gateway in (route.via, *route.also):
+                if ipaddress.ip_address(gateway) not in on_link.get(node.name, set()):
+                    raise TopologyError(
+                        f"{where}: node {node.name} routes via {gateway}, "
+                        "which is not on any of its links"
+                    )
         tables = {r.table for r in node.routes if r.table}
         for rule in node.rules:
             if rule.table not in tables:
@@ -501,21 +560,20 @@ def validate(topo: Topology, where: str) -> None:
             raise TopologyError(
                 f"{where}: middlebox slot {slot.name} is not on a path between client and server"
             )
-    if not topo.hops_to(topo.client.name, topo.server.name):
-        raise TopologyError(f"{where}: the server cannot be reached from the client")
+    reached = set(topo.hops_from(topo.client.name))
+    for end in topo.far_ends():
+        if end not in reached:
+            raise TopologyError(f"{where}: {end} cannot be reached from the client")
 
 
-def _on_link(topo: Topology, node: str, via: str) -> bool:
-    address = ipaddress.ip_address(via)
-    for end in topo.interfaces(node):
-        for link in topo.links:
-            if end in link.ends:
-                for other in link.ends:
-                    for cidr in other.addresses:
-                        iface = ipaddress.ip_interface(cidr)
-                        if other is not end and iface.ip == address:
-                            return True
-    return False
+def _link_neighbours(topo: Topology) -> dict[str, set]:
+    """node -> the addresses of the other ends of its links (where a route can point)."""
+    out: dict[str, set] = {}
+    for link in topo.links:
+        for here, there in ((link.a, link.b), (link.b, link.a)):
+            known = out.setdefault(here.node, set())
+            known.update(ipaddress.ip_interface(c).ip for c in there.addresses)
+    return out
 
 
 def _expand_chain(chain: dict[str, Any], params: dict[str, Any], where: str) -> dict[str, Any]:
