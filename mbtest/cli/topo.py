@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import click
 
 from mbtest import jsondoc
@@ -12,6 +15,7 @@ from mbtest.cli.options import (
     middleboxes,
     say_if_no_fast_path,
 )
+from mbtest.errors import MbtestError
 
 
 @click.group()
@@ -137,6 +141,19 @@ def topo_up(
             listener.start(bed.ns(server), listen_port)
             listening = {"node": server, "port": listen_port}
             lines.append(f"an MPTCP server listens on {server} port {listen_port} (IPv4, IPv6)")
+        generated = None
+        if bed.truth_path is not None:
+            folder = os.path.dirname(bed.truth_path)
+            generated = {
+                "ground_truth": bed.truth_path,
+                "targets": {v: os.path.join(folder, f"targets-v{v}.txt") for v in ("4", "6")},
+                "logs": folder,
+            }
+            lines.append(f"ground truth: {bed.truth_path} (middlebox logs beside it)")
+            lines.append(
+                f"targets: {generated['targets']['4']} and {generated['targets']['6']}; "
+                f"probe them with: mbtest probe --targets FILE --from client -o results.jsonl"
+            )
         lines.append(f"tear it down with: mbtest topo down {bed.run_id}")
         described = {
             "testbed": bed.run_id,
@@ -156,10 +173,84 @@ def topo_up(
                 for slot, p in bed.processes.items()
             },
             "listening": listening,
+            "generated": generated,
             "down": f"mbtest topo down {bed.run_id}",
         }
         bed.hand_over()  # from here on it is the user's, until topo down
     click.echo(jsondoc.dumps(described) if as_json else "\n".join(lines))
+
+
+@topo.command("judge")
+@click.argument("results", type=click.Path(dir_okay=False))
+@click.argument("run_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="The judgement as one JSON line.")
+def topo_judge(results: str, run_id: str | None, as_json: bool) -> None:
+    """Judge a campaign's RESULTS against the ground truth of generated testbed RUN_ID (the
+    only one up, if not given): recall, precision, what was said not observable, hops unlike
+    the truth. Exit 1 when anything falls short.
+
+    \b
+    Example:
+      sudo mbtest topo up internet --param targets=200
+      sudo mbtest probe --targets /run/mbtest/RUN/targets-v4.txt --from client -o c.jsonl
+      sudo mbtest topo judge c.jsonl"""
+    import glob
+    import json
+
+    from mbtest.probe.groundtruth import judge
+    from mbtest.testbed import recorded
+
+    bed = recorded.find(run_id)
+    folders = [f for f in bed.owner.folders if os.path.exists(os.path.join(f, "ground-truth.json"))]
+    if not folders:
+        raise MbtestError(f"testbed {bed.run_id} ({bed.topology}) has no ground truth: "
+                          "only generated topologies (internet) have one")  # fmt: skip
+    folder = folders[0]
+    try:
+        with open(os.path.join(folder, "ground-truth.json")) as f:
+            truth = json.load(f)
+    except (OSError, ValueError) as e:
+        raise MbtestError(f"the ground truth of testbed {bed.run_id} cannot be read: {e}") from None
+    logs = {}
+    for path in glob.glob(os.path.join(folder, "middlebox-*.jsonl")):
+        node = os.path.basename(path)[len("middlebox-") : -len(".jsonl")]
+        logs[node] = _json_lines(path)
+    verdict = judge(truth, _json_lines(results), logs)
+    if as_json:
+        click.echo(jsondoc.dumps(verdict.as_dict()))
+    else:
+        click.echo(verdict.summary())
+        for label in ("missed", "false_positives", "unsaid", "hop_errors", "unreadable"):
+            for line in getattr(verdict, label):
+                click.echo(f"  {label.replace('_', ' ')}: {line}")
+    short = (
+        verdict.missed
+        or verdict.false_positives
+        or verdict.unsaid
+        or verdict.hop_errors
+        or verdict.unreadable
+    )
+    sys.exit(1 if short else 0)
+
+
+def _json_lines(path: str) -> list[dict]:
+    """The JSON objects of a file, one per line; a line that is not one is skipped (the
+    judgement counts only what it can read)."""
+    import json
+
+    out = []
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                try:
+                    doc = json.loads(line)
+                except (ValueError, RecursionError):
+                    continue
+                if isinstance(doc, dict):
+                    out.append(doc)
+    except OSError as e:
+        raise MbtestError(f"cannot read {path}: {e.strerror}") from None
+    return out
 
 
 @topo.command("down")
