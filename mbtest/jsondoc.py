@@ -100,6 +100,10 @@ def dumps(document: Any, indent: int | None = None) -> str:
 
 
 VERSION = 2  # of every schema below; readers accept 1 too
+# a campaign target's result in one word (campaign.schema.json), for the writer and readers
+CAMPAIGN_OUTCOMES = (
+    "clean", "changed", "not-observable", "no-mptcp", "unreachable", "no-answer", "error",
+)  # fmt: skip
 
 
 def schema(kind: str) -> str:

@@ -23,13 +23,11 @@ from typing import Any
 
 from mbtest.errors import Interrupted, MbtestError, Stopped, Terminated
 from mbtest.host import signals
-from mbtest.jsondoc import schema
+from mbtest.jsondoc import CAMPAIGN_OUTCOMES, schema
 from mbtest.probe.run import UnreachableTarget
 
 HOST_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?)+$")
-OUTCOMES = (
-    "clean", "changed", "not-observable", "no-mptcp", "unreachable", "no-answer", "error",
-)  # fmt: skip
+OUTCOMES = CAMPAIGN_OUTCOMES
 
 
 class TargetLineError(MbtestError):

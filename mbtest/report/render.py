@@ -8,6 +8,8 @@ import contextlib
 import json
 import os
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +20,7 @@ from markupsafe import Markup
 from mbtest import __version__, jsondoc
 from mbtest.errors import MbtestError
 from mbtest.jsondoc import is_schema
+from mbtest.report import campaign
 from mbtest.report.ladder import ladder_svg
 
 VERDICTS = (
@@ -30,6 +33,7 @@ VERDICTS = (
     "not-run",
 )
 TEMPLATE = "report.html.j2"  # in mbtest/report/templates/, shipped as package data
+PROBE_TEMPLATE = "probe.html.j2"  # a probe document's sections, one document per call
 
 
 def load_results(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
@@ -38,8 +42,28 @@ def load_results(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def load_all(paths: list[str]) -> tuple[list[tuple[str, dict[str, Any]]], list[dict[str, Any]]]:
-    """Matrix cells (results.jsonl files or their directories) and probe documents (JSON)."""
-    cells, probes = [], []
+    """Matrix cells (results.jsonl files or their directories) and probe documents (JSON);
+    a campaign's targets are in ``load`` only."""
+    loaded = load(paths)
+    return loaded.cells, loaded.probes
+
+
+@dataclass
+class Loaded:
+    cells: list[tuple[str, dict[str, Any]]]  # (directory of the results file, cell)
+    probes: list[dict[str, Any]]  # probe documents of their own (probe -o, probe --json)
+    campaign: campaign.Collector  # the lines of campaign files (probe --targets -o)
+    campaign_files: list[str]
+
+
+def load(paths: list[str]) -> Loaded:
+    """Everything the files given hold. A campaign file is read line by line into rows, and
+    a line of it that is no usable result is reported there rather than stopping the
+    report: one damaged line (a run killed while writing) must not hide 10,000 targets."""
+    cells: list[tuple[str, dict[str, Any]]] = []
+    probes: list[dict[str, Any]] = []
+    collector = campaign.Collector()
+    files: list[str] = []
     for path in paths:
         if os.path.isdir(path):  # a matrix's folder, or a single run's (mbtest run)
             lines_file, cell_file = (os.path.join(path, n) for n in ("results.jsonl", "cell.json"))
@@ -57,7 +81,11 @@ def load_all(paths: list[str]) -> tuple[list[tuple[str, dict[str, Any]]], list[d
             raise MbtestError(f"{path} cannot be read as text: {e}") from None
         document = _probe_document(text)
         if document is not None:
-            probes.append(document)
+            if _in_campaign(document):  # a campaign file of one target
+                collector.add(document)
+                files.append(path)
+            else:
+                probes.append(document)
             continue
         whole = _whole_cell(text)
         if whole is not None:  # a single run's cell.json: its evidence is beside it
@@ -65,30 +93,75 @@ def load_all(paths: list[str]) -> tuple[list[tuple[str, dict[str, Any]]], list[d
             whole["dir"] = os.path.basename(folder)
             cells.append((os.path.dirname(folder), whole))
             continue
-        lines = [line for line in text.splitlines() if line.strip()]
-        for number, line in enumerate(lines, 1):
+        bad: list[tuple[str, str, Any]] = []  # (where, why, campaign part) of unusable lines
+        in_campaign = False
+        for number, line in _lines(text):
+            where = f"{path} line {number}"
             try:
-                cell = json.loads(line)
-            except ValueError:
-                raise MbtestError(f"{path} line {number} is not JSON") from None
-            if isinstance(cell, dict) and is_schema(cell.get("schema"), "probe"):
-                probes.append(_probe_document(line))  # probe --json: a document a line
+                value = json.loads(line)
+            except (ValueError, RecursionError):
+                bad.append((where, "is not JSON", None))
                 continue
-            if isinstance(cell, dict) and is_schema(cell.get("schema"), "campaign"):
-                probes.append(_unprobed(cell))  # a campaign's target that was not probed
+            if _in_campaign(value):
+                in_campaign = True
+                problem = (
+                    None if is_schema(value.get("schema"), "campaign") else _probe_problem(value)
+                )
+                if problem:
+                    bad.append((where, problem, value.get("campaign")))
+                else:
+                    collector.add(value)
                 continue
-            problem = _cell_problem(cell)
+            if isinstance(value, dict) and is_schema(value.get("schema"), "probe"):
+                problem = _probe_problem(value)  # probe --json: a document a line
+                if problem:
+                    bad.append((where, problem, None))
+                else:
+                    probes.append(value)
+                continue
+            problem = _cell_problem(value)
             if problem:
-                raise MbtestError(f"{path} line {number} is not an mbtest cell result: {problem}")
-            cells.append((os.path.dirname(os.path.abspath(path)), cell))
-    if not cells and not probes:
+                bad.append((where, f"is not an mbtest cell result: {problem}", None))
+                continue
+            cells.append((os.path.dirname(os.path.abspath(path)), value))
+        if in_campaign:
+            files.append(path)
+            for where, why, part in bad:
+                collector.add_unreadable(where, why, part)
+        elif bad:
+            where, why, _ = bad[0]
+            raise MbtestError(f"{where} {why}" if why.startswith("is ") else f"{where}: {why}")
+    if not cells and not probes and not collector.rows:
         raise MbtestError(f"{', '.join(paths)} holds no cell or probe result: nothing to report")
-    return cells, probes
+    return Loaded(cells, probes, collector, files)
+
+
+def _in_campaign(value: Any) -> bool:
+    """A campaign's line: a probe document with its campaign part, or the line of a target
+    that could not be probed."""
+    if not isinstance(value, dict):
+        return False
+    schema = value.get("schema")
+    return is_schema(schema, "campaign") or (is_schema(schema, "probe") and "campaign" in value)
+
+
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    """The non-blank lines of a text with their numbers, one at a time (a campaign file
+    can be hundreds of megabytes: no second copy of it as a list)."""
+    start, number = 0, 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        number += 1
+        line = text[start:end]
+        if line.strip():
+            yield number, line
+        start = end + 1
 
 
 def _unprobed(line: dict[str, Any]) -> dict[str, Any]:
     """A campaign line for a target that could not be probed, as a probe document whose one
-    entry says why (so that the report lists it with the others)."""
+    entry says why (so that the report shows it with the others)."""
     part = line.get("campaign") if isinstance(line.get("campaign"), dict) else {}
     where = part.get("target") or f"targets line {part.get('line', '?')}"
     return {
@@ -156,22 +229,30 @@ def _probe_document(text: str) -> dict[str, Any] | None:
     """A probe result document, or None when the text is something else (JSON lines...)."""
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(doc, dict) or not is_schema(doc.get("schema"), "probe"):
         return None
+    problem = _probe_problem(doc)
+    if problem:
+        raise MbtestError(problem)
+    return doc
+
+
+def _probe_problem(doc: dict[str, Any]) -> str | None:
+    """What makes a probe document unusable by the report, or None."""
     if not isinstance(doc.get("probes"), list) or not isinstance(doc.get("target"), dict):
-        raise MbtestError("a probe result without its target or probes")
+        return "a probe result without its target or probes"
     for probe in doc["probes"]:
         if not isinstance(probe, dict) or not isinstance(probe.get("name"), str):
-            raise MbtestError("a probe result with a probe that has no name")
+            return "a probe result with a probe that has no name"
         hops = probe.get("hops", [])
         if not isinstance(hops, list) or not all(isinstance(h, dict) for h in hops):
-            raise MbtestError(f"probe {probe['name']}: its hops are not a list of objects")
+            return f"probe {probe['name']}: its hops are not a list of objects"
         for hop in hops:
             if not isinstance(hop.get("changes", []), list):
-                raise MbtestError(f"probe {probe['name']}: a hop's changes are not a list")
-    return doc
+                return f"probe {probe['name']}: a hop's changes are not a list"
+    return None
 
 
 def _inside(base: str, name: Any, must_exist: bool = True) -> str | None:
@@ -347,21 +428,36 @@ def _description(label: str, meta: dict[str, Any]) -> dict[str, Any]:
 
 def render(paths: list[str], out_file: str) -> str:
     """Write the report and return its path: the cells in grid order (their folders are
-    numbered by position, the same in every shard), each run's own description."""
-    loaded, probe_docs = load_all(paths)
+    numbered by position, the same in every shard), each run's own description, a
+    campaign as a summary and a row per target (its interesting targets in full, a bounded
+    number of them)."""
+    data = load(paths)
+    loaded, probe_docs = data.cells, data.probes
     loaded.sort(key=lambda item: _position(item[1]))
     out_dir = os.path.dirname(os.path.abspath(out_file))
     cells = [_cell_view(base, cell, out_dir) for base, cell in loaded]
     counts = Counter(c["verdict"] for c in cells)
     probes = [p for doc in probe_docs for p in doc["probes"]]
+    judging = [p["conformance"] for p in probes if isinstance(p.get("conformance"), dict)]
     path_probes = [p for p in probes if not p.get("conformance")]
     changed = sum(1 for p in path_probes if p.get("first_change") or p.get("setup_failed"))
-    judged = Counter(p["conformance"]["verdict"] for p in probes if p.get("conformance"))
+    judged = Counter(str(j.get("verdict")) for j in judging)
     doubtful = judged["deviates"] + judged["no-answer"] + judged["inconclusive"]
-    if counts["error"] or any(p.get("error") and not p.get("setup_failed") for p in probes):
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("mbtest.report", "templates"), autoescape=True
+    )
+    env.filters["show"] = jsondoc.plain
+    section = env.get_template(PROBE_TEMPLATE).module.probe_document  # type: ignore[attr-defined]
+    camp = _campaign_view(data, section) if data.campaign.rows else None
+    found = Counter(camp["summary"]["counts"]) if camp else Counter()
+    failed = counts["error"] or any(p.get("error") and not p.get("setup_failed") for p in probes)
+    doubted = counts["deviates"] or counts["inconclusive"] or counts["flaky"] or doubtful
+    if failed or found["error"] or found[campaign.UNREADABLE]:
         overall = "error"
-    elif counts["deviates"] or counts["inconclusive"] or counts["flaky"] or changed or doubtful:
+    elif doubted or changed or found["changed"]:
         overall = "deviates"
+    elif found["not-observable"]:  # nothing seen, and part of some path was out of sight
+        overall = "inconclusive"
     else:
         overall = "as-expected"
     behaviours = list(dict.fromkeys(c["behaviour"] for c in cells))
@@ -369,10 +465,9 @@ def render(paths: list[str], out_file: str) -> str:
     grid: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for c in cells:
         grid.setdefault((c["behaviour"], c["variant"]), []).append(c)
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("mbtest.report", "templates"), autoescape=True
-    )
-    env.filters["show"] = jsondoc.plain
+    runs = run_descriptions(loaded, probe_docs)
+    if camp:
+        runs.append(camp["run"])
     html = env.get_template(TEMPLATE).render(
         cells=cells,
         counts={v: counts.get(v, 0) for v in VERDICTS},
@@ -381,15 +476,72 @@ def render(paths: list[str], out_file: str) -> str:
         variants=variants,
         grid=grid,
         verdicts=VERDICTS,
-        runs=run_descriptions(loaded, probe_docs),
+        runs=runs,
         version=__version__,
         probe_docs=probe_docs,
+        probe_sections=[_section(section, doc, "probe") for doc in probe_docs],
         probe_counts={"probes": len(probes), "changed": changed, "conformance": dict(judged)},
+        camp=camp,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
     with open(out_file, "w") as f:
         f.write(html)
     return out_file
+
+
+def _campaign_view(data: Loaded, section: Any) -> dict[str, Any]:
+    """The campaign part of the page: its summary, its rows in table order, and the full
+    sections of the targets kept whole (a link from each one's row)."""
+    collector = data.campaign
+    kept = collector.kept()
+    sections = []
+    for row, doc in kept:
+        row["anchor"] = f"target-{row['index']}"
+        shown = _unprobed(doc) if is_schema(doc.get("schema"), "campaign") else doc
+        sections.append((row, _section(section, shown, row["anchor"])))
+    summary = campaign.summarise(collector.rows, len(kept))
+    summary["counts"] = {o["outcome"]: o["count"] for o in summary["outcomes"]}
+    first = collector.first
+    shown = {"targets": str(summary["targets"])}
+    if first.get("source"):
+        shown["probed from"] = first["source"]
+    run = {
+        "label": f"campaign {', '.join(data.campaign_files)}",
+        "command": first.get("command"),
+        "started_text": _when(first.get("started")),
+        "seconds": None,
+        "shown": shown,
+    }
+    return {
+        "summary": summary,
+        "rows": campaign.order(collector.rows),
+        "sections": sections,
+        "files": data.campaign_files,
+        "run": run,
+        "outcomes": campaign.OUTCOMES,
+        "interesting": campaign.INTERESTING,
+    }
+
+
+def _section(macro: Any, doc: dict[str, Any], prefix: str) -> Markup:
+    """One probe document's sections; a document whose shape the template cannot follow
+    (a file from outside) is said to be so in its place, and the page still renders."""
+    try:
+        return Markup(macro(doc, prefix))
+    except (
+        TypeError,
+        ValueError,
+        AttributeError,
+        KeyError,
+        IndexError,
+        RecursionError,
+        jinja2.TemplateError,
+    ) as e:
+        name = doc.get("target", {}).get("name") if isinstance(doc.get("target"), dict) else None
+        why = f"{type(e).__name__}: {e}"[:300]
+        return Markup('<p class="why">The document for {} cannot be shown in full: {}</p>').format(
+            str(name)[:200], why
+        )
 
 
 def _when(value: Any) -> str | None:
@@ -398,7 +550,10 @@ def _when(value: Any) -> str | None:
     seconds = jsondoc.epoch(value)
     if seconds is None:
         return value if isinstance(value, str) else None
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, ValueError, OSError):  # a number no clock reaches: not a time
+        return None
 
 
 def _position(cell: dict[str, Any]) -> tuple[int, str]:

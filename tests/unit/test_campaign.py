@@ -87,6 +87,13 @@ def test_a_target_is_summed_up_in_one_word():
     assert campaign.outcome(hidden) == "changed"
 
 
+def test_the_outcome_words_are_the_schemas():
+    from mbtest.host.datafiles import shipped
+
+    part = json.loads((shipped("schemas") / "campaign.schema.json").read_text())["$defs"]["part"]
+    assert tuple(part["properties"]["outcome"]["enum"]) == campaign.OUTCOMES
+
+
 def test_a_targets_pcap_is_named_after_it_and_holds_only_its_packets(tmp_path):
     from mbtest.packet.pcap import read_frames
     from mbtest.probe.rawio import Recorder
