@@ -66,6 +66,7 @@ def run_campaign(
         if out is not None:
             out.close()
     click.echo(f"campaign: {campaign.progress_line(plan)}", err=True)
+    click.echo(f"campaign: {campaign.budget_line(plan)}", err=True)
     if stopped is not None:
         raise stopped
     return FINDINGS if plan.counts["changed"] or plan.counts["error"] else OK

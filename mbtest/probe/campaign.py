@@ -296,6 +296,17 @@ def already_done(lines: Iterable[str]) -> set[tuple[str, int]]:
     return done
 
 
+def budget_line(campaign: Campaign) -> str:
+    """How much of the packet budget the campaign used: below 1 when waiting for answers
+    (timeouts, silent targets) left it idle; more workers keep it busier."""
+    seconds = max(time.monotonic() - campaign.started, 1e-9)
+    used = campaign.budget.taken / (campaign.budget.rate * seconds)
+    return (
+        f"{campaign.budget.taken} packets in {seconds:.1f} s: {used:.2f} of the budget of "
+        f"{campaign.budget.rate:g} packets/s"
+    )
+
+
 def progress_line(campaign: Campaign) -> str:
     total = len(campaign.todo)
     seconds = time.monotonic() - campaign.started

@@ -68,9 +68,10 @@ class Sweep:
     slot: int = 0  # this sweep's share of the IP ID / flow label space, when sweeps run
     slots: int = 1  # side by side: shares never overlap, so no sweep claims another's quote
     hint: PathHint | None = None  # what the sweeps of one run learnt about the path
-    keyless: int = 0  # quotes of this flow too short to hold a per-TTL key (8 bytes, IPv6)
     alone: int | None = None  # the one TTL in flight: a keyless quote is its answer
     tied_alone: list[int] = field(default_factory=list)  # TTLs placed that way
+    tied_by_router: list[int] = field(default_factory=list)  # placed by the run's routers
+    unplaced: list[Arrival] = field(default_factory=list)  # keyless quotes not placed yet
     flow_label: int | None = None  # IPv6: the flow's label (its handshake's), else a random one
 
     def __post_init__(self) -> None:
@@ -135,6 +136,25 @@ class Sweep:
             and not self._key_offsets(view)
         )
 
+    @property
+    def keyless(self) -> int:
+        """Quotes of this flow too short to hold a per-TTL key, not placed (yet)."""
+        return len(self.unplaced)
+
+    def place_keyless(self) -> None:
+        """Keyless quotes placed at the TTL at which the sweeps of the run saw their router
+        with a key (a router stands at one distance from here)."""
+        left = []
+        for arrival in self.unplaced:
+            ttl = self.hint.ttl_of(arrival.icmp.router) if self.hint is not None else None
+            if ttl is None or ttl in self.answers or ttl not in self.sent:
+                left.append(arrival)
+                continue
+            rtt = arrival.time - self.sent[ttl][0]
+            self.answers[ttl] = HopAnswer(ttl, arrival.icmp.router, rtt, arrival.icmp)
+            self.tied_by_router.append(ttl)
+        self.unplaced = left
+
     def match_key(self, view: View) -> int | None:
         """The TTL of a packet by its 32-bit key only (sequence number or TSval), never by
         the 16-bit IP ID: for records of a server that sees other flows than the probe's."""
@@ -174,10 +194,12 @@ class Sweep:
             ttl = self.match_quote(view)
             if ttl is None and self._keyless(view):
                 if self.alone is None or self.alone in self.answers:
-                    self.keyless += 1
+                    self.unplaced.append(arrival)
                     return
                 ttl = self.alone
                 self.tied_alone.append(ttl)
+            elif ttl is not None and self.hint is not None:
+                self.hint.seen(arrival.icmp.router, ttl)
             if ttl is None:
                 if view.protocol == 6 and view.dport == self.segment.dport:
                     self.unmatched += 1
@@ -248,10 +270,20 @@ class Sweep:
 
 @dataclass
 class PathHint:
-    """The destination's distance, learnt by the first sweep that saw the target answer:
-    sweeps that start later send no TTL beyond it (a SYN there only costs a RST)."""
+    """What the sweeps of one run learn about the path: the destination's distance, learnt
+    by the first sweep that saw the target answer (sweeps that start later send no TTL
+    beyond it: a SYN there only costs a RST), and the TTL of each router that answered."""
 
     distance: int | None = None
+    routers: dict[str, set[int]] = field(default_factory=dict)  # router -> TTLs it answered
+
+    def seen(self, router: str, ttl: int) -> None:
+        self.routers.setdefault(router, set()).add(ttl)
+
+    def ttl_of(self, router: str) -> int | None:
+        """The one TTL at which the run's sweeps saw this router (None: not one)."""
+        ttls = self.routers.get(router, set())
+        return next(iter(ttls)) if len(ttls) == 1 else None
 
     def learn(self, ttl: int) -> None:
         """The target answered the packet sent with this TTL."""
@@ -293,6 +325,7 @@ def parallel(io, sweep: Sweep, timeout: float, tries: int, pace: float = 0.001) 
             if time.monotonic() >= end:
                 break
             _collect(io, sweep, end)
+        sweep.place_keyless()
         to_send = sweep.silent_below()
     if sweep.keyless:
         one_at_a_time(io, sweep, timeout, tries)

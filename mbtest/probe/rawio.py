@@ -8,6 +8,8 @@ replies are read with deadlines only (select), never with a blocking read.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ipaddress
 import os
 import queue
 import select
@@ -88,8 +90,61 @@ def _ipv6_header(src: str, dst: str, length: int, next_header: int) -> bytes:
     )
 
 
+SO_ATTACH_FILTER = 26
+
+
+def _bpf(instructions: list[tuple[int, int, int, int]]) -> tuple[ctypes.Array, bytes]:
+    """A classic BPF program as setsockopt takes it (a sock_fprog), with its buffer."""
+    code = (ctypes.c_ubyte * (8 * len(instructions)))()
+    for i, (op, jt, jf, k) in enumerate(instructions):
+        struct.pack_into("HBBI", code, 8 * i, op, jt, jf, k)
+    prog = struct.pack("HL", len(instructions), ctypes.addressof(code))
+    return code, prog
+
+
+_LD_W_ABS, _LD_W_IND, _LDX_MSH = 0x20, 0x40, 0xB1
+_JEQ, _RET = 0x15, 0x06
+SKF_NET_OFF = -0x100000  # (a load relative to the network header)
+
+
+def about_filters(target: str, version: int) -> dict[str, list[tuple[int, int, int, int]]]:
+    """Kernel filters keeping only what concerns one target: ICMP errors quoting a packet
+    to it and (IPv4) segments from it. A campaign's runs each hold raw sockets, and every
+    raw socket gets a copy of every ICMP error: without them each run would read and parse
+    every other run's answers too, and the campaign would slow down as workers are added.
+    (An IPv6 raw socket's data starts after the IP header: its source is read at the
+    kernel's network-header offset.)"""
+    packed = ipaddress.ip_address(target).packed
+    words = [int.from_bytes(packed[i : i + 4], "big") for i in range(0, len(packed), 4)]
+    keep, drop = (_RET, 0, 0, 0x40000), (_RET, 0, 0, 0)
+
+    def compare(load: tuple[int, int, int, int], offsets: list[int], indexed: bool):
+        out = []
+        left = len(words)
+        for word, offset in zip(words, offsets, strict=True):
+            left -= 1
+            out.append((_LD_W_IND if indexed else _LD_W_ABS, 0, 0, offset))
+            out.append((_JEQ, 0, 2 * left + 1, word))  # mismatch: jump to the drop
+        return [*load, *out, keep, drop]
+
+    if version == 4:  # (the data starts at the outer IPv4 header)
+        msh = [(_LDX_MSH, 0, 0, 0)]  # X = its length
+        icmp = compare(msh, [8 + 16], indexed=True)  # the quoted header's destination
+        tcp = compare([], [12], indexed=False)  # the source
+        return {"icmp": icmp, "tcp": tcp}
+    icmp = compare([], [8 + 24 + 4 * i for i in range(4)], indexed=False)  # (at ICMPv6)
+    tcp = compare([], [(SKF_NET_OFF + 8 + 4 * i) & 0xFFFFFFFF for i in range(4)], False)
+    return {"icmp": icmp, "tcp": tcp}
+
+
 class RawSockets:
-    def __init__(self, version: int, budget: Any = None, recorder: Recorder | None = None):
+    def __init__(
+        self,
+        version: int,
+        budget: Any = None,
+        recorder: Recorder | None = None,
+        about: str | None = None,
+    ):
         self.version = version
         self.budget = budget  # something with take(): waits until a packet may leave
         self.recorder = recorder  # --pcap: what was sent and what came back
@@ -107,6 +162,11 @@ class RawSockets:
         for sock in (self.icmp, self.tcp):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             sock.setblocking(False)
+        if about is not None:  # (a campaign's run: only what concerns its target)
+            for name, program in about_filters(about, version).items():
+                code, prog = _bpf(program)
+                getattr(self, name).setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, prog)
+                del code  # (the kernel copied the program)
 
     def send(self, packet: bytes, dst: str) -> float:
         """Send one packet; returns when it left (monotonic seconds)."""

@@ -138,6 +138,12 @@ def probe_result(
             "(8 bytes of an IPv6 segment inside a connection), each tied to its TTL by "
             "sending that TTL alone"
         )
+    if sweep.tied_by_router:
+        notes.append(
+            f"{_ttls(sorted(set(sweep.tied_by_router)))}: quotes too short to hold a per-TTL "
+            "key (8 bytes of an IPv6 segment inside a connection), each tied to its TTL by its "
+            "router, which another probe of the run saw there"
+        )
     if sweep.keyless:
         notes.append(f"{sweep.keyless} quote(s) without a per-TTL key could not be placed")
     target = sweep.segment.dst

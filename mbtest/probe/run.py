@@ -336,7 +336,9 @@ def run(
     streamed = 0  # the results handed to on_result so far
     names: dict[str, str] = {}
     recorder = Recorder(address, source) if pcap else None
-    io = RawSockets(version, budget, recorder)  # (a campaign's budget, shared by its targets)
+    # a campaign's run (it has the campaign's budget, shared by its targets) reads only what
+    # concerns its target: the kernel filters out the other runs' answers
+    io = RawSockets(version, budget, recorder, about=address if budget is not None else None)
     stopped: MbtestError | None = None
 
     def document(probes: list[dict], seconds: float) -> dict[str, Any]:

@@ -224,6 +224,58 @@ def bench_probe(repeats: int = 3) -> dict[str, float]:
     return figures
 
 
+def bench_campaign(targets: int = 100) -> dict[str, float]:
+    """``mbtest probe --targets`` over the emulated Internet (topologies/internet.toml, seed
+    1): how much of the packet budget a campaign uses (packets sent / (budget x wall time),
+    the campaign's own count) and targets per second, at a budget the workers can fill and
+    at one that the 2 cores cannot; every run judged against the ground truth (recall and
+    precision must be 1, every hop as the truth says)."""
+    import glob
+    import re
+    import sys
+
+    from mbtest.probe.groundtruth import judge
+    from mbtest.testbed import builder, topology
+
+    cases = {"v4_300pps_16_workers": ("4", 16, 300), "v6_300pps_16_workers": ("6", 16, 300),
+             "v4_1000pps_32_workers": ("4", 32, 1000)}  # fmt: skip
+    figures: dict[str, float] = {"campaign_targets": targets}
+    with tempfile.TemporaryDirectory() as logs:
+        topo = topology.load("internet", {"targets": targets, "seed": 1})
+        with builder.Testbed(topo, log_dir=logs) as bed:
+            figures["campaign_internet_build_seconds"] = round(bed.build_seconds, 1)
+            with open(bed.truth_path) as f:
+                truth = json.load(f)
+            for name, (version, workers, pps) in cases.items():
+                out = os.path.join(logs, f"{name}.jsonl")
+                argv = [sys.executable, "-m", "mbtest.cli", "probe", "--targets",
+                        os.path.join(logs, f"targets-v{version}.txt"), "--from", "client",
+                        "--testbed", bed.run_id, "-w", str(workers), "--pps", str(pps), "-n",
+                        "-o", out]  # fmt: skip
+                done = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+                budget_line = r"(\d+) packets in ([\d.]+) s: ([\d.]+) of the budget"
+                said = re.search(budget_line, done.stderr)
+                assert said, done.stderr[-2000:]
+                packets, seconds, used = int(said[1]), float(said[2]), float(said[3])
+                with open(out) as f:
+                    results = [json.loads(line) for line in f]
+                logged = {}
+                for path in glob.glob(os.path.join(logs, "middlebox-*.jsonl")):
+                    node = os.path.basename(path)[len("middlebox-") : -len(".jsonl")]
+                    with open(path) as f:
+                        logged[node] = [json.loads(line) for line in f if line.strip()]
+                verdict = judge(truth, results, logged)
+                right = not (verdict.missed or verdict.false_positives or verdict.unsaid
+                             or verdict.hop_errors or verdict.unreadable)  # fmt: skip
+                figures[f"campaign_{name}_budget_used"] = used
+                figures[f"campaign_{name}_targets_per_second"] = round(len(results) / seconds, 2)
+                figures[f"campaign_{name}_packets"] = packets
+                figures[f"campaign_{name}_recall"] = round(verdict.recall, 3)
+                figures[f"campaign_{name}_precision"] = round(verdict.precision, 3)
+                figures[f"campaign_{name}_every_result_right"] = int(right)
+    return figures
+
+
 def wheel_install(folder: str) -> str:
     """A wheel of this checkout installed in a fresh virtual environment in ``folder``
     (what a user runs: an editable checkout spends about 20 ms more on every command's
@@ -424,7 +476,7 @@ def main() -> None:
     parser.add_argument("--output", default="reports/bench.json")
     parser.add_argument(
         "--only",
-        choices=("stability", "rewrite", "decode", "probe", "matrix"),
+        choices=("stability", "rewrite", "decode", "probe", "campaign", "matrix"),
         help="only this benchmark (stability: five default matrices)",
     )
     args = parser.parse_args()
@@ -435,6 +487,7 @@ def main() -> None:
         "rewrite": bench_rewrite,
         "report": bench_report,
         "probe": bench_probe,  # (this one and those after it need root)
+        "campaign": bench_campaign,
         "testbeds": bench_testbeds,
         "matrix": bench_matrix,
         "stability": lambda: bench_stability(record=record),

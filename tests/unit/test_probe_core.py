@@ -528,3 +528,23 @@ def test_a_lost_last_answer_and_a_lost_reply_are_asked_again_up_to_the_known_dis
     engine.parallel(path, sweep, timeout=0.05, tries=2, pace=0)
     assert path.sent == [1, 2, 3, 4, 5, 6, 5, 6]
     assert set(sweep.answers) == {1, 2, 3, 4, 5} and sweep.end_ttl == 6
+
+
+def test_an_8_byte_ipv6_quote_is_placed_where_another_probe_of_the_run_saw_its_router():
+    seg = data_segment(v6=True)
+    hint = engine.PathHint()
+    hint.seen("fd00:3::1", 3)  # (a SYN probe's quote from that router held its key)
+    sweep = engine.Sweep(seg, 5, random.Random(14), hint=hint)
+    for ttl in (1, 2, 3):
+        sweep.sent[ttl] = (0.0, 1)
+    cut = sweep.packet(3)[:48]
+    error = parse_icmp(bytes([3, 0, 0, 0, 0, 0, 0, 0]) + cut, "fd00:3::1", 6)
+    sweep.feed(Arrival(0.01, icmp=error))
+    assert sweep.keyless == 1 and 3 not in sweep.answers
+    sweep.place_keyless()
+    assert sweep.keyless == 0 and sweep.answers[3].router == "fd00:3::1"
+    assert sweep.tied_by_router == [3]
+    other = parse_icmp(bytes([3, 0, 0, 0, 0, 0, 0, 0]) + cut, "fd00:9::1", 6)  # unknown router
+    sweep.feed(Arrival(0.02, icmp=other))
+    sweep.place_keyless()
+    assert sweep.keyless == 1  # (left for sending alone)
