@@ -20,6 +20,7 @@ import pytest
 from mbtest.observe.capture import Capture, capturing
 from mbtest.packet.headers import parse_tcp
 from mbtest.packet.pcap import read_frames
+from mbtest.packet.quote import View
 from mbtest.probe.groundtruth import judge
 from mbtest.testbed import builder, topology
 from tests.schemas import validate
@@ -240,3 +241,41 @@ def test_topo_up_writes_the_truth_and_targets_a_campaign_uses_and_judge_reads(tm
         down = mbtest("topo", "down", run_id)
     assert down.returncode == 0, down.stderr
     assert not os.path.exists(generated["ground_truth"])  # (the testbed's folder went with it)
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_a_campaign_runs_sockets_read_only_what_concerns_their_target(internet, version):
+    """Each raw socket gets a copy of every ICMP error: a run's kernel filter keeps only the
+    errors quoting a packet to its target (and segments from it)."""
+    from mbtest.host import netns
+    from mbtest.probe import wire
+    from mbtest.probe.rawio import RawSockets
+
+    bed, logs = internet
+    truth = json.loads((logs / "ground-truth.json").read_text())
+    client = truth["client"][str(version)]
+    mine, other = (t["address"][str(version)] for t in truth["targets"][:2])
+
+    def exchange():
+        filtered, everything = RawSockets(version, about=mine), RawSockets(version)
+        try:
+            for dst in (mine, other):  # (expires at hop 1: core1 answers)
+                seg = wire.Segment(client, dst, 40000, 80, 7, flags="S")
+                filtered.send(wire.packet(seg, 1, 1, 0), dst)
+            deadline = time.monotonic() + 1.0
+            got, all_got = [], []
+            while time.monotonic() < deadline and (len(got) < 1 or len(all_got) < 2):
+                got += filtered.receive(time.monotonic() + 0.1)
+                all_got += everything.poll()
+            time.sleep(0.2)
+            got += filtered.poll()
+            all_got += everything.poll()
+            return got, all_got
+        finally:
+            filtered.close()
+            everything.close()
+
+    got, all_got = netns.call_in(bed.ns("client"), exchange)
+    quoted = [View(a.icmp.quote).ip_fields()["dst"] for a in got if a.icmp]
+    assert quoted == [mine]
+    assert {View(a.icmp.quote).ip_fields()["dst"] for a in all_got if a.icmp} == {mine, other}
