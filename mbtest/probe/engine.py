@@ -72,6 +72,7 @@ class Sweep:
     tied_alone: list[int] = field(default_factory=list)  # TTLs placed that way
     tied_by_router: list[int] = field(default_factory=list)  # placed by the run's routers
     unplaced: list[Arrival] = field(default_factory=list)  # keyless quotes not placed yet
+    round_ttls: list[int] = field(default_factory=list)  # the TTLs this re-ask round sent
     flow_label: int | None = None  # IPv6: the flow's label (its handshake's), else a random one
 
     def __post_init__(self) -> None:
@@ -171,6 +172,18 @@ class Sweep:
             offsets.append((tsval - self.tsval_base) & 0xFFFFFFFF)
         return offsets
 
+    def _challenge_ack(self, seg: TcpSegment) -> bool:
+        """A pure ACK answering one of a SYN sweep's SYNs: the target already holds a
+        request for this 4-tuple (an earlier TTL's SYN reached it), so its numbers name
+        that SYN, not the one it answers: only a round with one TTL in flight places it."""
+        return (
+            self.segment.vary == "seq"
+            and "S" in self.segment.flags
+            and seg.is_ack
+            and not seg.flags & 0x06  # (neither SYN nor RST)
+            and self.rounds > 1
+        )
+
     def match_reply(self, seg: TcpSegment) -> int | None:
         """The TTL a reply answers: by its ACK (stateless probes) or its TSecr echoing the
         TSval key, whichever a middlebox left intact."""
@@ -218,6 +231,8 @@ class Sweep:
                 self.malformed.append(str(e))
                 return
             ttl = self.match_reply(arrival.tcp)
+            if self._challenge_ack(arrival.tcp) and len(self.round_ttls) == 1:
+                ttl = self.round_ttls[0]  # (its numbers name the SYN that opened the request)
             if ttl is not None and self.hint is not None:
                 self.hint.learn(ttl)
             rtt = arrival.time - self.sent[ttl][0] if ttl in self.sent else None
@@ -308,6 +323,7 @@ def parallel(io, sweep: Sweep, timeout: float, tries: int, pace: float = 0.001) 
     to_send = list(range(1, sweep.max_ttl + 1))
     while to_send and sweep.rounds < tries:
         sweep.rounds += 1
+        sweep.round_ttls = [t for t in to_send if sweep.hint is None or not sweep.hint.beyond(t)]
         for ttl in to_send:
             if sweep.hint is not None and sweep.hint.beyond(ttl):
                 break  # the target already answered a smaller TTL: nothing to learn there

@@ -548,3 +548,37 @@ def test_an_8_byte_ipv6_quote_is_placed_where_another_probe_of_the_run_saw_its_r
     sweep.feed(Arrival(0.02, icmp=other))
     sweep.place_keyless()
     assert sweep.keyless == 1  # (left for sending alone)
+
+
+class RequestHoldingPath(SimulatedPath):
+    """A target that keeps the request the first SYN to reach it opened: a later SYN of the
+    same 4-tuple is answered by a pure ACK naming that first SYN (Linux's challenge ACK)."""
+
+    request_ack = None
+
+    def send(self, packet, dst):
+        ttl = packet[8]
+        if ttl >= self.hops and ttl not in self.lose_first and self.request_ack is not None:
+            self.now += 0.001
+            self.sent.append(ttl)
+            seg = parse_tcp(packet)
+            ack = wire.Segment(DST, SRC, 80, seg.sport, 100, self.request_ack, "A")
+            self.queue.append(Arrival(self.now + 0.01, tcp=parse_tcp(wire.packet(ack, 60, 1, 0))))
+            return self.now
+        at = super().send(packet, dst)
+        if ttl >= self.hops and self.request_ack is None and self.queue and self.queue[-1].tcp:
+            self.request_ack = self.queue[-1].tcp.ack
+        return at
+
+
+def test_a_lost_syn_ack_then_a_challenge_ack_still_gives_the_right_distance():
+    """The TTL-6 SYN's answer is lost, the TTL-7 SYN opens the request; asked again alone,
+    TTL 6 gets a pure ACK naming TTL 7's SYN: it answers TTL 6 (the target is at 6, not 7,
+    and there is no silent router at 6)."""
+    path = RequestHoldingPath(hops=6, silent=(), lose_first=(6,))
+    sweep = engine.Sweep(syn(), 7, random.Random(15))
+    engine.parallel(path, sweep, timeout=0.05, tries=2, pace=0)
+    assert path.sent == [1, 2, 3, 4, 5, 6, 7, 6]
+    assert sweep.end_ttl == 6
+    result = probe_result("mp_capable", "", sweep, [], 0.1)
+    assert [h["ttl"] for h in result["hops"]] == [1, 2, 3, 4, 5]
