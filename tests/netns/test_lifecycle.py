@@ -170,4 +170,4 @@ def test_a_malformed_topology_file_is_one_clear_line(tmp_path):
         timeout=60,
     )
     assert run.returncode == 2
-    assert run.stderr == "mbtest: bad.toml: needs exactly one server node, found 0\n"
+    assert run.stderr == "mbtest: bad.toml: needs exactly one server node (or targets), found 0\n"

@@ -155,6 +155,7 @@ def test_change_first_seen_after_the_slot(path, spec, probe_name):
     first = result["first_change"]
     assert first is not None, f"{probe_name} saw nothing of {spec} (log: {truth})"
     assert first["ttl"] == SLOT_AT + 1, first
+    assert first["after_ttl"] == SLOT_AT, first  # (the slot's own quote is unchanged)
     hop = next(h for h in result["hops"] if h["ttl"] == SLOT_AT + 1)
     seen = {c["field"] for c in hop["changes"] if c["first"]}
     assert any(f == t or f.startswith(t + ".") for f in seen for t in truth), (seen, truth)
@@ -383,6 +384,7 @@ def test_a_users_own_probe_file_runs_like_the_built_in_ones(path, tmp_path):
     assert result["first_change"] == {
         "ttl": SLOT_AT + 1,
         "router": router,
+        "after_ttl": SLOT_AT,  # (made between the slot's own quote and the next router's)
         "changes": ["MP_CAPABLE flag A 1 -> 0"],
     }
 
