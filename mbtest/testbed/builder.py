@@ -107,12 +107,16 @@ class Testbed:
 
     def hand_over(self) -> None:
         """Keep the testbed when its with-block ends (topo up): it becomes the user's, until
-        topo down, and cleanup leaves it alone."""
-        with signals.deferred():
-            self.persistent = True
-            if self.owner is not None:
-                self.owner.persistent = True
-                self.owner.save()
+        topo down, and cleanup leaves it alone. The command's last step: a signal that came
+        before it stops here (the with-block tears down); from here on signals are ignored,
+        so none can leave a testbed kept but the command killed (a signal raised after the
+        hand-over used to find the testbed already kept: it was left up, unannounced)."""
+        signals.check()
+        signals.done()
+        self.persistent = True
+        if self.owner is not None:
+            self.owner.persistent = True
+            self.owner.save()
 
     def build(self) -> None:
         check_mptcp()
