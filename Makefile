@@ -4,7 +4,8 @@
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
 MBTEST   := $(VENV)/bin/mbtest
-DEB_PKGS := iptables nftables tcpdump tshark libnetfilter-queue-dev gcc iproute2 procps python3-venv chromium
+DEB_PKGS := iptables nftables tcpdump tshark libnetfilter-queue-dev gcc iproute2 procps python3-venv chromium \
+            qemu-system-x86 busybox-static zstd
 STAMP    := $(VENV)/.mbtest-installed
 
 NATIVE   := mbtest/middlebox/native/mbtest-nfq-fast

@@ -13,6 +13,7 @@ from mbtest import __version__
 from mbtest.cli import (
     decode,
     expect,
+    kernel,
     matrix,
     middlebox,
     probe,
@@ -46,7 +47,7 @@ def cli() -> None:
     RFC 8684 says."""
 
 
-for module in (decode, system, topo, middlebox, expect, run, matrix, report, probe, serve):
+for module in (decode, system, topo, kernel, middlebox, expect, run, matrix, report, probe, serve):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -1,0 +1,184 @@
+"""A guest on another kernel: QEMU's microvm machine under software emulation (TCG), the
+kernel booted directly with its own small initramfs, the host's root shared read-only over
+virtiofs (so the guest runs the project's own Python and venv) and an exchange folder
+shared read-write (the command in, its output and exit status out: QEMU's own status says
+nothing about the guest's command).
+
+QEMU and its virtiofsd processes run inside a network namespace the run owns, so they are
+owned like namespaces are: removing the namespace ends them, on success, error, Ctrl-C,
+SIGTERM, and by ``mbtest cleanup`` when their owner died. Every step has a deadline; a
+guest that does not finish is an error naming the console's last lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mbtest.errors import EnvironmentProblem, MbtestError
+from mbtest.host import netns, owners, signals
+from mbtest.host.kernels import Kernel
+
+QEMU = "qemu-system-x86_64"
+VIRTIOFSD = ("/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd", "/usr/bin/virtiofsd")
+
+
+class GuestError(MbtestError):
+    """A guest that did not boot or did not finish, with the console's last lines."""
+
+
+@dataclass
+class GuestResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+    console: str
+    seconds: float
+
+
+def tools() -> tuple[str, str]:
+    """QEMU and virtiofsd, or one sentence saying what to install."""
+    qemu = shutil.which(QEMU)
+    daemon = next((p for p in VIRTIOFSD if os.access(p, os.X_OK)), None)
+    if qemu is None or daemon is None:
+        raise EnvironmentProblem(
+            "guests need QEMU and its virtiofsd: apt-get install qemu-system-x86 (make setup)"
+        )
+    return qemu, daemon
+
+
+def host_khz() -> int | None:
+    """The host's TSC frequency in kHz: the guest's clock calibration (its own takes long
+    and goes wrong under emulation)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("cpu MHz"):
+                    return int(float(line.split(":")[1]) * 1000)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def qemu_argv(qemu: str, kernel: Kernel, state: Path, memory_mb: int) -> list[str]:
+    """The guest's machine: microvm, one CPU, memory shared with the virtiofs daemons."""
+    khz = host_khz()
+    append = "console=ttyS0 quiet panic=-1" + (f" tsc_early_khz={khz}" if khz else "")
+    return [
+        qemu, "-M", "microvm,accel=tcg,memory-backend=mem", "-cpu", "max", "-smp", "1",
+        "-m", str(memory_mb), "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+        "-serial", f"file:{state / 'console.log'}", "-monitor", "none",
+        "-global", "virtio-mmio.force-legacy=false",
+        "-object", f"memory-backend-memfd,id=mem,size={memory_mb}M,share=on",
+        "-chardev", f"socket,id=root,path={state / 'root.sock'}",
+        "-device", "vhost-user-fs-device,chardev=root,tag=root",
+        "-chardev", f"socket,id=exchange,path={state / 'exchange.sock'}",
+        "-device", "vhost-user-fs-device,chardev=exchange,tag=exchange",
+        "-kernel", str(kernel.vmlinuz), "-initrd", str(kernel.initramfs), "-append", append,
+    ]  # fmt: skip
+
+
+def command_script(argv: list[str], cwd: str) -> str:
+    path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+    return (
+        f"export PATH={shlex.quote(path)} HOME=/root\ncd {shlex.quote(cwd)}\n{shlex.join(argv)}\n"
+    )
+
+
+def run(
+    kernel: Kernel,
+    argv: list[str],
+    timeout: float = 180.0,
+    memory_mb: int = 512,
+    cwd: str | None = None,
+) -> GuestResult:
+    """Boot the kernel, run ``argv`` in the host's root (read-only, /tmp and /run in
+    memory), return its exit status and output. GuestError when the guest does not boot or
+    finish within ``timeout`` seconds (its console's last lines said)."""
+    qemu, daemon = tools()
+    netns.require_root()
+    started = time.monotonic()
+    owner = owners.Owner(owners.new_run_id(), "vm", about={"kernel": kernel.release})
+    ns = netns.ns_name(owner.run_id, "guest")
+    owner.namespaces["guest"] = ns
+    owner.save()
+    processes: list[subprocess.Popen] = []
+    try:
+        state = Path(owner.state_folder())
+        exchange = state / "exchange"
+        exchange.mkdir()
+        (exchange / "command.sh").write_text(command_script(argv, cwd or os.getcwd()))
+        netns.create(ns)
+        for tag, source in (("root", "/"), ("exchange", str(exchange))):
+            socket_path = state / f"{tag}.sock"
+            argv_daemon = [daemon, f"--socket-path={socket_path}", "-o", f"source={source}",
+                           "-o", "cache=none", "-o", "sandbox=chroot"]  # fmt: skip
+            quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+            processes.append(netns.popen(ns, argv_daemon, **quiet))
+        deadline = time.monotonic() + 10
+        while not all((state / f"{t}.sock").exists() for t in ("root", "exchange")):
+            signals.check()
+            if time.monotonic() > deadline:
+                raise GuestError("virtiofsd did not open its sockets within 10 s")
+            time.sleep(0.02)
+        proc = netns.popen(ns, qemu_argv(qemu, kernel, state, memory_mb),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        processes.append(proc)
+        end = started + timeout
+        while proc.poll() is None:
+            signals.check()
+            if time.monotonic() > end:
+                proc.kill()
+                proc.wait(5)
+                raise GuestError(
+                    f"the guest on {kernel.release} did not finish within {timeout:.0f} s; "
+                    f"console: {_tail(state)}"
+                )
+            time.sleep(0.05)
+        qemu_said = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+        exit_file = exchange / "exit"
+        if not exit_file.exists():
+            said = f"; QEMU: {qemu_said[-300:]}" if qemu_said else ""
+            raise GuestError(
+                f"the guest on {kernel.release} did not run the command; console: "
+                f"{_tail(state)}{said}"
+            )
+        return GuestResult(
+            exit_code=int(exit_file.read_text().strip() or "255"),
+            stdout=_read(exchange / "stdout"),
+            stderr=_read(exchange / "stderr"),
+            console=_read(state / "console.log"),
+            seconds=time.monotonic() - started,
+        )
+    finally:
+        with signals.deferred():
+            with contextlib.suppress(Exception):
+                netns.remove(ns)  # (ends QEMU and the daemons still in it)
+            for process in processes:  # (reaped)
+                with contextlib.suppress(Exception):
+                    process.kill()
+                    process.wait(2)
+                if process.stderr:
+                    process.stderr.close()
+            for folder in owner.folders:
+                shutil.rmtree(folder, ignore_errors=True)
+            owner.forget()
+
+
+def _read(path: Path, limit: int = 1 << 20) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _tail(state: Path, lines: int = 5) -> str:
+    text = _read(state / "console.log").strip().splitlines()
+    return " | ".join(text[-lines:]) if text else "(nothing: it did not boot)"
