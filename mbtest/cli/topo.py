@@ -94,6 +94,14 @@ def topo_ls(as_json: bool) -> None:
     help="Start an MPTCP server on the server node (IPv4 and IPv6) that accepts and reads: "
     "a target for probes and hand-made traffic.",
 )
+@click.option(
+    "--kernel",
+    "kernel",
+    default="host",
+    show_default=True,
+    metavar="VERSION",
+    help="Run the server in a VM on this cached kernel (mbtest kernel fetch VERSION).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the testbed as one JSON line.")
 def topo_up(
     name: str,
@@ -102,6 +110,7 @@ def topo_up(
     params: tuple[str, ...],
     placed: tuple[str, ...],
     listen_port: int | None,
+    kernel: str,
     as_json: bool,
 ) -> None:
     """Build topology NAME (or a .toml path) and leave it up.
@@ -113,17 +122,21 @@ def topo_up(
       sudo mbtest probe 10.1.4.2 --from client
       sudo mbtest topo up single-path --listen 8080
       sudo mbtest probe 10.1.4.2 -p 8080 --from client --suite conformance
-      sudo mbtest topo down"""
+      sudo mbtest topo down
+      sudo mbtest topo up single-path --listen 8080 --kernel 6.1   (the server on Linux 6.1)"""
     from mbtest.testbed import topology
     from mbtest.testbed.builder import Testbed
 
     specs = middleboxes(placed)
     say_if_no_fast_path(list(specs.values()))
+    guests = {} if kernel == "host" else {"server": kernel}
     bed = Testbed(
         topology.load(name, key_values(params)),
         ip_version=6 if ipv6 else 4,
         checksums=checksum,
         middleboxes=specs,
+        guests=guests,
+        listen_port=listen_port if guests else None,
     )
     with bed:  # torn down if anything stops it before it is handed over
         lines = [f"testbed {bed.run_id} ({bed.topology.name}) is up; enter a node with:"]
@@ -134,7 +147,15 @@ def topo_up(
         for slot, process in bed.processes.items():
             lines.append(f"middlebox {process.spec.text} in {slot}, logging to {process.log_path}")
         listening = None
-        if listen_port is not None:
+        for node, guest in bed.guest_runs.items():
+            lines.append(
+                f"{node} runs Linux {guest.kernel.release} in a VM (console: "
+                f"{guest.state / 'console.log'})"
+            )
+        if listen_port is not None and guests:
+            listening = {"node": "server", "port": listen_port, "kernel": kernel}
+            lines.append(f"an MPTCP server listens in the VM on port {listen_port} (IPv4, IPv6)")
+        elif listen_port is not None:
             from mbtest.endpoints import listener
 
             server = bed.topology.server.name

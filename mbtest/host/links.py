@@ -103,6 +103,21 @@ def veth(ns_a: str, if_a: str, ns_b: str, if_b: str, macs: tuple[str, str] | Non
 NUD_PERMANENT = 0x80
 
 
+def tap(ns: str, ifname: str) -> None:
+    """A tap device in namespace NS, up: where a veth end would stand when the other end is a
+    guest's NIC (QEMU, started in NS, attaches to it by name)."""
+
+    def make(ipr: IPRoute) -> None:
+        ipr.link("add", ifname=ifname, kind="tuntap", mode="tap")
+        for name in (ifname, "lo"):
+            ipr.link("set", index=_index(ipr, name), state="up")
+
+    try:
+        in_namespace(ns, make)
+    except NetlinkError as e:
+        raise MbtestError(f"cannot make tap {ifname} in {ns}: {e.args[-1]}") from None
+
+
 @signals.critical
 def neighbour(ns: str, ifname: str, address: str, mac: str) -> None:
     """A permanent neighbour entry: no ARP or neighbour discovery for it, and (unlike learnt

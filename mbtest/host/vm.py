@@ -66,11 +66,14 @@ def host_khz() -> int | None:
     return None
 
 
-def qemu_argv(qemu: str, kernel: Kernel, state: Path, memory_mb: int) -> list[str]:
-    """The guest's machine: microvm, one CPU, memory shared with the virtiofs daemons."""
+def qemu_argv(
+    qemu: str, kernel: Kernel, state: Path, memory_mb: int, nics: list[tuple[str, str]]
+) -> list[str]:
+    """The guest's machine: microvm, one CPU, memory shared with the virtiofs daemons, a
+    virtio-net NIC per (tap in this namespace, hardware address): eth0, eth1... inside."""
     khz = host_khz()
     append = "console=ttyS0 quiet panic=-1" + (f" tsc_early_khz={khz}" if khz else "")
-    return [
+    argv = [
         qemu, "-M", "microvm,accel=tcg,memory-backend=mem", "-cpu", "max", "-smp", "1",
         "-m", str(memory_mb), "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
         "-serial", f"file:{state / 'console.log'}", "-monitor", "none",
@@ -82,6 +85,10 @@ def qemu_argv(qemu: str, kernel: Kernel, state: Path, memory_mb: int) -> list[st
         "-device", "vhost-user-fs-device,chardev=exchange,tag=exchange",
         "-kernel", str(kernel.vmlinuz), "-initrd", str(kernel.initramfs), "-append", append,
     ]  # fmt: skip
+    for i, (tap, mac) in enumerate(nics):
+        argv += ["-netdev", f"tap,id=n{i},ifname={tap},script=no,downscript=no",
+                 "-device", f"virtio-net-device,netdev=n{i},mac={mac}"]  # fmt: skip
+    return argv
 
 
 def command_script(argv: list[str], cwd: str) -> str:
@@ -89,6 +96,69 @@ def command_script(argv: list[str], cwd: str) -> str:
     return (
         f"export PATH={shlex.quote(path)} HOME=/root\ncd {shlex.quote(cwd)}\n{shlex.join(argv)}\n"
     )
+
+
+class Guest:
+    """One VM: its virtiofs daemons and QEMU, started inside namespace ``ns`` (where its
+    taps are), its files in ``state`` (console, sockets, the exchange folder). Removing the
+    namespace ends them all; ``stop`` does it for a namespace that stays."""
+
+    def __init__(self, kernel: Kernel, ns: str, state: Path, script: str,
+                 nics: list[tuple[str, str]] = (), memory_mb: int = 512):  # fmt: skip
+        self.kernel, self.ns, self.state, self.nics = kernel, ns, state, list(nics)
+        self.memory_mb = memory_mb
+        self.exchange = state / "exchange"
+        self.exchange.mkdir(parents=True, exist_ok=True)
+        (self.exchange / "command.sh").write_text(script)
+        self.processes: list[subprocess.Popen] = []
+        self.qemu: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        qemu, daemon = tools()
+        for tag, source in (("root", "/"), ("exchange", str(self.exchange))):
+            socket_path = self.state / f"{tag}.sock"
+            argv = [daemon, f"--socket-path={socket_path}", "-o", f"source={source}",
+                    "-o", "cache=none", "-o", "sandbox=chroot"]  # fmt: skip
+            quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+            self.processes.append(netns.popen(self.ns, argv, **quiet))
+        deadline = time.monotonic() + 10
+        while not all((self.state / f"{t}.sock").exists() for t in ("root", "exchange")):
+            signals.check()
+            if time.monotonic() > deadline:
+                raise GuestError("virtiofsd did not open its sockets within 10 s")
+            time.sleep(0.02)
+        argv = qemu_argv(qemu, self.kernel, self.state, self.memory_mb, self.nics)
+        self.qemu = netns.popen(self.ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.processes.append(self.qemu)
+
+    def wait_for(self, name: str, timeout: float) -> None:
+        """Until the guest writes ``name`` in the exchange folder; GuestError (with the
+        console's last lines) if it stops or the deadline passes first."""
+        end = time.monotonic() + timeout
+        while not (self.exchange / name).exists():
+            signals.check()
+            if self.qemu is not None and self.qemu.poll() is not None:
+                raise GuestError(f"the guest on {self.kernel.release} stopped: {self.why()}")
+            if time.monotonic() > end:
+                raise GuestError(
+                    f"the guest on {self.kernel.release} did not get ready within "
+                    f"{timeout:.0f} s: {self.why()}"
+                )
+            time.sleep(0.05)
+
+    def why(self) -> str:
+        said = _read(self.exchange / "stderr").strip().splitlines()[-2:]
+        return f"console: {_tail(self.state)}" + (f"; stderr: {' | '.join(said)}" if said else "")
+
+    def stop(self) -> None:
+        """End QEMU and the daemons (reaped)."""
+        for process in self.processes:
+            with contextlib.suppress(Exception):
+                process.kill()
+                process.wait(2)
+            if process.stderr:
+                process.stderr.close()
+        self.processes.clear()
 
 
 def run(
@@ -101,58 +171,28 @@ def run(
     """Boot the kernel, run ``argv`` in the host's root (read-only, /tmp and /run in
     memory), return its exit status and output. GuestError when the guest does not boot or
     finish within ``timeout`` seconds (its console's last lines said)."""
-    qemu, daemon = tools()
+    tools()
     netns.require_root()
     started = time.monotonic()
     owner = owners.Owner(owners.new_run_id(), "vm", about={"kernel": kernel.release})
     ns = netns.ns_name(owner.run_id, "guest")
     owner.namespaces["guest"] = ns
     owner.save()
-    processes: list[subprocess.Popen] = []
+    guest = None
     try:
         state = Path(owner.state_folder())
-        exchange = state / "exchange"
-        exchange.mkdir()
-        (exchange / "command.sh").write_text(command_script(argv, cwd or os.getcwd()))
         netns.create(ns)
-        for tag, source in (("root", "/"), ("exchange", str(exchange))):
-            socket_path = state / f"{tag}.sock"
-            argv_daemon = [daemon, f"--socket-path={socket_path}", "-o", f"source={source}",
-                           "-o", "cache=none", "-o", "sandbox=chroot"]  # fmt: skip
-            quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-            processes.append(netns.popen(ns, argv_daemon, **quiet))
-        deadline = time.monotonic() + 10
-        while not all((state / f"{t}.sock").exists() for t in ("root", "exchange")):
-            signals.check()
-            if time.monotonic() > deadline:
-                raise GuestError("virtiofsd did not open its sockets within 10 s")
-            time.sleep(0.02)
-        proc = netns.popen(ns, qemu_argv(qemu, kernel, state, memory_mb),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-        processes.append(proc)
-        end = started + timeout
-        while proc.poll() is None:
-            signals.check()
-            if time.monotonic() > end:
-                proc.kill()
-                proc.wait(5)
-                raise GuestError(
-                    f"the guest on {kernel.release} did not finish within {timeout:.0f} s; "
-                    f"console: {_tail(state)}"
-                )
-            time.sleep(0.05)
-        qemu_said = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
-        exit_file = exchange / "exit"
-        if not exit_file.exists():
-            said = f"; QEMU: {qemu_said[-300:]}" if qemu_said else ""
-            raise GuestError(
-                f"the guest on {kernel.release} did not run the command; console: "
-                f"{_tail(state)}{said}"
-            )
+        guest = Guest(kernel, ns, state, command_script(argv, cwd or os.getcwd()), [], memory_mb)
+        guest.start()
+        try:
+            guest.wait_for("exit", max(1.0, started + timeout - time.monotonic()))
+        except GuestError:
+            if not (guest.exchange / "exit").exists():
+                raise
         return GuestResult(
-            exit_code=int(exit_file.read_text().strip() or "255"),
-            stdout=_read(exchange / "stdout"),
-            stderr=_read(exchange / "stderr"),
+            exit_code=int((guest.exchange / "exit").read_text().strip() or "255"),
+            stdout=_read(guest.exchange / "stdout"),
+            stderr=_read(guest.exchange / "stderr"),
             console=_read(state / "console.log"),
             seconds=time.monotonic() - started,
         )
@@ -160,12 +200,8 @@ def run(
         with signals.deferred():
             with contextlib.suppress(Exception):
                 netns.remove(ns)  # (ends QEMU and the daemons still in it)
-            for process in processes:  # (reaped)
-                with contextlib.suppress(Exception):
-                    process.kill()
-                    process.wait(2)
-                if process.stderr:
-                    process.stderr.close()
+            if guest is not None:
+                guest.stop()
             for folder in owner.folders:
                 shutil.rmtree(folder, ignore_errors=True)
             owner.forget()

@@ -73,6 +73,9 @@ class Testbed:
     build_seconds: float = 0.0
     truth_path: str | None = None  # a generated topology's ground truth, once written
     static_neighbours: bool | None = None  # None: for topologies with targets (hundreds of nodes)
+    guests: dict[str, str] = field(default_factory=dict)  # node -> kernel version: in a VM
+    listen_port: int | None = None  # what a guest endpoint listens on (MPTCP)
+    guest_runs: dict = field(default_factory=dict)  # node -> its running vm.Guest
     owner: owners.Owner | None = None
 
     def __post_init__(self) -> None:
@@ -148,15 +151,21 @@ class Testbed:
             sysctls.update(node.sysctls)
             sysctls.update(self.sysctls.get(node.name, {}))
             netns.sysctls(name, sysctls)
+        kernels = self._guest_kernels()
         for number, link in enumerate(topo.links):
             signals.check()
             macs = _macs(number) if self.static_neighbours else None
             a, b = link.a, link.b
+            if a.node in kernels or b.node in kernels:  # a tap where the host's end stands
+                host = b if a.node in kernels else a
+                links.tap(self.ns(host.node), host.ifname)
+                continue
             links.veth(self.ns(a.node), a.ifname, self.ns(b.node), b.ifname, macs)
         for node in topo.nodes.values():  # a node's settings in one visit to its namespace
             signals.check()
             links.batch(self.ns(node.name), lambda node=node: self._configure(node))
         self.start_middleboxes()
+        self.start_guests(kernels)
         self.start_targets()
         self.write_truth()
         self.build_seconds = time.monotonic() - start
@@ -164,14 +173,17 @@ class Testbed:
     def _configure(self, node) -> None:
         """Its interfaces (MTU, offloads, addresses), routes, rules, path manager and ICMP,
         from a thread already inside its namespace."""
+        if node.name in self.guests:
+            return  # (the guest configures itself: guests.setup_script)
         ns = self.ns(node.name)
         for number, link in enumerate(self.topology.links):
             for end in link.ends:
                 if end.node != node.name:
                     continue
+                other = link.b if end is link.a else link.a
                 if link.mtu:
                     links.set_mtu(ns, end.ifname, link.mtu)
-                if self.wire_segments:
+                if self.wire_segments and other.node not in self.guests:  # (a tap: none)
                     links.wire_segments(ns, end.ifname)
                 for cidr in end.addresses:
                     links.address(ns, end.ifname, cidr)
@@ -215,6 +227,60 @@ class Testbed:
             with open(path, "w") as f:
                 f.write("\n".join(lines) + "\n")
 
+    def _guest_kernels(self) -> dict:
+        """node -> the cached Kernel its guest boots (one sentence for a wrong node)."""
+        if not self.guests:
+            return {}
+        from mbtest.host import kernels
+
+        out = {}
+        for node, version in self.guests.items():
+            if node not in self.topology.nodes:
+                raise MbtestError(f"{node} is not a node of {self.topology.name}")
+            if self.topology.nodes[node].role not in ("client", "server"):
+                raise MbtestError(f"only the client or the server can run in a guest, not {node}")
+            out[node] = kernels.find(version)
+        return out
+
+    def start_guests(self, kernels: dict) -> None:
+        """Boot each guest endpoint in the namespace of the node its links lead to (where
+        its taps are), configured as its node, and wait until it serves."""
+        from pathlib import Path
+
+        from mbtest.host import vm
+        from mbtest.testbed import guests
+
+        topo = self.topology
+        for name, kernel in kernels.items():
+            node = topo.nodes[name]
+            nics, peers = [], set()
+            for number, link in enumerate(topo.links):
+                if name not in (link.a.node, link.b.node):
+                    continue
+                host = link.b if link.a.node == name else link.a
+                peers.add(host.node)
+                mac = _macs(number)[0 if link.a.node == name else 1]
+                nics.append((host.ifname, mac))
+            if len(peers) != 1:
+                raise MbtestError(
+                    f"a guest's links must all lead to one node; {name} has {len(peers)}"
+                )
+            sysctls = {**COMMON_SYSCTLS, "net.mptcp.enabled": "1"}
+            if self.checksums is not None:
+                sysctls["net.mptcp.checksum_enabled"] = "1" if self.checksums else "0"
+            sysctls.update(node.sysctls)
+            sysctls.update(self.sysctls.get(name, {}))
+            root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            script = guests.setup_script(
+                topo, node, sysctls, self.ip_version, self.listen_port, os.path.dirname(root)
+            )
+            state = Path(self.owner.state_folder()) / f"guest-{name}"
+            guest = vm.Guest(kernel, self.ns(peers.pop()), state, script, nics)
+            self.guest_runs[name] = guest
+            guest.start()
+        for guest in self.guest_runs.values():
+            guest.wait_for(guests.READY, 120)
+
     def _write_neighbours(self, ns: str, number: int, link, end) -> None:
         """The other end's addresses, with its hardware address, as permanent neighbours."""
         other, mac = (link.b, _macs(number)[1]) if end is link.a else (link.a, _macs(number)[0])
@@ -251,6 +317,7 @@ class Testbed:
 
     def _about(self) -> dict:
         return {
+            "guests": dict(self.guests),
             "topology": self.topology.name,
             "params": self.topology.params,
             "ip_version": self.ip_version,
@@ -325,6 +392,10 @@ class Testbed:
                 except Exception as e:  # keep removing the rest
                     errors.append(f"{name}: {e}")
             self.namespaces.clear()
+            for guest in self.guest_runs.values():  # (ended with their namespace: reaped)
+                with contextlib.suppress(Exception):
+                    guest.stop()
+            self.guest_runs.clear()
             for process in self.listeners:  # (ended with their namespace: reaped here)
                 with contextlib.suppress(Exception):
                     process.wait(2)

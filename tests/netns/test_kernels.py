@@ -4,6 +4,7 @@ and exit status; a run stopped by SIGTERM leaves no QEMU, virtiofsd, namespace o
 Skipped, saying why, where the machine has no QEMU."""
 
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -85,3 +86,68 @@ def test_a_guest_stopped_by_sigterm_leaves_no_qemu_virtiofsd_namespace_or_lock(c
     with open(cache / ".lock", "w") as f:  # (free: no fetch holds it)
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     assert shutil.which("qemu-system-x86_64")
+
+
+def gone(cache, before, timeout=10.0) -> bool:
+    """No guest process and no new namespace left (a killed QEMU takes a moment to go)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not guest_processes(cache) and not set(netns.listed()) - before:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def verdicts(path) -> dict:
+    doc = json.loads(path.read_text())
+    return {p["name"]: p["conformance"]["verdict"] for p in doc["probes"]}
+
+
+def test_a_server_on_linux_6_1_answers_the_probes_and_the_suite_as_the_host_does(cache, tmp_path):
+    before = set(netns.listed())
+    up = mbtest(cache, "topo", "up", "single-path", "--listen", "80", "--kernel", VERSION, "--json")
+    assert up.returncode == 0, up.stderr
+    run_id = json.loads(up.stdout)["testbed"]
+    try:
+        assert any("qemu" in p for p in guest_processes(cache))
+        paths = mbtest(cache, "probe", "10.1.4.2", "--from", "client", "--testbed", run_id, "-n",
+                       "-o", str(tmp_path / "paths.json"))  # fmt: skip
+        assert paths.returncode == 0, paths.stderr  # (no change, every probe answered)
+        answers = {p["name"]: p["destination"] for p in
+                   json.loads((tmp_path / "paths.json").read_text())["probes"]}  # fmt: skip
+        assert answers["mp_capable"]["mptcp"] == ["MP_CAPABLE v1 flags H, 1 key"]
+        assert answers["mp_join"]["check"] == "its HMAC is valid"
+        assert answers["dss"]["check"] == "the data is acknowledged at the MPTCP level"
+        guest = tmp_path / "guest.json"
+        mbtest(cache, "probe", "10.1.4.2", "--from", "client", "--testbed", run_id, "-n",
+               "--suite", "conformance", "-o", str(guest))  # fmt: skip
+    finally:
+        down = mbtest(cache, "topo", "down", run_id)
+    assert down.returncode == 0, down.stderr
+    assert gone(cache, before), guest_processes(cache)
+    up = mbtest(cache, "topo", "up", "single-path", "--listen", "80", "--json")
+    run_id = json.loads(up.stdout)["testbed"]
+    host = tmp_path / "host.json"
+    try:
+        mbtest(cache, "probe", "10.1.4.2", "--from", "client", "--testbed", run_id, "-n",
+               "--suite", "conformance", "-o", str(host))  # fmt: skip
+    finally:
+        mbtest(cache, "topo", "down", run_id)
+    assert verdicts(guest) == verdicts(host)  # (Linux 6.1 and this host's kernel agree)
+    assert len(verdicts(guest)) == 12
+
+
+def test_topo_up_of_a_guest_stopped_by_sigterm_while_it_boots_leaves_nothing(cache):
+    before = set(netns.listed())
+    env = dict(os.environ, MBTEST_KERNEL_CACHE=str(cache))
+    argv = [sys.executable, "-m", "mbtest.cli", "topo", "up", "single-path", "--listen", "80",
+            "--kernel", VERSION]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any("qemu" in p for p in guest_processes(cache)):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "everything this run created was removed" in stderr, stderr
+    assert gone(cache, before), guest_processes(cache)
