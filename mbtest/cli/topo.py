@@ -236,39 +236,39 @@ def topo_judge(results: str, run_id: str | None, as_json: bool) -> None:
     for path in glob.glob(os.path.join(folder, "middlebox-*.jsonl")):
         node = os.path.basename(path)[len("middlebox-") : -len(".jsonl")]
         logs[node] = _json_lines(path)
-    verdict = judge(truth, _json_lines(results), logs)
+    docs = _json_lines(results, keep_bad=True)
+    verdict = judge(truth, [d for d in docs if d is not None], logs)
+    verdict.unreadable += [f"a line of {results} is not a JSON object"] * docs.count(None)
     if as_json:
         click.echo(jsondoc.dumps(verdict.as_dict()))
     else:
         click.echo(verdict.summary())
-        for label in ("missed", "false_positives", "unsaid", "hop_errors", "unreadable"):
+        for label in ("missed", "false_positives", "unsaid", "hop_errors", "unreadable",
+                      "missing", "unknown", "probe_errors", "outcome_errors"):  # fmt: skip
             for line in getattr(verdict, label):
                 click.echo(f"  {label.replace('_', ' ')}: {line}")
-    short = (
-        verdict.missed
-        or verdict.false_positives
-        or verdict.unsaid
-        or verdict.hop_errors
-        or verdict.unreadable
-    )
-    sys.exit(1 if short else 0)
+    sys.exit(1 if verdict.shortfalls else 0)
 
 
-def _json_lines(path: str) -> list[dict]:
-    """The JSON objects of a file, one per line; a line that is not one is skipped (the
-    judgement counts only what it can read)."""
+def _json_lines(path: str, keep_bad: bool = False) -> list:
+    """The JSON objects of a file, one per line; a line that is not one is skipped, or with
+    ``keep_bad`` is None in its place (for the judgement to count)."""
     import json
 
-    out = []
+    out: list = []
     try:
         with open(path, errors="replace") as f:
             for line in f:
+                if not line.strip():
+                    continue
                 try:
                     doc = json.loads(line)
                 except (ValueError, RecursionError):
-                    continue
+                    doc = None
                 if isinstance(doc, dict):
                     out.append(doc)
+                elif keep_bad:
+                    out.append(None)
     except OSError as e:
         raise MbtestError(f"cannot read {path}: {e.strerror}") from None
     return out

@@ -248,6 +248,11 @@ class Apt:
         out = self._run("apt-cache", "search", "--names-only", r"^linux-image-.*-cloud-amd64$")
         return [line.split(" ", 1)[0] for line in out.splitlines() if line.strip()]
 
+    def names(self, exact: str) -> list[str]:
+        """The packages of exactly this name (none or one)."""
+        out = self._run("apt-cache", "search", "--names-only", f"^{re.escape(exact)}$")
+        return [line.split(" ", 1)[0] for line in out.splitlines() if line.strip()]
+
     def download(self, package: str, folder: Path) -> Path:
         self._run("apt-get", "download", package, cwd=folder)
         debs = sorted(folder.glob(f"{package}_*.deb"))
@@ -288,6 +293,9 @@ def cached() -> list[Kernel]:
 def find(wanted: str) -> Kernel:
     """A cached kernel by release, package name or version (the newest matching)."""
     kernels = cached()
+    for kernel in kernels:
+        if kernel.release == wanted:
+            return kernel
     packages = [k.package for k in kernels]
     try:
         package = choose(wanted, packages)
@@ -312,23 +320,33 @@ def fetch(wanted: str, say=lambda text: None) -> Kernel:
                 return kernel
         with tempfile.TemporaryDirectory(dir=root, prefix=".fetch-") as work:
             work_path = Path(work)
-            say(f"downloading {package}")
-            deb = apt.download(package, work_path)
             tree = work_path / "tree"
-            try:
-                subprocess.run(["dpkg-deb", "-x", str(deb), str(tree)], check=True,
-                               capture_output=True, timeout=APT_TIMEOUT)  # fmt: skip
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-                raise KernelError(f"dpkg-deb could not extract {deb.name}: {e}") from None
+            suffix = package[len("linux-image-") :]
+            parts = [package]  # (from 7.x Debian splits the image: its binary and modules)
+            if f"linux-binary-{suffix}" in apt.names(f"linux-binary-{suffix}"):
+                parts += [f"linux-binary-{suffix}", f"linux-modules-{suffix}"]
+                parts += [p for p in apt.names(f"linux-base-{suffix}")]
+            for part in parts:
+                say(f"downloading {part}")
+                deb = apt.download(part, work_path)
+                try:
+                    subprocess.run(["dpkg-deb", "-x", str(deb), str(tree)], check=True,
+                                   capture_output=True, timeout=APT_TIMEOUT)  # fmt: skip
+                except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+                    raise KernelError(f"dpkg-deb could not extract {deb.name}: {e}") from None
             return _keep(package, tree, root, work_path)
 
 
 def _keep(package: str, tree: Path, root: Path, work: Path) -> Kernel:
-    images = sorted((tree / "boot").glob("vmlinuz-*"))
-    configs = sorted((tree / "boot").glob("config-*"))
+    moved = tree / "usr/lib/modules"  # (from 7.x: usr/lib/modules/RELEASE/vmlinuz, config)
+    images = sorted((tree / "boot").glob("vmlinuz-*")) or sorted(moved.glob("*/vmlinuz"))
+    configs = sorted((tree / "boot").glob("config-*")) or sorted(moved.glob("*/config"))
     if not images or not configs:
-        raise KernelError(f"{package} holds no boot/vmlinuz and config")
-    release = images[0].name[len("vmlinuz-") :]
+        raise KernelError(f"{package} holds no vmlinuz and config")
+    if images[0].name == "vmlinuz":
+        release = images[0].parent.name
+    else:
+        release = images[0].name[len("vmlinuz-") :]
     config = configs[0].read_text(errors="replace")
     if not has_mptcp(config):
         raise KernelError(f"{package} has MPTCP compiled out (CONFIG_MPTCP is not set): "

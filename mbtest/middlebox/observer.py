@@ -186,7 +186,7 @@ class KernelObserver:
         settled = time.monotonic() - 0.5
         with self.lock:
             for key in [k for k, q in self.pending.items() if q and q[0][2] < settled][:1000]:
-                seq, flags = self.pending[key][0][3], key[-1]
+                seq, flags = self.pending[key][0][3], key[2] if key[0] == 4 else key[4]
                 entry = {"flow": "?", "direction": "?", "seq": seq, "flags": flags}
                 self.log.write(
                     {**entry, "field": "packet", "before": "received", "after": "dropped"}

@@ -29,6 +29,7 @@ from mbtest.probe.rawio import Arrival
 
 MIN_GRACE = 0.05  # seconds of quiet after the last answer before a round ends
 RTT_FACTOR = 3.0  # ... or this many times the slowest round trip seen, if longer
+ALONE_TTLS = 3  # silent TTLs worth asking one at a time, at most, after keyless quotes
 
 
 @dataclass
@@ -124,17 +125,17 @@ class Sweep:
         return next((t for t in map(self._in_range, candidates) if t), None)
 
     def _keyless(self, view: View) -> bool:
-        """A quote of this very flow that holds no per-TTL key: an 8-byte quote of an IPv6
-        packet inside a connection (its sequence number is the connection's, its flow label
-        the sweep's, its TSval cut off). Only sending one TTL at a time tells its TTL."""
+        """A quote of this very flow (its addresses and ports: a run's ports are its own)
+        that holds no per-TTL key it can be matched by: an 8-byte quote of an IPv6 packet
+        inside a connection (its sequence number is the connection's, its flow label the
+        sweep's, its TSval cut off), or of a SYN whose sequence number a middlebox shifted.
+        Its router's TTL, or sending one TTL at a time, tells its TTL."""
         seg = self.segment
         return (
             view.protocol == 6
             and view.ip_fields().get("dst") == seg.dst
             and view.sport == seg.sport
             and view.dport == seg.dport
-            and (seg.vary != "seq" and view.seq == seg.seq)
-            and not self._key_offsets(view)
         )
 
     @property
@@ -147,14 +148,23 @@ class Sweep:
         with a key (a router stands at one distance from here)."""
         left = []
         for arrival in self.unplaced:
-            ttl = self.hint.ttl_of(arrival.icmp.router) if self.hint is not None else None
-            if ttl is None or ttl in self.answers or ttl not in self.sent:
+            ttl = self._router_ttl(arrival.icmp.router)
+            if ttl is not None and ttl in self.answers:
+                continue  # (another copy of that TTL's answer: already placed)
+            if ttl is None or ttl not in self.sent:
                 left.append(arrival)
                 continue
-            rtt = arrival.time - self.sent[ttl][0]
+            rtt = max(0.0, arrival.time - self.sent[ttl][0])  # (from its last send: at most)
             self.answers[ttl] = HopAnswer(ttl, arrival.icmp.router, rtt, arrival.icmp)
             self.tied_by_router.append(ttl)
         self.unplaced = left
+
+    def _router_ttl(self, router: str) -> int | None:
+        """Where a router stands: the TTL this sweep or the run's others saw it answer."""
+        own = [t for t, a in self.answers.items() if a.router == router]
+        if own:
+            return own[0]
+        return self.hint.ttl_of(router) if self.hint is not None else None
 
     def match_key(self, view: View) -> int | None:
         """The TTL of a packet by its 32-bit key only (sequence number or TSval), never by
@@ -206,7 +216,16 @@ class Sweep:
             view = View(arrival.icmp.quote)
             ttl = self.match_quote(view)
             if ttl is None and self._keyless(view):
-                if self.alone is None or self.alone in self.answers:
+                known = self._router_ttl(arrival.icmp.router)
+                if (
+                    self.alone is None
+                    or self.alone in self.answers
+                    or known
+                    not in (
+                        None,
+                        self.alone,
+                    )
+                ):  # (a late answer of a router known at another TTL is not this TTL's)
                     self.unplaced.append(arrival)
                     return
                 ttl = self.alone
@@ -231,8 +250,13 @@ class Sweep:
                 self.malformed.append(str(e))
                 return
             ttl = self.match_reply(arrival.tcp)
-            if self._challenge_ack(arrival.tcp) and len(self.round_ttls) == 1:
-                ttl = self.round_ttls[0]  # (its numbers name the SYN that opened the request)
+            if (
+                self._challenge_ack(arrival.tcp)
+                and len(self.round_ttls) == 1
+                and ttl is not None
+                and ttl > self.round_ttls[0]
+            ):  # (its numbers name the later SYN that opened the request)
+                ttl = self.round_ttls[0]
             if ttl is not None and self.hint is not None:
                 self.hint.learn(ttl)
             rtt = arrival.time - self.sent[ttl][0] if ttl in self.sent else None
@@ -350,23 +374,40 @@ def parallel(io, sweep: Sweep, timeout: float, tries: int, pace: float = 0.001) 
 def one_at_a_time(io, sweep: Sweep, timeout: float, tries: int) -> None:
     """The TTLs still silent after keyless quotes came back, each sent alone (up to `tries`
     times, a timeout each, as the serial method does): a keyless quote that comes back
-    then has only one TTL it can be about."""
+    then has only one TTL it can be about. The last round's stragglers are waited for
+    first; then the phase has a deadline: what three silent TTLs would cost."""
+    _collect_quiet(io, sweep, min(timeout, max(MIN_GRACE, RTT_FACTOR * sweep.max_rtt)))
+    sweep.place_keyless()
+    deadline = time.monotonic() + ALONE_TTLS * tries * timeout
     for ttl in sweep.silent_below():
         if sweep.hint is not None and sweep.hint.beyond(ttl):
             break
         for _ in range(tries):
-            for arrival in io.poll():  # (late answers first: they are not this TTL's)
-                sweep.feed(arrival)
+            if sweep.answered(ttl) or time.monotonic() >= deadline:
+                break
             sweep.alone = ttl
             try:
                 sweep.send(io, ttl)
-                end = time.monotonic() + timeout
-                while ttl not in sweep.answers and time.monotonic() < end:
+                end = min(deadline, time.monotonic() + timeout)
+                while not sweep.answered(ttl) and time.monotonic() < end:
                     _collect(io, sweep, end)
             finally:
                 sweep.alone = None
-            if ttl in sweep.answers:
-                break
+        end_ttl = sweep.end_ttl
+        if time.monotonic() >= deadline or (end_ttl is not None and ttl >= end_ttl):
+            break
+
+
+def _collect_quiet(io, sweep: Sweep, quiet: float) -> None:
+    """Read until ``quiet`` seconds pass without anything arriving."""
+    end = time.monotonic() + quiet
+    while time.monotonic() < end:
+        signals.check()
+        got = io.receive(end)
+        for arrival in got:
+            sweep.feed(arrival)
+        if got:
+            end = time.monotonic() + quiet
 
 
 def serial(io, sweep: Sweep, timeout: float, tries: int) -> None:

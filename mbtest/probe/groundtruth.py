@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from mbtest.errors import MbtestError
 from mbtest.mptcp.options import KIND as MPTCP_KIND
 from mbtest.mptcp.options import subtype_name
 from mbtest.packet.edit import option_spans
@@ -34,7 +35,13 @@ def truth_field(logged: str) -> str:
     return re.sub(r" \(.*\)$|\[.*\]$", "", logged)
 
 
+# fields that change with the length of what a middlebox changed: consequences, not changes
+DERIVED = ("ip.length", "tcp.offset")
+
+
 def field_matches(reported: str, true: str) -> bool:
+    if reported in DERIVED:  # (an option removed or a payload resized moves the lengths)
+        return true.startswith(("tcp.options", "payload")) or true[:1].isupper()
     return reported == true or reported.startswith(true + ".") or true.startswith(reported + ".")
 
 
@@ -64,6 +71,17 @@ class Judgement:
     unsaid: list[str] = field(default_factory=list)  # not observable, yet not said so
     hop_errors: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # results lines that cannot be judged
+    missing: list[str] = field(default_factory=list)  # truth targets without a result line
+    unknown: list[str] = field(default_factory=list)  # result lines for no target of the truth
+    probe_errors: list[str] = field(default_factory=list)  # probes that failed (not the path)
+    outcome_errors: list[str] = field(default_factory=list)  # a target's word unlike its truth
+
+    @property
+    def shortfalls(self) -> list[str]:
+        """Everything that makes the campaign disagree with the truth."""
+        return [*self.missed, *self.false_positives, *self.unsaid, *self.hop_errors,
+                *self.unreadable, *self.missing, *self.unknown, *self.probe_errors,
+                *self.outcome_errors]  # fmt: skip
 
     @property
     def recall(self) -> float:
@@ -86,34 +104,95 @@ class Judgement:
             f"({self.correct}/{self.reported}); {self.said_unobservable} of "
             f"{self.unobservable} unobservable changes said not observable; "
             f"{len(self.hop_errors)} hops unlike the truth"
-            + (f"; {len(self.unreadable)} lines could not be judged" if self.unreadable else "")
-        )
+            + "".join(f"; {len(found)} {what}" for what, found in (
+                ("lines could not be judged", self.unreadable),
+                ("targets without a result", self.missing),
+                ("results for unknown targets", self.unknown),
+                ("probes failed", self.probe_errors),
+                ("outcomes unlike the truth", self.outcome_errors),
+            ) if found)
+        )  # fmt: skip
 
 
 def judge(
     truth: dict[str, Any], results: list[dict[str, Any]], logs: dict[str, list[dict[str, Any]]]
 ) -> Judgement:
-    """``results``: the campaign's lines; ``logs``: each middlebox node's log entries."""
-    targets = {}
-    for target in truth["targets"]:
-        for address in target["address"].values():
-            targets[address] = target
-    routers = truth["routers"]
+    """``results``: the campaign's lines (one family's: each truth target needs a line);
+    ``logs``: each middlebox node's log entries."""
+    targets: dict[str, dict[str, Any]] = {}
+    try:
+        routers = truth["routers"]
+        for target in truth["targets"]:
+            for address in target["address"].values():
+                targets[address] = target
+            _ = (target["name"], target["path"], target["distance"], target["listen"])
+    except (KeyError, TypeError, AttributeError) as e:
+        why = f"{type(e).__name__}: {e}"
+        raise GroundTruthError(f"the ground truth cannot be read: {why}") from None
     out = Judgement()
+    seen: set[str] = set()
     for number, doc in enumerate(results, 1):
         try:
-            target = targets.get((doc.get("campaign") or {}).get("target"))
+            name = (doc.get("campaign") or {}).get("target")
+            target = targets.get(name)
             if target is None:
+                out.unknown.append(f"line {number}: {str(name)[:60]} is no target of the truth")
                 continue
             out.targets += 1
+            seen.add(target["name"])
+            _check_outcome(target, doc, out)
             for probe in doc.get("probes", []):
-                if probe.get("error") or not (probe.get("hops") or probe.get("destination")):
+                if probe.get("error"):
+                    if not probe.get("setup_failed"):
+                        out.probe_errors.append(f"{target['name']} {probe.get('name')}: failed")
+                    continue
+                if not (probe.get("hops") or probe.get("destination")):
                     continue
                 _check_hops(target, probe, routers, out)
+                _check_distance(target, probe, out)
                 _judge_probe(target, probe, doc, logs, out)
         except (KeyError, TypeError, ValueError, AttributeError) as e:  # (a damaged line)
             out.unreadable.append(f"line {number}: {type(e).__name__}: {e}")
+    out.missing = [f"{t['name']}: no result" for t in truth["targets"] if t["name"] not in seen]
     return out
+
+
+class GroundTruthError(MbtestError):
+    """A ground truth file that is not one."""
+
+
+ANSWERED = ("SYN/ACK", "ACK", "RST")  # the target's own answers (TCP)
+
+
+def _check_distance(target, probe, out: Judgement) -> None:
+    """The destination where the truth puts it, when the target itself answered."""
+    destination = probe.get("destination") or {}
+    if destination.get("kind") in ANSWERED and destination.get("ttl") != target["distance"]:
+        out.hop_errors.append(
+            f"{target['name']} {probe['name']}: the target answered at TTL "
+            f"{destination.get('ttl')}, it is at {target['distance']}"
+        )
+
+
+EXPECTED_OUTCOMES = {
+    "silent": ("no-answer",),
+    "closed": ("unreachable",),
+    "tcp": ("no-mptcp", "not-observable", "changed"),
+    "mptcp": ("clean", "not-observable", "changed"),
+}
+
+
+def _check_outcome(target, doc, out: Judgement) -> None:
+    said = doc["campaign"]["outcome"]
+    allowed = EXPECTED_OUTCOMES.get(target["listen"], ())
+    if target["listen"] == "mptcp" and not target.get("middlebox"):
+        allowed = ("clean", "not-observable")  # (nothing on its path changes packets)
+    elif target.get("middlebox"):
+        allowed = (*allowed, "changed")  # (seen on the way, whatever the target does)
+    if said not in allowed:
+        out.outcome_errors.append(
+            f"{target['name']} ({target['listen']}): {said}, expected {' or '.join(allowed)}"
+        )
 
 
 def _check_hops(target, probe, routers, out: Judgement) -> None:
@@ -157,7 +236,8 @@ def _judge_probe(target, probe, doc, logs, out: Judgement) -> None:
         seen = any(covers(answered.get(t), name) for t in range(at + 1, last + 1))
         if seen:
             out.observable += 1
-            if any(field_matches(f, name) and a <= at < t for t, f, a in reported):
+            if any(f not in DERIVED and field_matches(f, name) and a <= at < t
+                   for t, f, a in reported):  # fmt: skip
                 out.found += 1
             else:
                 out.missed.append(f"{where}: {name} changed after hop {at}, not reported there")

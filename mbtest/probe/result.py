@@ -20,13 +20,14 @@ SCHEMA = schema("probe")
 
 
 def covers(view: View, field: str) -> bool:
-    """Whether a quote reaches the field a change is about."""
+    """Whether a quote holds the field a change is about: the whole options field for an
+    option (a quote cut inside it cannot show a change after the cut), the whole payload."""
     if field.startswith("ip.") or field in ("source", "destination"):
         return view.ip_len is not None
     if field.startswith("tcp.options") or field[:1].isupper():
-        return view.options is not None
+        return view.options_complete
     if field.startswith("payload"):
-        return view.payload is not None
+        return view.payload_complete
     return field in view.tcp_fields()
 
 

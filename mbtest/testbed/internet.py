@@ -46,7 +46,7 @@ DEFAULTS = {
     "no_answer": 5,  # percent never answering (a firewall dropping every TCP segment)
     "closed": 3,  # percent resetting (nothing listens)
 }
-LIMITS = {"targets": (1, 2000), "seed": (0, 2**31), "port": (1, 65535), "per_region": (1, 50),
+LIMITS = {"targets": (1, 1000), "seed": (0, 2**31), "port": (1, 65535), "per_region": (1, 50),
           "max_access": (1, 8), "ratelimit_ms": (1, 60000)}  # fmt: skip
 
 
@@ -213,7 +213,7 @@ def _target_path(b, rng, p, i, region, region_addr, core2_up, hops) -> dict[str,
     length = rng.randint(1, p["max_access"])
     ecmp = length >= 2 and rng.uniform(0, 100) < p["ecmp"]
     slot_at = None  # a middlebox needs a router after it: its change is then observable
-    first_plain = 2 if ecmp else 1
+    first_plain = 3 if ecmp else 1  # (not right after a pair: a slot has two sides)
     if length > first_plain and rng.uniform(0, 100) < p["middlebox"]:
         slot_at = rng.randint(first_plain, length - 1)
     spec = rng.choice(MIDDLEBOXES) if slot_at else None

@@ -107,9 +107,17 @@ class Topology:
     links: list[Link]
     params: dict[str, Any] = field(default_factory=dict)
     truth: dict[str, Any] | None = None  # a generated topology's ground truth, per target
+    _interfaces: dict[str, list[LinkEnd]] | None = field(default=None, repr=False, compare=False)
+    _indexed: int = field(default=0, repr=False, compare=False)
+    _neighbours: dict[str, list[str]] | None = field(default=None, repr=False, compare=False)
+    _adjacent: int = field(default=0, repr=False, compare=False)
 
     def node_of_role(self, role: str) -> Node:
-        return next(n for n in self.nodes.values() if n.role == role)
+        node = next((n for n in self.nodes.values() if n.role == role), None)
+        if node is None:
+            why = " (its targets are for campaigns: mbtest probe --targets)" if self.targets else ""
+            raise TopologyError(f"topology {self.name} has no {role}{why}")
+        return node
 
     @property
     def client(self) -> Node:
@@ -132,7 +140,15 @@ class Topology:
         return [n for n in self.nodes.values() if n.role == "slot"]
 
     def interfaces(self, node: str) -> list[LinkEnd]:
-        return [end for link in self.links for end in link.ends if end.node == node]
+        """The node's link ends, in link order (indexed once: topologies of thousands of
+        nodes ask for every node's)."""
+        if self._interfaces is None or self._indexed != len(self.links):
+            index: dict[str, list[LinkEnd]] = {}
+            for link in self.links:
+                for end in link.ends:
+                    index.setdefault(end.node, []).append(end)
+            self._interfaces, self._indexed = index, len(self.links)
+        return list(self._interfaces.get(node, []))
 
     def addresses(self, node: str, version: int | None = None) -> list[str]:
         """The node's addresses (without prefix length), in link order."""
@@ -167,11 +183,13 @@ class Topology:
         return path[::-1] if path[-1] == src else []
 
     def _adjacency(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for link in self.links:
-            out.setdefault(link.a.node, []).append(link.b.node)
-            out.setdefault(link.b.node, []).append(link.a.node)
-        return out
+        if self._neighbours is None or self._adjacent != len(self.links):
+            out: dict[str, list[str]] = {}
+            for link in self.links:
+                out.setdefault(link.a.node, []).append(link.b.node)
+                out.setdefault(link.b.node, []).append(link.a.node)
+            self._neighbours, self._adjacent = out, len(self.links)
+        return self._neighbours
 
     def _reach(self, start: str, avoid: str, adjacency: dict[str, list[str]]) -> set[str]:
         """Every node reachable from start without passing through ``avoid``."""
@@ -192,11 +210,14 @@ class Topology:
         the slot."""
         adjacency = self._adjacency()
         near = adjacency.get(slot, [])
-        reach = {n: self._reach(n, slot, adjacency) for n in set(near)}
+        client_side = self._reach(self.client.name, slot, adjacency)
         ends = set(self.far_ends())
-        return any(
-            a != b and self.client.name in reach[a] and reach[b] & ends for a in near for b in near
-        )
+        toward_client = [a for a in near if a in client_side]
+        if not toward_client:
+            return False
+        if len(toward_client) >= 2 and ends & client_side:
+            return True  # (a loop through the slot: it is on a path)
+        return any(self._reach(b, slot, adjacency) & ends for b in near if b not in client_side)
 
 
 def find(name_or_path: str) -> Path:

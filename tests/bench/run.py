@@ -241,7 +241,7 @@ def bench_campaign(targets: int = 100) -> dict[str, float]:
              "v4_1000pps_32_workers": ("4", 32, 1000)}  # fmt: skip
     figures: dict[str, float] = {"campaign_targets": targets}
     with tempfile.TemporaryDirectory() as logs:
-        topo = topology.load("internet", {"targets": targets, "seed": 1})
+        topo = topology.load("internet", {"targets": targets, "seed": 17})
         with builder.Testbed(topo, log_dir=logs) as bed:
             figures["campaign_internet_build_seconds"] = round(bed.build_seconds, 1)
             with open(bed.truth_path) as f:
@@ -273,6 +273,47 @@ def bench_campaign(targets: int = 100) -> dict[str, float]:
                 figures[f"campaign_{name}_recall"] = round(verdict.recall, 3)
                 figures[f"campaign_{name}_precision"] = round(verdict.precision, 3)
                 figures[f"campaign_{name}_every_result_right"] = int(right)
+    return figures
+
+
+def bench_kernels(versions: tuple[str, ...] = ("6.1", "6.12", "6.18", "7")) -> dict[str, float]:
+    """Guests on other kernels (QEMU microvm under TCG): for each kernel, the wall time of
+    ``mbtest kernel run V -- true`` (boot, run the command, power off; median of three),
+    and ``topo up single-path --listen`` with the server on 6.1 as a ratio to the host's
+    kernel (median of three each). The kernels are fetched into the machine's cache."""
+    import statistics
+    import sys
+
+    from mbtest.host import kernels
+
+    figures: dict[str, float] = {}
+    base = [sys.executable, "-m", "mbtest.cli"]
+    for version in versions:
+        kernel = kernels.fetch(version)
+        walls = []
+        for _ in range(3):
+            start = time.perf_counter()
+            done = subprocess.run([*base, "kernel", "run", kernel.release, "--", "true"],
+                                  capture_output=True, text=True, timeout=300)  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            walls.append(time.perf_counter() - start)
+        figures[f"kernel_{version}_release"] = kernel.release  # type: ignore[assignment]
+        figures[f"kernel_{version}_boot_run_poweroff_seconds"] = round(statistics.median(walls), 2)
+
+    def up(extra: list[str]) -> float:
+        start = time.perf_counter()
+        done = subprocess.run([*base, "topo", "up", "single-path", "--listen", "80", "--json",
+                               *extra], capture_output=True, text=True, timeout=300)  # fmt: skip
+        seconds = time.perf_counter() - start
+        assert done.returncode == 0, done.stderr
+        subprocess.run([*base, "topo", "down", json.loads(done.stdout)["testbed"]],
+                       capture_output=True, timeout=120)  # fmt: skip
+        return seconds
+
+    host = statistics.median(up([]) for _ in range(3))
+    guest = statistics.median(up(["--kernel", "6.1"]) for _ in range(3))
+    figures["topo_up_server_on_6_1_seconds"] = round(guest, 2)
+    figures["topo_up_server_on_6_1_over_host"] = round(guest / host, 1)
     return figures
 
 
@@ -476,7 +517,7 @@ def main() -> None:
     parser.add_argument("--output", default="reports/bench.json")
     parser.add_argument(
         "--only",
-        choices=("stability", "rewrite", "decode", "probe", "campaign", "matrix"),
+        choices=("stability", "rewrite", "decode", "probe", "campaign", "kernels", "matrix"),
         help="only this benchmark (stability: five default matrices)",
     )
     args = parser.parse_args()
@@ -488,6 +529,7 @@ def main() -> None:
         "report": bench_report,
         "probe": bench_probe,  # (this one and those after it need root)
         "campaign": bench_campaign,
+        "kernels": bench_kernels,
         "testbeds": bench_testbeds,
         "matrix": bench_matrix,
         "stability": lambda: bench_stability(record=record),

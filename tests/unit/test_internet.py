@@ -68,7 +68,7 @@ def test_an_ecmp_router_spreads_each_target_prefix_over_both_routers_by_flow(mad
 @pytest.mark.parametrize(
     "table,says",
     [
-        ({"targets": 0}, "targets must be an integer 1-2000"),
+        ({"targets": 0}, "targets must be an integer 1-1000"),
         ({"quote8": 101}, "quote8 must be an integer 0-100"),
         ({"colour": 1}, "unknown internet key 'colour'"),
         ({"no_mptcp": 60, "no_answer": 50}, "exceed 100 percent"),
@@ -80,7 +80,7 @@ def test_bad_parameters_are_one_sentence(table, says):
 
 
 def test_a_bad_parameter_of_the_topology_file_is_one_sentence_too():
-    with pytest.raises(MbtestError, match="internet targets must be an integer 1-2000"):
+    with pytest.raises(MbtestError, match="internet targets must be an integer 1-1000"):
         topology.load("internet", {"targets": "0"})
 
 
@@ -97,6 +97,7 @@ TRUTH = {
         {
             "name": "t0",
             "address": {"4": "10.9.0.2"},
+            "listen": "mptcp",
             "distance": 4,
             "path": [{"ttl": 1, "nodes": ["r1"]}, {"ttl": 2, "nodes": ["r2"]},
                      {"ttl": 3, "nodes": ["r3"]}],
@@ -164,3 +165,24 @@ def test_a_damaged_results_line_is_named_not_a_crash():
     j = judge(TRUTH, [damaged, {"campaign": "?"}, fine], {})
     assert len(j.unreadable) == 2 and j.targets == 2
     assert "could not be judged" in j.summary()
+
+
+def test_an_empty_wrong_or_incomplete_campaign_never_passes():
+    assert judge(TRUTH, [], {}).missing == ["t0: no result"]  # (nothing is not 100 %)
+    stranger = _result([_hop(1)])
+    stranger["campaign"]["target"] = "10.9.9.9"
+    assert judge(TRUTH, [stranger], {}).unknown
+    failed = _result([_hop(1), _hop(2), _hop(3)], "error")
+    failed["probes"][0]["error"] = "probe mp_capable failed: boom"
+    j = judge(TRUTH, [failed], {})
+    assert j.probe_errors and j.outcome_errors and j.shortfalls
+    early = _result([_hop(1), _hop(2)], "clean")  # (the target said to answer at TTL 3)
+    early["probes"][0]["destination"] = {"reached": True, "kind": "SYN/ACK", "ttl": 3}
+    assert any("answered at TTL 3, it is at 4" in e for e in judge(TRUTH, [early], {}).hop_errors)
+
+
+def test_a_damaged_ground_truth_is_one_sentence():
+    from mbtest.probe.groundtruth import GroundTruthError
+
+    with pytest.raises(GroundTruthError, match="the ground truth cannot be read"):
+        judge({"targets": [{"name": "t0"}], "routers": {}}, [], {})

@@ -342,6 +342,25 @@ def test_two_handshakes_crossing_the_kernel_observer_pair_with_their_own(tmp_pat
     assert (tmp_path / "log").read_text() == ""
 
 
+def test_a_packet_the_slot_consumed_is_logged_as_dropped_over_ipv6_too(tmp_path, monkeypatch):
+    """IPv6 keys hold the TSval (a flow's packets share one flow label): the packets that
+    never left (their hop limit ran out in the slot) are still logged, not a crash."""
+    import json
+
+    from mbtest.middlebox import observer as observed
+    from mbtest.middlebox.log import Log
+
+    log = Log(str(tmp_path / "log"), "t")
+    observer = observed.KernelObserver(log, FlowTracker(), {"client": "a", "server": "b"})
+    for v6 in (False, True):
+        observer.before(pkt(C, S, "S", [MpCapable(version=1)], v6=v6))
+    monkeypatch.setattr(observed.time, "monotonic", lambda: 1e12)  # (long settled)
+    observer.log_consumed()
+    log.close()
+    entries = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines()]
+    assert [(e["field"], e["after"], e["flags"]) for e in entries] == [("packet", "dropped", 2)] * 2
+
+
 # --- the quote trimmer of emulated routers ----------------------------------------------------
 
 

@@ -582,3 +582,38 @@ def test_a_lost_syn_ack_then_a_challenge_ack_still_gives_the_right_distance():
     assert sweep.end_ttl == 6
     result = probe_result("mp_capable", "", sweep, [], 0.1)
     assert [h["ttl"] for h in result["hops"]] == [1, 2, 3, 4, 5]
+
+
+def test_a_quote_cut_inside_the_options_cannot_show_an_option_change():
+    """(a partial quote holds the options field's start only: a change after the cut is
+    not observable, so the hop after the change must not be called a full view)"""
+    from mbtest.probe.result import covers
+
+    sent = wire.packet(syn(MpCapable(version=1)), 5, 7, 5)
+    assert covers(View(sent), "MP_CAPABLE.version")
+    assert not covers(View(sent[: 20 + 24]), "MP_CAPABLE.version")  # (cut inside options)
+    assert covers(View(sent[: 20 + 24]), "tcp.window")
+
+
+def test_an_8_byte_quote_after_a_sequence_rewrite_is_still_placed_by_its_router():
+    seg = data_segment(v6=True)
+    hint = engine.PathHint()
+    hint.seen("fd00:4::1", 4)
+    sweep = engine.Sweep(seg, 6, random.Random(16), hint=hint)
+    sweep.sent[4] = (0.0, 1)
+    shifted = bytearray(sweep.packet(4)[:48])
+    shifted[44:48] = (seg.seq + 12345).to_bytes(4, "big")  # (a middlebox shifted it)
+    error = parse_icmp(bytes([3, 0, 0, 0, 0, 0, 0, 0]) + bytes(shifted), "fd00:4::1", 6)
+    sweep.feed(Arrival(0.01, icmp=error))
+    sweep.place_keyless()
+    assert sweep.answers[4].router == "fd00:4::1"
+
+
+def test_a_late_quote_of_a_router_known_elsewhere_is_not_the_lone_ttls():
+    seg = data_segment(v6=True)
+    sweep = engine.Sweep(seg, 6, random.Random(17), hint=engine.PathHint())
+    sweep.hint.seen("fd00:3::1", 3)
+    sweep.alone = 2  # (TTL 2 in flight alone; hop 3's late answer arrives)
+    late = parse_icmp(bytes([3, 0, 0, 0, 0, 0, 0, 0]) + sweep.packet(3)[:48], "fd00:3::1", 6)
+    sweep.feed(Arrival(0.01, icmp=late))
+    assert 2 not in sweep.answers and sweep.keyless == 1
