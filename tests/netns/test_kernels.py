@@ -151,3 +151,22 @@ def test_topo_up_of_a_guest_stopped_by_sigterm_while_it_boots_leaves_nothing(cac
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "everything this run created was removed" in stderr, stderr
     assert gone(cache, before), guest_processes(cache)
+
+
+def test_a_killed_guest_run_is_removed_by_cleanup(cache):
+    """SIGKILL leaves QEMU running in the run's namespace: mbtest cleanup, seeing the owner
+    dead, removes the namespace and so the guest."""
+    before = set(netns.listed())
+    env = dict(os.environ, MBTEST_KERNEL_CACHE=str(cache))
+    argv = [sys.executable, "-m", "mbtest.cli", "kernel", "run", VERSION, "--", "sleep", "60"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any("qemu" in p for p in guest_processes(cache)):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert any("qemu" in p for p in guest_processes(cache))  # (nothing could stop it)
+    cleaned = mbtest(cache, "cleanup")
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert gone(cache, before), guest_processes(cache)
