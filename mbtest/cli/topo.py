@@ -129,9 +129,10 @@ def topo_up(
 
     specs = middleboxes(placed)
     say_if_no_fast_path(list(specs.values()))
-    guests = {} if kernel == "host" else {"server": kernel}
+    loaded = topology.load(name, key_values(params))
+    guests = {} if kernel == "host" else {loaded.server.name: kernel}
     bed = Testbed(
-        topology.load(name, key_values(params)),
+        loaded,
         ip_version=6 if ipv6 else 4,
         checksums=checksum,
         middleboxes=specs,
@@ -153,7 +154,7 @@ def topo_up(
                 f"{guest.state / 'console.log'})"
             )
         if listen_port is not None and guests:
-            listening = {"node": "server", "port": listen_port, "kernel": kernel}
+            listening = {"node": loaded.server.name, "port": listen_port, "kernel": kernel}
             lines.append(f"an MPTCP server listens in the VM on port {listen_port} (IPv4, IPv6)")
         elif listen_port is not None:
             from mbtest.endpoints import listener

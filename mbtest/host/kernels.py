@@ -87,6 +87,8 @@ def choose(wanted: str, packages: list[str]) -> str:
     names = sorted({p for p in packages if PACKAGE.match(p)}, key=version_key)
     if wanted in names:
         return wanted
+    if f"linux-image-{wanted}" in names:  # (a release as uname -r and kernel ls say it)
+        return f"linux-image-{wanted}"
     matching = []
     for name in names:
         release = PACKAGE.match(name)["release"]  # type: ignore[index]
@@ -128,7 +130,8 @@ mount -t virtiofs exchange /host/run/mbtest-guest || echo "mbtest-guest: no exch
 ip link set lo up
 chroot /host /bin/sh /run/mbtest-guest/command.sh \
   > /host/run/mbtest-guest/stdout 2> /host/run/mbtest-guest/stderr
-echo $? > /host/run/mbtest-guest/exit
+echo $? > /host/run/mbtest-guest/exit.tmp
+mv /host/run/mbtest-guest/exit.tmp /host/run/mbtest-guest/exit
 sync
 echo "mbtest-guest: done"
 poweroff -f
@@ -196,12 +199,14 @@ def mirror() -> str:
         if path.suffix in (".sources", ".list") and path.is_file():
             with contextlib.suppress(OSError):
                 texts.append(path.read_text(errors="replace"))
+    found = []
     for text in texts:
-        for uri in re.findall(
-            r"(?:URIs:\s*|^deb\s+(?:\[[^\]]*\]\s+)?)(\S+/debian)/?\s", text, re.M
-        ):
-            return uri
-    return "http://deb.debian.org/debian"
+        text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+        found += re.findall(
+            r"(?:URIs:\s*|^deb\s+(?:\[[^\]]*\]\s+)?)(https?://\S+/debian)/?\s", text + "\n", re.M
+        )
+    plain = [uri for uri in found if re.fullmatch(r"https?://[^/]+/debian", uri)]
+    return (plain or found or ["http://deb.debian.org/debian"])[0]
 
 
 class Apt:
@@ -220,7 +225,7 @@ class Apt:
             "-o", f"Dir::State::Lists={self.root / 'lists'}",
             "-o", f"Dir::Cache={self.root}", "-o", f"Dir::Cache::archives={self.root / 'archives'}",
             "-o", "Dir::State::status=/dev/null", "-o", "Debug::NoLocking=1",
-            "-o", "APT::Get::List-Cleanup=0", "-q",
+            "-o", "APT::Get::List-Cleanup=0", "-o", "APT::Update::Error-Mode=any", "-q",
         ]  # fmt: skip
 
     def _run(self, tool: str, *args: str, cwd: Path | None = None) -> str:
@@ -267,8 +272,12 @@ class Apt:
 @contextlib.contextmanager
 def locked(root: Path):
     """The cache's lock: one fetch or removal at a time (released if the process dies)."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as f:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        f = open(root / ".lock", "w")  # noqa: SIM115 (closed below)
+    except OSError as e:
+        raise KernelError(f"the kernel cache {root} cannot be used: {e.strerror}") from None
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -284,9 +293,14 @@ def cached() -> list[Kernel]:
     for meta in sorted(root.glob("*/kernel.json")):
         try:
             data = json.loads(meta.read_text())
-            out.append(Kernel(data["release"], data["package"], meta.parent))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # (not one of ours: left alone)
+            release, package = data["release"], data["package"]
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            continue  # (not one of ours, or damaged: left alone)
+        if not (isinstance(release, str) and isinstance(package, str) and PACKAGE.match(package)):
+            continue
+        if not all((meta.parent / f).is_file() for f in ("vmlinuz", "initramfs")):
+            continue  # (a damaged entry: fetched again when asked for)
+        out.append(Kernel(release, package, meta.parent))
     return sorted(out, key=lambda k: version_key(k.release))
 
 
@@ -311,6 +325,8 @@ def fetch(wanted: str, say=lambda text: None) -> Kernel:
     """The kernel a user asks for, fetched into the cache unless it is there already."""
     root = cache_dir()
     with locked(root):
+        for stale in root.glob(".fetch-*"):  # (a fetch that was killed: nothing uses it)
+            shutil.rmtree(stale, ignore_errors=True)
         apt = Apt(root)
         say("reading the package lists of " + ", ".join(SUITES))
         apt.update()

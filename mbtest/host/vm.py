@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mbtest.errors import EnvironmentProblem, MbtestError
+from mbtest.errors import EnvironmentProblem, HarnessError
 from mbtest.host import netns, owners, signals
 from mbtest.host.kernels import Kernel
 
@@ -29,7 +29,7 @@ QEMU = "qemu-system-x86_64"
 VIRTIOFSD = ("/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd", "/usr/bin/virtiofsd")
 
 
-class GuestError(MbtestError):
+class GuestError(HarnessError):
     """A guest that did not boot or did not finish, with the console's last lines."""
 
 
@@ -86,7 +86,7 @@ def qemu_argv(
         "-kernel", str(kernel.vmlinuz), "-initrd", str(kernel.initramfs), "-append", append,
     ]  # fmt: skip
     for i, (tap, mac) in enumerate(nics):
-        argv += ["-netdev", f"tap,id=n{i},ifname={tap},script=no,downscript=no",
+        argv += ["-netdev", f"tap,id=n{i},ifname={tap},script=no,downscript=no,vnet_hdr=off",
                  "-device", f"virtio-net-device,netdev=n{i},mac={mac}"]  # fmt: skip
     return argv
 
@@ -119,17 +119,26 @@ class Guest:
             socket_path = self.state / f"{tag}.sock"
             argv = [daemon, f"--socket-path={socket_path}", "-o", f"source={source}",
                     "-o", "cache=none", "-o", "sandbox=chroot"]  # fmt: skip
-            quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-            self.processes.append(netns.popen(self.ns, argv, **quiet))
+            with open(self.state / f"virtiofsd-{tag}.log", "wb") as log:
+                self.processes.append(
+                    netns.popen(self.ns, argv, stdout=subprocess.DEVNULL, stderr=log)
+                )
         deadline = time.monotonic() + 10
         while not all((self.state / f"{t}.sock").exists() for t in ("root", "exchange")):
             signals.check()
+            if any(p.poll() is not None for p in self.processes):
+                raise GuestError(f"virtiofsd stopped: {self._logged('virtiofsd-root.log')}")
             if time.monotonic() > deadline:
                 raise GuestError("virtiofsd did not open its sockets within 10 s")
             time.sleep(0.02)
         argv = qemu_argv(qemu, self.kernel, self.state, self.memory_mb, self.nics)
-        self.qemu = netns.popen(self.ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(self.state / "qemu.log", "wb") as log:
+            self.qemu = netns.popen(self.ns, argv, stdout=subprocess.DEVNULL, stderr=log)
         self.processes.append(self.qemu)
+
+    def _logged(self, name: str) -> str:
+        lines = _read(self.state / name).strip().splitlines()
+        return " | ".join(lines[-2:]) if lines else "(nothing said)"
 
     def wait_for(self, name: str, timeout: float) -> None:
         """Until the guest writes ``name`` in the exchange folder; GuestError (with the
@@ -148,7 +157,12 @@ class Guest:
 
     def why(self) -> str:
         said = _read(self.exchange / "stderr").strip().splitlines()[-2:]
-        return f"console: {_tail(self.state)}" + (f"; stderr: {' | '.join(said)}" if said else "")
+        qemu = _read(self.state / "qemu.log").strip().splitlines()[-1:]
+        return (
+            f"console: {_tail(self.state)}"
+            + (f"; QEMU: {qemu[0][:200]}" if qemu else "")
+            + (f"; stderr: {' | '.join(said)}" if said else "")
+        )
 
     def stop(self) -> None:
         """End QEMU and the daemons (reaped)."""
@@ -189,8 +203,11 @@ def run(
         except GuestError:
             if not (guest.exchange / "exit").exists():
                 raise
+        said = _read(guest.exchange / "exit").strip()
+        if not said.isdigit():
+            raise GuestError(f"the guest on {kernel.release} wrote no exit status: {said[:40]!r}")
         return GuestResult(
-            exit_code=int((guest.exchange / "exit").read_text().strip() or "255"),
+            exit_code=int(said),
             stdout=_read(guest.exchange / "stdout"),
             stderr=_read(guest.exchange / "stderr"),
             console=_read(state / "console.log"),
@@ -198,13 +215,17 @@ def run(
         )
     finally:
         with signals.deferred():
-            with contextlib.suppress(Exception):
+            removed = True
+            try:
                 netns.remove(ns)  # (ends QEMU and the daemons still in it)
+            except Exception:
+                removed = False  # (the record stays: mbtest cleanup finds the namespace)
             if guest is not None:
                 guest.stop()
-            for folder in owner.folders:
-                shutil.rmtree(folder, ignore_errors=True)
-            owner.forget()
+            if removed:
+                for folder in owner.folders:
+                    shutil.rmtree(folder, ignore_errors=True)
+                owner.forget()
 
 
 def _read(path: Path, limit: int = 1 << 20) -> str:

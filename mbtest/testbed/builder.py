@@ -260,7 +260,7 @@ class Testbed:
                 host = link.b if link.a.node == name else link.a
                 peers.add(host.node)
                 mac = _macs(number)[0 if link.a.node == name else 1]
-                nics.append((host.ifname, mac))
+                nics.append((host.ifname, mac, link.mtu))
             if len(peers) != 1:
                 raise MbtestError(
                     f"a guest's links must all lead to one node; {name} has {len(peers)}"
@@ -272,10 +272,17 @@ class Testbed:
             sysctls.update(self.sysctls.get(name, {}))
             root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
             script = guests.setup_script(
-                topo, node, sysctls, self.ip_version, self.listen_port, os.path.dirname(root)
+                topo,
+                node,
+                sysctls,
+                self.ip_version,
+                self.listen_port,
+                os.path.dirname(root),
+                [(mac, mtu) for _, mac, mtu in nics],
             )
             state = Path(self.owner.state_folder()) / f"guest-{name}"
-            guest = vm.Guest(kernel, self.ns(peers.pop()), state, script, nics)
+            taps = [(tap, mac) for tap, mac, _ in nics]
+            guest = vm.Guest(kernel, self.ns(peers.pop()), state, script, taps)
             self.guest_runs[name] = guest
             guest.start()
         for guest in self.guest_runs.values():

@@ -491,6 +491,8 @@ def _parse_link(raw: dict[str, Any], where: str, number: int) -> Link:
 
 def _check_address(text: str, where: str) -> None:
     try:
+        if "%" in text:  # (a scope id: nothing a testbed uses, and text a shell would read)
+            raise ValueError
         ipaddress.ip_address(text)
     except ValueError:
         raise TopologyError(f"{where}: {text!r} is not an IP address") from None
@@ -502,6 +504,8 @@ def _check_prefix(
     if allow_default and text == "default":
         return
     try:
+        if "%" in text:
+            raise ValueError
         if interface:
             if "/" not in text:
                 raise ValueError

@@ -68,3 +68,27 @@ def test_the_initramfs_holds_busybox_the_modules_and_an_init_that_loads_them_in_
     assert mode & 0o111 and init.startswith(b"#!/bin/busybox sh")
     assert b"for m in virtio fuse virtiofs; do" in init  # (only those given, in load order)
     assert b"chroot /host /bin/sh /run/mbtest-guest/command.sh" in init
+
+
+def test_a_guest_is_configured_as_its_node_with_every_value_quoted():
+    from mbtest.testbed import guests, topology
+
+    topo = topology.load("single-path")
+    node = topo.server
+    script = guests.setup_script(topo, node, {"net.mptcp.enabled": "1"}, 4, 80, "/srv/mbtest",
+                                 [("02:6d:62:00:03:0b", 1400)])  # fmt: skip
+    assert "grep -il 02:6d:62:00:03:0b /sys/class/net/*/address" in script  # (by address)
+    assert 'ip link set "$dev" name eth0' in script and "ip link set eth0 mtu 1400" in script
+    assert "ip addr add 10.1.4.2/24 dev eth0" in script
+    assert "ip -6 addr add" not in script and "fd00:1:4::2/64 dev eth0 nodad" in script
+    assert script.rstrip().endswith("listener.serve(s)'")
+
+
+def test_an_address_a_shell_would_read_is_refused_in_a_topology():
+    from mbtest.testbed import topology
+
+    with pytest.raises(topology.TopologyError, match="is not an address with a prefix length"):
+        topology.parse({"nodes": [{"name": "c", "role": "client"}, {"name": "s", "role": "server"}],
+                        "links": [{"a": {"node": "c", "ifname": "eth0",
+                                         "addresses": ["fd00::1%x||reboot||/64"]},
+                                   "b": {"node": "s", "ifname": "eth0"}}]})  # fmt: skip
