@@ -216,9 +216,9 @@ def topo_judge(results: str, run_id: str | None, as_json: bool) -> None:
       sudo mbtest topo up internet --param targets=200
       sudo mbtest probe --targets /run/mbtest/RUN/targets-v4.txt --from client -o c.jsonl
       sudo mbtest topo judge c.jsonl"""
-    import glob
     import json
 
+    from mbtest.middlebox.log import logs_in
     from mbtest.probe.groundtruth import judge
     from mbtest.testbed import recorded
 
@@ -233,11 +233,8 @@ def topo_judge(results: str, run_id: str | None, as_json: bool) -> None:
             truth = json.load(f)
     except (OSError, ValueError) as e:
         raise MbtestError(f"the ground truth of testbed {bed.run_id} cannot be read: {e}") from None
-    logs = {}
-    for path in glob.glob(os.path.join(folder, "middlebox-*.jsonl")):
-        node = os.path.basename(path)[len("middlebox-") : -len(".jsonl")]
-        logs[node] = _json_lines(path)
-    docs = _json_lines(results, keep_bad=True)
+    logs = logs_in(folder)
+    docs = _json_lines(results)
     verdict = judge(truth, [d for d in docs if d is not None], logs)
     verdict.unreadable += [f"a line of {results} is not a JSON object"] * docs.count(None)
     if as_json:
@@ -251,9 +248,9 @@ def topo_judge(results: str, run_id: str | None, as_json: bool) -> None:
     sys.exit(1 if verdict.shortfalls else 0)
 
 
-def _json_lines(path: str, keep_bad: bool = False) -> list:
-    """The JSON objects of a file, one per line; a line that is not one is skipped, or with
-    ``keep_bad`` is None in its place (for the judgement to count)."""
+def _json_lines(path: str) -> list:
+    """The JSON objects of a file, one per line; None in the place of a line that is not
+    one (for the judgement to count)."""
     import json
 
     out: list = []
@@ -266,10 +263,7 @@ def _json_lines(path: str, keep_bad: bool = False) -> list:
                     doc = json.loads(line)
                 except (ValueError, RecursionError):
                     doc = None
-                if isinstance(doc, dict):
-                    out.append(doc)
-                elif keep_bad:
-                    out.append(None)
+                out.append(doc if isinstance(doc, dict) else None)
     except OSError as e:
         raise MbtestError(f"cannot read {path}: {e.strerror}") from None
     return out

@@ -3,9 +3,30 @@ kernel middlebox, per change observed), each with the time and the behaviour's n
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import time
 from typing import Any
+
+
+def logs_in(folder: str) -> dict[str, list[dict[str, Any]]]:
+    """slot -> its log's entries, for every ``middlebox-SLOT.jsonl`` in a folder (a line
+    that is not a JSON object is left out: a log cut by a kill ends mid-line)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(glob.glob(os.path.join(folder, "middlebox-*.jsonl"))):
+        slot = os.path.basename(path)[len("middlebox-") : -len(".jsonl")]
+        entries = []
+        with open(path, errors="replace") as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except (ValueError, RecursionError):
+                    continue
+                if isinstance(entry, dict):
+                    entries.append(entry)
+        out[slot] = entries
+    return out
 
 
 class Log:

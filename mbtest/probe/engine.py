@@ -216,16 +216,9 @@ class Sweep:
             view = View(arrival.icmp.quote)
             ttl = self.match_quote(view)
             if ttl is None and self._keyless(view):
-                known = self._router_ttl(arrival.icmp.router)
-                if (
-                    self.alone is None
-                    or self.alone in self.answers
-                    or known
-                    not in (
-                        None,
-                        self.alone,
-                    )
-                ):  # (a late answer of a router known at another TTL is not this TTL's)
+                lone = self.alone is not None and self.alone not in self.answers
+                known = self._router_ttl(arrival.icmp.router)  # (a late answer of a router
+                if not lone or known not in (None, self.alone):  # known elsewhere: not it)
                     self.unplaced.append(arrival)
                     return
                 ttl = self.alone
@@ -382,17 +375,7 @@ def one_at_a_time(io, sweep: Sweep, timeout: float, tries: int) -> None:
     for ttl in sweep.silent_below():
         if sweep.hint is not None and sweep.hint.beyond(ttl):
             break
-        for _ in range(tries):
-            if sweep.answered(ttl) or time.monotonic() >= deadline:
-                break
-            sweep.alone = ttl
-            try:
-                sweep.send(io, ttl)
-                end = min(deadline, time.monotonic() + timeout)
-                while not sweep.answered(ttl) and time.monotonic() < end:
-                    _collect(io, sweep, end)
-            finally:
-                sweep.alone = None
+        _ask_alone(io, sweep, ttl, timeout, tries, deadline)
         end_ttl = sweep.end_ttl
         if time.monotonic() >= deadline or (end_ttl is not None and ttl >= end_ttl):
             break
@@ -410,19 +393,29 @@ def _collect_quiet(io, sweep: Sweep, quiet: float) -> None:
             end = time.monotonic() + quiet
 
 
+def _ask_alone(
+    io, sweep: Sweep, ttl: int, timeout: float, tries: int, deadline: float = float("inf")
+) -> None:
+    """One TTL in flight, alone, until it is answered: up to ``tries`` sends, a timeout
+    each (and none past ``deadline``); a keyless quote meanwhile can only be this TTL's."""
+    for _ in range(tries):
+        if sweep.answered(ttl) or time.monotonic() >= deadline:
+            return
+        sweep.rounds = max(sweep.rounds, sweep.sent.get(ttl, (0, 0))[1] + 1)
+        sweep.alone = ttl
+        try:
+            sweep.send(io, ttl)
+            end = min(deadline, time.monotonic() + timeout)
+            while not sweep.answered(ttl) and time.monotonic() < end:
+                _collect(io, sweep, end)
+        finally:
+            sweep.alone = None
+
+
 def serial(io, sweep: Sweep, timeout: float, tries: int) -> None:
     """One TTL at a time: wait for its answer or the timeout, up to `tries` times each."""
     for ttl in range(1, sweep.max_ttl + 1):
-        for _ in range(tries):
-            sweep.rounds = max(sweep.rounds, sweep.sent.get(ttl, (0, 0))[1] + 1)
-            sweep.alone = ttl  # (one TTL at a time: a keyless quote can only be this one's)
-            sweep.send(io, ttl)
-            end = time.monotonic() + timeout
-            while not sweep.answered(ttl) and time.monotonic() < end:
-                _collect(io, sweep, end)
-            sweep.alone = None
-            if sweep.answered(ttl):
-                break
+        _ask_alone(io, sweep, ttl, timeout, tries)
         end_ttl = sweep.end_ttl
         if end_ttl is not None and end_ttl <= ttl:
             return

@@ -109,7 +109,7 @@ SKF_NET_OFF = -0x100000  # (a load relative to the network header)
 
 def about_filters(target: str, version: int) -> dict[str, list[tuple[int, int, int, int]]]:
     """Kernel filters keeping only what concerns one target: ICMP errors quoting a packet
-    to it and (IPv4) segments from it. A campaign's runs each hold raw sockets, and every
+    to it and segments from it. A campaign's runs each hold raw sockets, and every
     raw socket gets a copy of every ICMP error: without them each run would read and parse
     every other run's answers too, and the campaign would slow down as workers are added.
     (An IPv6 raw socket's data starts after the IP header: its source is read at the

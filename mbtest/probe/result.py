@@ -133,18 +133,15 @@ def probe_result(
             f"{len(sweep.malformed)} packet(s) from the target could not be read and "
             f"were left out (first: {sweep.malformed[0]})"
         )
-    if sweep.tied_alone:
-        notes.append(
-            f"{_ttls(sorted(set(sweep.tied_alone)))}: quotes too short to hold a per-TTL key "
-            "(8 bytes of an IPv6 segment inside a connection), each tied to its TTL by "
-            "sending that TTL alone"
-        )
-    if sweep.tied_by_router:
-        notes.append(
-            f"{_ttls(sorted(set(sweep.tied_by_router)))}: quotes too short to hold a per-TTL "
-            "key (8 bytes of an IPv6 segment inside a connection), each tied to its TTL by its "
-            "router, which another probe of the run saw there"
-        )
+    for placed, how in (
+        (sweep.tied_alone, "sending that TTL alone"),
+        (sweep.tied_by_router, "its router, which another probe of the run saw there"),
+    ):
+        if placed:
+            notes.append(
+                f"{_ttls(sorted(set(placed)))}: quotes holding no per-TTL key (cut to 8 bytes "
+                f"of an IPv6 segment, or a key a middlebox shifted), each tied to its TTL by {how}"
+            )
     if sweep.keyless:
         notes.append(f"{sweep.keyless} quote(s) without a per-TTL key could not be placed")
     target = sweep.segment.dst

@@ -395,7 +395,7 @@ def run(
         io.close()
         if server is not None:
             server.close()
-        if recorder is not None and pcap:
+        if recorder is not None:
             write_pcap(pcap, recorder.frames)
     doc = document([results[i] for i in sorted(results)], time.monotonic() - started)
     if pcap:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from mbtest.endpoints import pm
 from mbtest.errors import EnvironmentProblem, MbtestError
-from mbtest.host import links, netns, owners, signals
+from mbtest.host import datafiles, links, netns, owners, signals
 from mbtest.host.netfilter import RuleOwner
 from mbtest.middlebox.process import MiddleboxProcess
 from mbtest.middlebox.spec import MiddleboxSpec
@@ -259,8 +259,7 @@ class Testbed:
                     continue
                 host = link.b if link.a.node == name else link.a
                 peers.add(host.node)
-                mac = _macs(number)[0 if link.a.node == name else 1]
-                nics.append((host.ifname, mac, link.mtu))
+                nics.append((host.ifname, _mac_of(number, link, name), link.mtu))
             if len(peers) != 1:
                 raise MbtestError(
                     f"a guest's links must all lead to one node; {name} has {len(peers)}"
@@ -270,14 +269,13 @@ class Testbed:
                 sysctls["net.mptcp.checksum_enabled"] = "1" if self.checksums else "0"
             sysctls.update(node.sysctls)
             sysctls.update(self.sysctls.get(name, {}))
-            root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
             script = guests.setup_script(
                 topo,
                 node,
                 sysctls,
                 self.ip_version,
                 self.listen_port,
-                os.path.dirname(root),
+                os.path.dirname(datafiles.shipped()),  # (where `import mbtest` finds it)
                 [(mac, mtu) for _, mac, mtu in nics],
             )
             state = Path(self.owner.state_folder()) / f"guest-{name}"
@@ -290,7 +288,8 @@ class Testbed:
 
     def _write_neighbours(self, ns: str, number: int, link, end) -> None:
         """The other end's addresses, with its hardware address, as permanent neighbours."""
-        other, mac = (link.b, _macs(number)[1]) if end is link.a else (link.a, _macs(number)[0])
+        other = link.b if end is link.a else link.a
+        mac = _mac_of(number, link, other.node)
         for cidr in other.addresses:
             links.neighbour(ns, end.ifname, str(ipaddress.ip_interface(cidr).ip), mac)
 
@@ -434,6 +433,11 @@ def _macs(number: int) -> tuple[str, str]:
     """The two hardware addresses of link ``number`` (locally administered, unique per link)."""
     high, low = divmod(number, 256)
     return f"02:6d:62:{high % 256:02x}:{low:02x}:0a", f"02:6d:62:{high % 256:02x}:{low:02x}:0b"
+
+
+def _mac_of(number: int, link, node: str) -> str:
+    """The hardware address of ``node``'s end of link ``number``."""
+    return _macs(number)[0 if link.a.node == node else 1]
 
 
 def _drop_tcp() -> None:

@@ -103,19 +103,16 @@ class _Builder:
         if k >= 1 << 16:
             raise InternetError("the emulated Internet has more links than its address plan")
         v4 = ipaddress.IPv4Address(int(ipaddress.IPv4Address("10.64.0.0")) + 4 * k)
-        ends = []
-        for i, name in enumerate((a, b), 1):
+        link, addresses = {}, []
+        for side, (i, name) in zip("ab", enumerate((a, b), 1), strict=True):
             ifname = f"eth{self.ifaces.get(name, 0)}"
             self.ifaces[name] = self.ifaces.get(name, 0) + 1
             four, six = str(v4 + i), str(ipaddress.IPv6Address(f"fd00:64:0:{k:x}::{i}"))
             self.addresses[name] += [four, six]
-            ends.append({"node": name, "ifname": ifname, "addresses": [f"{four}/30", f"{six}/64"]})
-            ends[-1]["v4"], ends[-1]["v6"] = four, six
-        self.made.links.append(
-            {side: {k: v for k, v in end.items() if k not in ("v4", "v6")}
-             for side, end in zip("ab", ends, strict=True)}
-        )  # fmt: skip
-        return {"4": ends[0]["v4"], "6": ends[0]["v6"]}, {"4": ends[1]["v4"], "6": ends[1]["v6"]}
+            link[side] = {"node": name, "ifname": ifname, "addresses": [f"{four}/30", f"{six}/64"]}
+            addresses.append({"4": four, "6": six})
+        self.made.links.append(link)
+        return addresses[0], addresses[1]
 
     def route(self, name: str, to: str, via: list[str]) -> None:
         self.nodes[name]["routes"].append({"to": to, "via": via[0] if len(via) == 1 else via})
@@ -154,7 +151,7 @@ def expand(table: dict[str, Any], where: str = "internet") -> Made:
             regions[r] = (name, down)
             hops[name] = _hop(name, kind, p)
         region, region_addr = regions[r]
-        targets.append(_target_path(b, rng, p, i, region, region_addr, core2_up, hops))
+        targets.append(_target_path(b, rng, p, i, region, region_addr, hops))
     b.route("core1", "10.64.0.0/10", [core2_up["4"]])  # (connected links: more specific)
     b.route("core1", "fd00:64::/32", [core2_up["6"]])
     for t in targets:  # every target's prefix, down from the core to its region
@@ -185,13 +182,18 @@ def _hop(name: str, kind: str, p: dict[str, int] | None = None) -> dict[str, Any
     }
 
 
-def _router_kind(rng: random.Random, p: dict[str, int]) -> str:
+def _pick(rng: random.Random, shares: list[tuple[str, int]], otherwise: str) -> str:
+    """One of the kinds, each with its percentage of the draws (one draw)."""
     roll = rng.uniform(0, 100)
-    for kind in ("quote8", "ratelimit", "silent"):
-        if roll < p[kind]:
+    for kind, percent in shares:
+        if roll < percent:
             return kind
-        roll -= p[kind]
-    return "router"
+        roll -= percent
+    return otherwise
+
+
+def _router_kind(rng: random.Random, p: dict[str, int]) -> str:
+    return _pick(rng, [(k, p[k]) for k in ("quote8", "ratelimit", "silent")], "router")
 
 
 def _router(b: _Builder, name: str, kind: str, p: dict[str, int]) -> dict[str, Any]:
@@ -208,7 +210,7 @@ def _router(b: _Builder, name: str, kind: str, p: dict[str, int]) -> dict[str, A
     return node
 
 
-def _target_path(b, rng, p, i, region, region_addr, core2_up, hops) -> dict[str, Any]:
+def _target_path(b, rng, p, i, region, region_addr, hops) -> dict[str, Any]:
     """Target i's access path (its own routers) and the target, with their ground truth."""
     length = rng.randint(1, p["max_access"])
     ecmp = length >= 2 and rng.uniform(0, 100) < p["ecmp"]
@@ -217,13 +219,9 @@ def _target_path(b, rng, p, i, region, region_addr, core2_up, hops) -> dict[str,
     if length > first_plain and rng.uniform(0, 100) < p["middlebox"]:
         slot_at = rng.randint(first_plain, length - 1)
     spec = rng.choice(MIDDLEBOXES) if slot_at else None
-    roll = rng.uniform(0, 100)
-    listen = "mptcp"
-    for kind, key in (("tcp", "no_mptcp"), ("silent", "no_answer"), ("closed", "closed")):
-        if roll < p[key]:
-            listen = kind
-            break
-        roll -= p[key]
+    listen = _pick(
+        rng, [("tcp", p["no_mptcp"]), ("silent", p["no_answer"]), ("closed", p["closed"])], "mptcp"
+    )
     names: list[list[str]] = []
     for j in range(1, length + 1):
         if ecmp and j == 1:

@@ -230,10 +230,10 @@ def bench_campaign(targets: int = 100) -> dict[str, float]:
     the campaign's own count) and targets per second, at a budget the workers can fill and
     at one that the 2 cores cannot; every run judged against the ground truth (recall and
     precision must be 1, every hop as the truth says)."""
-    import glob
     import re
     import sys
 
+    from mbtest.middlebox.log import logs_in
     from mbtest.probe.groundtruth import judge
     from mbtest.testbed import builder, topology
 
@@ -259,12 +259,7 @@ def bench_campaign(targets: int = 100) -> dict[str, float]:
                 packets, seconds, used = int(said[1]), float(said[2]), float(said[3])
                 with open(out) as f:
                     results = [json.loads(line) for line in f]
-                logged = {}
-                for path in glob.glob(os.path.join(logs, "middlebox-*.jsonl")):
-                    node = os.path.basename(path)[len("middlebox-") : -len(".jsonl")]
-                    with open(path) as f:
-                        logged[node] = [json.loads(line) for line in f if line.strip()]
-                verdict = judge(truth, results, logged)
+                verdict = judge(truth, results, logs_in(logs))
                 right = not (verdict.missed or verdict.false_positives or verdict.unsaid
                              or verdict.hop_errors or verdict.unreadable)  # fmt: skip
                 figures[f"campaign_{name}_budget_used"] = used

@@ -5,7 +5,6 @@ every observable change found at the right hop and field, none where none happen
 unobservable one said so; one path per probe flow through ECMP; the same targets, outcomes
 and changes after an interruption and a resume."""
 
-import glob
 import json
 import os
 import signal
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from mbtest.middlebox.log import logs_in
 from mbtest.observe.capture import Capture, capturing
 from mbtest.packet.headers import parse_tcp
 from mbtest.packet.pcap import read_frames
@@ -47,15 +47,6 @@ def campaign(bed, targets, out, *extra, workers="8", pps="1000"):
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def middlebox_logs(folder) -> dict:
-    logs = {}
-    for path in glob.glob(os.path.join(folder, "middlebox-*.jsonl")):
-        node = os.path.basename(path)[len("middlebox-") : -len(".jsonl")]
-        with open(path) as f:
-            logs[node] = [json.loads(line) for line in f]
-    return logs
-
-
 @pytest.mark.parametrize("version", ["4", "6"])
 def test_a_campaign_finds_what_the_ground_truth_says_and_says_what_it_cannot_see(
     internet, version, tmp_path, capsys
@@ -75,7 +66,7 @@ def test_a_campaign_finds_what_the_ground_truth_says_and_says_what_it_cannot_see
         validate(doc, "probe")
     bed.stop_middleboxes()  # (their logs complete)
     try:
-        verdict = judge(truth, results, middlebox_logs(logs))
+        verdict = judge(truth, results, logs_in(str(logs)))
     finally:
         bed.processes.clear()
         bed.start_middleboxes()

@@ -6,7 +6,6 @@ Skipped, saying why, where the machine has no QEMU."""
 import fcntl
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -85,7 +84,6 @@ def test_a_guest_stopped_by_sigterm_leaves_no_qemu_virtiofsd_namespace_or_lock(c
     assert set(netns.listed()) - before == set()
     with open(cache / ".lock", "w") as f:  # (free: no fetch holds it)
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    assert shutil.which("qemu-system-x86_64")
 
 
 def gone(cache, before, timeout=10.0) -> bool:

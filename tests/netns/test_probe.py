@@ -15,6 +15,7 @@ import pytest
 
 from mbtest.host import cleanup, netns, owners
 from mbtest.probe import loader
+from mbtest.probe.groundtruth import truth_field
 from mbtest.probe.result import SCHEMA
 from mbtest.probe.run import ProbeOptions, run
 from mbtest.testbed import builder, topology
@@ -46,11 +47,6 @@ CASES = [
     ("payload-flip", "dss"),
     ("payload-rewrite:find=DSS,replace=Data Sequence Signal", "dss"),
 ]
-
-
-def truth_field(entry: dict) -> str:
-    """A ground-truth log field as the probe names it: engine notes and byte ranges dropped."""
-    return re.sub(r" \(.*\)$|\[.*\]$", "", entry["field"])
 
 
 @pytest.fixture(scope="module", params=[4, 6], ids=["ipv4", "ipv6"])
@@ -148,7 +144,7 @@ def test_change_first_seen_after_the_slot(path, spec, probe_name):
     log_path = logs / "middlebox-slot4.jsonl"
     entries = [json.loads(line) for line in log_path.read_text().splitlines()]
     log_path.unlink()
-    truth = {truth_field(e) for e in entries if e["direction"] == "c>s"}
+    truth = {truth_field(e["field"]) for e in entries if e["direction"] == "c>s"}
     assert truth, f"{spec} changed nothing on the way to the server"
     result = doc["probes"][0]
     assert "error" not in result, result.get("error")
