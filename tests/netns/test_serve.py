@@ -18,9 +18,10 @@ import time
 import pytest
 
 from mbtest.host import links, netns
+from mbtest.probe.groundtruth import truth_field
 from mbtest.probe.run import ProbeOptions, run
 from mbtest.testbed import builder, topology
-from tests.netns.test_probe import CASES, truth_field
+from tests.netns.test_probe import CASES
 
 PORT, CONTROL = 8080, 8765
 SECRET = b"a testbed secret of 32 bytes ..."
@@ -176,7 +177,7 @@ def test_every_behaviour_that_changes_packets_is_seen_in_its_direction(root, tmp
             assert server.get("arrived"), (spec, server)
             forward = {c["field"] for c in server["forward"]}
             there = {  # (not the RST that closes the probe's connection afterwards)
-                truth_field(e)
+                truth_field(e["field"])
                 for e in entries
                 if e["direction"] == "c>s" and not e.get("flags", 0) & 4
             }
@@ -187,7 +188,7 @@ def test_every_behaviour_that_changes_packets_is_seen_in_its_direction(root, tmp
             if probe_name in ("mp_capable", "mp_capable_v0", "mp_join", "plain_syn"):
                 back = {c["field"] for c in server["back"].get("changes", [])}
                 synack = {
-                    truth_field(e)
+                    truth_field(e["field"])
                     for e in entries
                     if e["direction"] == "s>c" and "synack" in e.get("segment", [])
                 }
