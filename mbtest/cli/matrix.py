@@ -11,6 +11,8 @@ from mbtest.cli.options import (
     complete_cell,
     complete_topology,
     finish,
+    kernel_option,
+    kernels_of,
     no_fail_option,
     say_if_no_fast_path,
 )
@@ -23,6 +25,7 @@ Examples:
   sudo mbtest matrix --cell payload-flip-c2s-csum -o out/
   sudo mbtest matrix --shard 2/3 -o shard2 --junit shard2.xml --no-fail
   sudo mbtest matrix --resume reports/20261130-041500
+  sudo mbtest matrix --kernel 6.1 --kernel host    each cell on Linux 6.1 and on this host
   mbtest report shard1 shard2 shard3 -o all.html --junit all.xml
 
 Exit status: 0 every cell as expected or a permitted variant, 1 findings (deviates, flaky,
@@ -96,6 +99,7 @@ inconclusive; 0 with --no-fail), 2 usage error, 3 harness error, 130/143 interru
     "--json", "as_json", is_flag=True, help="Print each cell's result as a JSON line as it ends."
 )
 @click.option("--list", "list_only", is_flag=True, help="Print the selected cells and stop.")
+@kernel_option
 @no_fail_option
 def matrix_command(
     topologies,
@@ -111,6 +115,7 @@ def matrix_command(
     junit_file,
     as_json,
     list_only,
+    kernels,
     no_fail,
 ):
     """Run the grid of scenarios in parallel; results.jsonl, matrix.json and report.html in
@@ -124,14 +129,16 @@ def matrix_command(
 
     full = grid.default_grid()
     if resume_dir:
-        if out_dir or shard or topologies or names or behaviours or list_only:
+        if out_dir or shard or topologies or names or behaviours or list_only or kernels:
             raise MbtestError("--resume takes the cells and folder of the run it resumes alone")
         plan, done_before = matrix.resume(resume_dir, full)
         plan.jobs, plan.repeat = jobs, plan.repeat
         out_dir = resume_dir
     else:
+        chosen = kernels_of(kernels)
+        selected = _selection(full, topologies, names, behaviours, checksum, ip)
         plan = matrix.Plan(
-            selection=_selection(full, topologies, names, behaviours, checksum, ip),
+            selection=[cell.on_kernel(k) for k in chosen for cell in selected],
             shard=matrix.shard_of(shard) if shard else (1, 1),
             jobs=jobs,
             repeat=repeat,
@@ -141,6 +148,7 @@ def matrix_command(
                 "middlebox": list(behaviours),
                 "checksum": checksum,
                 "ip": ip,
+                "kernel": chosen,
             },
         )
         done_before = []

@@ -105,3 +105,31 @@ def say_if_no_fast_path(specs) -> None:
             "the Python engine (slower on every packet, same results)",
             err=True,
         )
+
+
+kernel_option = click.option(
+    "--kernel",
+    "kernels",
+    multiple=True,
+    metavar="VERSION",
+    help="Endpoints on this cached kernel, in a VM (repeatable: each kernel in turn; "
+    "'host' is the default; mbtest kernel fetch VERSION first).",
+)
+
+
+def kernels_of(values: tuple[str, ...]) -> list[str]:
+    """The --kernel values in order, each once ('host' by default); one sentence for a
+    kernel that is not cached (before anything is built)."""
+    from mbtest.errors import MbtestError
+    from mbtest.host import kernels
+    from mbtest.testbed.topology import KERNEL
+
+    chosen: list[str] = []
+    for value in values or ("host",):
+        if not KERNEL.fullmatch(value):
+            raise MbtestError(f"--kernel {value!r}: give host or a version such as 6.1")
+        if value != "host":
+            kernels.find(value)  # (not cached: one sentence saying how to fetch it)
+        if value not in chosen:
+            chosen.append(value)
+    return chosen

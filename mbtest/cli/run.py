@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -11,6 +12,8 @@ from mbtest.cli.options import (
     complete_placement,
     complete_topology,
     finish,
+    kernel_option,
+    kernels_of,
     middleboxes,
     no_fail_option,
     say_if_no_fast_path,
@@ -61,6 +64,7 @@ inconclusive; 0 with --no-fail), 2 usage error, 3 harness error, 130/143 interru
     type=click.IntRange(1, 100),
     help="Run it N times: runs that disagree make it flaky.",
 )
+@kernel_option
 @no_fail_option
 def run_command(
     scenario_file,
@@ -74,6 +78,7 @@ def run_command(
     quiet,
     as_json,
     repeat,
+    kernels,
     no_fail,
 ):
     """Run one scenario (a TOML/JSON file, a cell of the matrix, or the options) and print its
@@ -111,15 +116,20 @@ def run_command(
         )
     say_if_no_fast_path(list(scenario.middleboxes.values()))
     check_mptcp()  # (before a results folder is made or named)
+    kernels = kernels_of(kernels)
+    statuses = []
     with results_dir(out_dir) as out_dir:
         if not (quiet or as_json):
             say_where(out_dir, f"{repeat} runs" if repeat > 1 else "", stderr=False)
-        result = run_repeated(scenario, out_dir, repeat)
-    if as_json:
-        click.echo(jsondoc.dumps(result))
-    elif not quiet:
-        print_cell(result, out_dir)
-    sys.exit(finish(exit_status(result), no_fail))
+        for kernel in kernels:  # one folder per kernel when there are several
+            where = out_dir if len(kernels) == 1 else os.path.join(out_dir, kernel)
+            result = run_repeated(scenario.on_kernel(kernel), where, repeat)
+            statuses.append(exit_status(result))
+            if as_json:
+                click.echo(jsondoc.dumps(result))
+            elif not quiet:
+                print_cell(result, where)
+    sys.exit(finish(max(statuses), no_fail))
 
 
 COMMANDS = (run_command,)

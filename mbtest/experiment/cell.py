@@ -17,8 +17,8 @@ from mbtest.experiment.run import RunConfig, run_traffic
 from mbtest.experiment.scenario import Scenario
 from mbtest.host import signals
 from mbtest.jsondoc import schema
-from mbtest.testbed import topology
-from mbtest.testbed.builder import Testbed
+from mbtest.testbed import endpointvm, topology
+from mbtest.testbed.builder import Testbed, endpoint_kernel
 from mbtest.verdict import expect, facts, references
 from mbtest.verdict.decide import FINDINGS, decide
 from mbtest.verdict.evidence import Evidence
@@ -73,6 +73,7 @@ def run_scenario(scenario: Scenario, out_dir: str) -> dict[str, Any]:
             node: {k: str(v) for k, v in values.items()}
             for node, values in scenario.sysctls.items()
         }
+        lease = endpointvm.read_lease(out_dir)  # a warm VM a matrix lends this cell
         bed = Testbed(
             topo,
             ip_version=scenario.ip_version,
@@ -81,6 +82,8 @@ def run_scenario(scenario: Scenario, out_dir: str) -> dict[str, Any]:
             log_dir=out_dir,
             sysctls=sysctls,
             wire_segments=not scenario.offloads,
+            kernel=endpoint_kernel(topo, scenario.kernel),
+            vm=endpointvm.EndpointVM.from_lease(lease) if lease else None,
         )
         with bed:
             doc = run_traffic(bed, config, out_dir)
@@ -91,6 +94,7 @@ def run_scenario(scenario: Scenario, out_dir: str) -> dict[str, Any]:
         timings["judge"] = round(time.monotonic() - judged, 4)
         result.update(
             environment=doc.get("environment", {}),
+            kernel=doc.get("kernel", ""),
             run="run.json",
             captures=sorted(doc.get("captures", {})),
             timings=timings,

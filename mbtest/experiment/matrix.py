@@ -16,7 +16,7 @@ from typing import Any
 
 from mbtest import errors
 from mbtest.errors import MbtestError
-from mbtest.experiment import output, repeats, workers
+from mbtest.experiment import output, repeats, vmpool, workers
 from mbtest.experiment.cell import SCHEMA as CELL_SCHEMA
 from mbtest.experiment.scenario import Scenario
 from mbtest.host import cleanup, environment, owners, signals
@@ -66,6 +66,7 @@ def run_cells(
     ) -> None:
         index, run = key
         cleanup.remove_owned_by({proc.pid})  # a cell that died without tearing down
+        pool.back(folder)  # (its VM, if it borrowed one: idle again, or stopped)
         runs.setdefault(index, {})[run] = _collect(cells[index], proc, folder, stopped)
         timings = runs[index][run].setdefault("timings", {})  # start to exit, seen from here
         timings["wall"] = round(time.monotonic() - started, 4)
@@ -77,7 +78,9 @@ def run_cells(
                 output.write_json(os.path.join(cell_dir(index), "cell.json"), results[index])
             on_done(results[index])
 
+    pool = vmpool.Pool()  # warm VMs for cells on other kernels
     try:
+        pool.plan(cells)
         workers.warm()
         while pending or running:
             while pending and len(running) < jobs:
@@ -86,9 +89,14 @@ def run_cells(
                 os.makedirs(folder, exist_ok=True)
                 scenario_file = os.path.join(folder, "scenario.json")
                 output.write_json(scenario_file, cells[key[0]].to_json())
+                started = time.monotonic()
+                try:
+                    pool.lend(cells[key[0]], folder)
+                    lent = None
+                except MbtestError as e:  # the cell is an error saying why
+                    lent = workers.NotStarted(f"its VM did not start: {e}")
                 with signals.deferred():  # started and recorded, or neither
-                    started = time.monotonic()
-                    proc = workers.start(scenario_file, folder)
+                    proc = lent or workers.start(scenario_file, folder)
                     running[key] = (proc, folder, started)
                     owners.CHILDREN.add(proc.pid)
             workers.wait_any([proc for proc, _, _ in running.values()], 0.05)
@@ -102,6 +110,7 @@ def run_cells(
                     continue
                 del running[key]
                 finish(key, proc, folder, started)
+                pool.retire([cells[i] for i, _ in [*pending, *running]])
     finally:  # stopped early (Ctrl-C, SIGTERM): stop the running cells, keep what finished
         with signals.deferred():
             for proc, _, _ in running.values():
@@ -117,6 +126,7 @@ def run_cells(
                 runs.setdefault(index, {})[run] = _not_run(
                     cells[index], "the matrix was stopped before this cell ran", run_dir(*key)
                 )
+            pool.stop()
             for index, done in runs.items():  # cells some of whose runs never happened
                 if index not in results:
                     results[index] = repeats.aggregate(
@@ -295,6 +305,10 @@ def resume(out_dir: str, grid: list[Scenario]) -> tuple[Plan, list[dict[str, Any
     if "selection" not in meta:
         raise MbtestError(f"{meta_path} was written by a version that cannot be resumed")
     by_name = {c.name: c for c in grid}
+    for name in meta["selection"]:  # cells on other kernels: name@kernel
+        base, _, kernel = name.partition("@")
+        if kernel and base in by_name:
+            by_name[name] = by_name[base].on_kernel(kernel)
     missing = [name for name in meta["selection"] if name not in by_name]
     if missing:
         raise MbtestError(f"cell {missing[0]!r} of {out_dir} is no longer in the matrix")

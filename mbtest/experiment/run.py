@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import time
 from dataclasses import asdict, dataclass, field
@@ -101,22 +102,32 @@ def _await_subflows(
     }
 
 
-def _captures(bed: Testbed, out_dir: str) -> list[Capture]:
+def _snaplen(bed: Testbed) -> int:
     # whole packets: the largest MTU of the testbed and the link-layer header (a jumbo
     # path's 9000-byte segments must be captured whole to tell what they carry)
     largest = max((link.mtu or 1500 for link in bed.topology.links), default=1500)
-    snaplen = max(4096, largest + 128) if bed.wire_segments else 0
+    return max(4096, largest + 128) if bed.wire_segments else 0
+
+
+def _endpoint_captures(bed: Testbed, out_dir: str) -> list[Capture]:
     caps = []
     for node in (bed.topology.client, bed.topology.server):
         path = os.path.join(out_dir, f"{node.name}.pcap")
-        caps.append(Capture(bed.ns(node.name), "any", path, snaplen=snaplen))
-    for slot in bed.topology.slots:
-        for end in bed.topology.interfaces(slot.name):
-            path = os.path.join(out_dir, f"{slot.name}-{end.ifname}.pcap")
-            caps.append(Capture(bed.ns(slot.name), end.ifname, path, snaplen=snaplen))
+        caps.append(Capture(bed.ns(node.name), "any", path, snaplen=_snaplen(bed)))
     return caps
 
 
+def _captures(bed: Testbed, out_dir: str, endpoints: bool = True) -> list[Capture]:
+    """The endpoints' captures (unless they are taken in a guest) and each slot's."""
+    caps = _endpoint_captures(bed, out_dir) if endpoints else []
+    for slot in bed.topology.slots:
+        for end in bed.topology.interfaces(slot.name):
+            path = os.path.join(out_dir, f"{slot.name}-{end.ifname}.pcap")
+            caps.append(Capture(bed.ns(slot.name), end.ifname, path, snaplen=_snaplen(bed)))
+    return caps
+
+
+MOMENTS = ("connect", "subflows")  # timings that are moments (the others are durations)
 PREAMBLE = {"c>s": b"\x01", "s>c": b"\x02"}
 
 
@@ -269,23 +280,17 @@ def _stats(log_path: str) -> dict[str, Any]:
 
 
 def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]:
-    """Connect, wait for the subflows, transfer, and record everything seen."""
+    """Connect, wait for the subflows, transfer, and record everything seen. With the
+    endpoints in a VM, their part runs in the guest (``guest_part``), the rest here."""
     os.makedirs(out_dir, exist_ok=True)
     topo = bed.topology
-    family = socket.AF_INET if config.ip_version == 4 else socket.AF_INET6
     server_address = topo.addresses(topo.server.name, config.ip_version)[0]
     timings: dict[str, float] = {"build": round(bed.build_seconds, 4)}
     doc: dict[str, Any] = {
         "schema": SCHEMA,
         "mbtest": __version__,
         "kernel": os.uname().release,
-        "environment": {
-            **environment.host(),
-            "nodes": {  # what each endpoint's namespace ran with (checksums, timers...)
-                node: netns.call_in(bed.ns(node), environment.mptcp_sysctls)
-                for node in (topo.client.name, topo.server.name)
-            },
-        },
+        "environment": environment.host(),
         "run_id": bed.run_id,
         "topology": {
             "name": topo.name,
@@ -297,9 +302,77 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
         "expected_subflows": expected_subflows(topo, config.ip_version),
     }
     start = time.monotonic()
+    in_guest = bed.vm is not None
     with contextlib.ExitStack() as stack:
-        caps = stack.enter_context(capturing(_captures(bed, out_dir) if config.capture else []))
+        wanted = _captures(bed, out_dir, endpoints=not in_guest) if config.capture else []
+        caps = stack.enter_context(capturing(wanted))
         timings["captures_ready"] = round(time.monotonic() - start, 4)
+        began = time.monotonic() - start
+        part = guest_part(bed, config, out_dir) if in_guest else endpoint_part(bed, config)
+        for name, seconds in part.pop("timings").items():  # moments made the run's
+            timings[name] = round(seconds + (began if name in MOMENTS else 0.0), 4)
+        doc["kernel"] = part.pop("kernel")
+        doc["environment"]["nodes"] = part.pop("nodes")
+        guest_captures = part.pop("captures", {})
+        doc.update(part)
+        crashed = bed.check_middleboxes()
+        # The run is over. The middleboxes serve the closing handshakes for a moment more
+        # (their settle time) while they reach the captures; then everything ends at once.
+        bed.ask_middleboxes_to_stop()
+        time.sleep(0.05)
+        for capture in caps:
+            capture.interrupt()
+        bed.stop_middleboxes()  # (logs complete, counts written)
+    doc["middleboxes"] = {
+        slot: {
+            "behaviour": p.spec.text,
+            "name": p.spec.name,
+            "passive": p.spec.behaviour_class.PASSIVE,
+            "log": os.path.relpath(p.log_path, out_dir)
+            if p.log_path.startswith(out_dir)
+            else p.log_path,
+            "crashed": crashed.get(slot),
+            **_stats(p.log_path),
+        }
+        for slot, p in bed.processes.items()
+    }
+    doc["captures"] = {
+        **guest_captures,
+        **{
+            os.path.basename(c.path): {"namespace": c.ns, "interface": c.interface, **c.stats}
+            for c in caps
+        },
+    }
+    if config.capture and config.decode:
+        doc["timelines"] = {
+            name: timeline.from_capture(os.path.join(out_dir, name)) for name in doc["captures"]
+        }
+    timings["total"] = round(time.monotonic() - start, 4)
+    doc["timings"] = timings
+    with open(os.path.join(out_dir, "run.json"), "w") as f:
+        f.write(jsondoc.dumps(doc, indent=2))
+    return doc
+
+
+def endpoint_part(bed: Testbed, config: RunConfig, out_dir: str | None = None) -> dict[str, Any]:
+    """The endpoints' part of a run, where the endpoints are: the kernel and its sysctls,
+    connect, subflows, transfer, hold, what the sockets and counters say, the sockets
+    closed. With ``out_dir`` (in a guest) the endpoints' captures are taken here too."""
+    topo = bed.topology
+    family = socket.AF_INET if config.ip_version == 4 else socket.AF_INET6
+    server_address = topo.addresses(topo.server.name, config.ip_version)[0]
+    part: dict[str, Any] = {
+        "kernel": os.uname().release,
+        "nodes": {  # what each endpoint's namespace ran with (checksums, timers...)
+            node: netns.call_in(bed.ns(node), environment.mptcp_sysctls)
+            for node in (topo.client.name, topo.server.name)
+        },
+    }
+    timings: dict[str, float] = {}  # MOMENTS from the part's start; durations
+    start = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        wanted = _endpoint_captures(bed, out_dir) if out_dir and config.capture else []
+        caps = stack.enter_context(capturing(wanted))
         hosts = (topo.client.name, topo.server.name, *(b.name for b in topo.backends))
         before = {side: counters.read(bed.ns(side)) for side in hosts}
         host_before = {side: counters.read_host(bed.ns(side)) for side in hosts}
@@ -327,22 +400,26 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
             server, _ = listener.accept()
             stack.callback(server.close)
         except OSError as e:
-            doc["connect"] = {"ok": False, "error": f"{type(e).__name__}: {e.strerror or e}"}
-        timings["connect"] = round(time.monotonic() - start, 4)
+            part["connect"] = {"ok": False, "error": f"{type(e).__name__}: {e.strerror or e}"}
+        timings["connect"] = time.monotonic() - start
         if server is not None:
-            doc["connect"] = {"ok": True}
+            part["connect"] = {"ok": True}
             at_start = config.announce == "at-start" and signalled(topo, config.ip_version)
             if at_start and sockets.mptcp_info(client) is not None:
-                doc["announced"] = _await_announcement(bed, before)  # (not after a fallback)
+                part["announced"] = _await_announcement(bed, before)  # (not after a fallback)
             # Linux opens further subflows once the connection is fully established, which
             # takes data both ways: a one-byte exchange, then the wait for the subflows.
-            doc["preamble"] = _preamble(client, server, config.connect_timeout)
+            part["preamble"] = _preamble(client, server, config.connect_timeout)
             if late:
-                doc["announced"] = _announce(bed, late, before)
-            doc["subflow_wait"] = _await_subflows(
-                bed, client, doc["expected_subflows"], before[topo.client.name], config.join_wait
+                part["announced"] = _announce(bed, late, before)
+            part["subflow_wait"] = _await_subflows(
+                bed,
+                client,
+                expected_subflows(topo, config.ip_version),
+                before[topo.client.name],
+                config.join_wait,
             )
-            timings["subflows"] = round(time.monotonic() - start, 4)
+            timings["subflows"] = time.monotonic() - start
             block = (
                 (config.text.encode() * (65536 // max(1, len(config.text)) + 1))
                 if config.text
@@ -361,60 +438,69 @@ def run_traffic(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]
                 config.chunk,
                 judge=judge,
             )
-            doc["transfer"] = result.to_json()
+            part["transfer"] = result.to_json()
             if judge is not None and result.stalled:
-                doc["transfer"]["stall_evidence"] = judge.evidence
-            timings["transfer"] = result.seconds
+                part["transfer"]["stall_evidence"] = judge.evidence
+            timings["transfer"] = result.seconds  # (a duration, as hold's)
             if config.hold:
-                doc["hold"] = _hold(bed, config, before)
-                timings["hold"] = doc["hold"]["seconds"]
-            doc["sockets"] = {
+                part["hold"] = _hold(bed, config, before)
+                timings["hold"] = part["hold"]["seconds"]
+            part["sockets"] = {
                 "client": sockets.socket_report(client),
                 "server": sockets.socket_report(server),
             }
-        crashed = bed.check_middleboxes()
         after = {side: counters.read(bed.ns(side)) for side in before}
-        doc["counters"] = {side: counters.delta(before[side], after[side]) for side in before}
+        part["counters"] = {side: counters.delta(before[side], after[side]) for side in before}
         host_after = {side: counters.read_host(bed.ns(side)) for side in host_before}
-        doc["host_counters"] = {
+        part["host_counters"] = {
             side: counters.delta(host_before[side], host_after[side]) for side in host_before
         }
         for sock in (client, server):
             if sock is not None:
                 sock.close()
-        # The run is over. The middleboxes serve the closing handshakes for a moment more
-        # (their settle time) while they reach the captures; then everything ends at once.
-        bed.ask_middleboxes_to_stop()
-        time.sleep(0.05)
-        for capture in caps:
-            capture.interrupt()
-        bed.stop_middleboxes()  # (logs complete, counts written)
-    doc["middleboxes"] = {
-        slot: {
-            "behaviour": p.spec.text,
-            "name": p.spec.name,
-            "passive": p.spec.behaviour_class.PASSIVE,
-            "log": os.path.relpath(p.log_path, out_dir)
-            if p.log_path.startswith(out_dir)
-            else p.log_path,
-            "crashed": crashed.get(slot),
-            **_stats(p.log_path),
-        }
-        for slot, p in bed.processes.items()
+        if caps:  # (in a guest) the closing handshakes reach the captures, then they end
+            time.sleep(0.1)
+            for capture in caps:
+                capture.interrupt()
+    if caps:
+        part["captures"] = {
+            os.path.basename(c.path): {
+                "namespace": c.ns, "interface": c.interface, "guest": part["kernel"], **c.stats
+            }
+            for c in caps
+        }  # fmt: skip
+    part["timings"] = timings
+    return part
+
+
+def guest_part(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]:
+    """The endpoints' part run by the guest's agent (``endpoint_part`` there), its
+    captures brought into ``out_dir``; the run document says which guest and VM ran it."""
+    job = {
+        "kind": "cell",
+        "run_id": bed.run_id,
+        "topology": bed.topology,
+        "ip_version": bed.ip_version,
+        "checksums": bed.checksums,
+        "sysctls": bed.sysctls,
+        "wire_segments": bed.wire_segments,
+        "nics": bed.guest_nics,
+        "config": config,
     }
-    doc["captures"] = {
-        os.path.basename(c.path): {"namespace": c.ns, "interface": c.interface, **c.stats}
-        for c in caps
+    warm = bed.vm.cells > 0
+    bound = config.connect_timeout * 2 + config.join_wait + config.deadline + config.hold + 30
+    result, folder = bed.vm.call(job, bound)
+    part = result["part"]
+    for name in part.get("captures", {}):
+        shutil.move(str(folder / name), os.path.join(out_dir, name))
+    shutil.rmtree(folder, ignore_errors=True)
+    part["guest"] = {
+        "kernel": bed.vm.release,
+        "vm": "warm" if warm else "cold",
+        "boot_seconds": bed.vm.booted_seconds,
+        "nodes": sorted(bed.vm_nodes),
     }
-    if config.capture and config.decode:
-        doc["timelines"] = {
-            name: timeline.from_capture(os.path.join(out_dir, name)) for name in doc["captures"]
-        }
-    timings["total"] = round(time.monotonic() - start, 4)
-    doc["timings"] = timings
-    with open(os.path.join(out_dir, "run.json"), "w") as f:
-        f.write(jsondoc.dumps(doc, indent=2))
-    return doc
+    return part
 
 
 def run_on_topology(

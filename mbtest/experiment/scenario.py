@@ -13,9 +13,10 @@ from typing import Any
 
 from mbtest.errors import MbtestError
 from mbtest.middlebox.spec import MiddleboxSpec
+from mbtest.testbed.topology import KERNEL
 from mbtest.verdict.expect import EXPECTATIONS
 
-NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+NAME = re.compile(r"[A-Za-z0-9._-]{1,64}(@[0-9A-Za-z.+~-]{1,64})?")  # name@kernel
 
 
 class ScenarioError(MbtestError):
@@ -45,6 +46,7 @@ class Scenario:
     announce: str = "at-start"  # or "late": the server announces once data has flowed
     sysctls: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> sysctls
     offloads: bool = False  # keep segmentation offloads on (the kernel's default)
+    kernel: str = "host"  # the endpoints' kernel: host (or as the topology says), or a VM's
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -69,7 +71,9 @@ class Scenario:
             return ScenarioError(f"{where}: {name} = {value!r} is not allowed: {allowed}")
 
         if not isinstance(self.name, str) or not NAME.fullmatch(self.name):
-            raise bad("name", "1-64 letters, digits, '.', '_' or '-'")
+            raise bad("name", "1-64 letters, digits, '.', '_' or '-' (then @kernel)")
+        if not isinstance(self.kernel, str) or not KERNEL.fullmatch(self.kernel):
+            raise bad("kernel", "host or a kernel version such as 6.1 (mbtest kernel ls)")
         for name in ("topology", "expect"):
             if not isinstance(getattr(self, name), str):
                 raise bad(name, "a string")
@@ -129,6 +133,12 @@ class Scenario:
                     r"[0-9A-Za-z_.:\- ]{1,64}", str(value)
                 ):
                     raise bad("sysctls", "net.* keys with plain values")
+
+    def on_kernel(self, kernel: str) -> Scenario:
+        """The same cell with its endpoints on ``kernel``, named name@kernel (unless host)."""
+        base = self.name.partition("@")[0]
+        name = base if kernel == "host" else f"{base}@{kernel}"
+        return dataclasses.replace(self, name=name, kernel=kernel)
 
     @property
     def behaviours(self) -> set[str]:

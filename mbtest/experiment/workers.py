@@ -54,7 +54,7 @@ def start(scenario_file: str, folder: str) -> CellProcess:
             return _Interpreter(scenario_file, folder)
         return _Forked(scenario_file, folder)
     except (OSError, EOFError, ValueError) as e:  # the server went away (the run is ending)
-        return _NotStarted(f"the cell could not be started: {type(e).__name__}: {e}")
+        return NotStarted(f"the cell could not be started: {type(e).__name__}: {e}")
 
 
 def warm() -> None:
@@ -190,7 +190,7 @@ class _Interpreter:
         return text
 
 
-class _NotStarted:
+class NotStarted:
     def __init__(self, why: str):
         self.pid = 0
         self.why = why

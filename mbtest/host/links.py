@@ -119,6 +119,52 @@ def tap(ns: str, ifname: str) -> None:
 
 
 @signals.critical
+def move(ns: str, ifname: str, to_ns: str, new_name: str) -> None:
+    """Move a link to another namespace, renamed there, up: a guest's tap goes where a
+    veth end would stand for a cell, and comes back after (its VM keeps running)."""
+
+    def push(ipr: IPRoute) -> None:
+        ipr.link("set", index=_index(ipr, ifname), state="down")
+        ipr.link("set", index=_index(ipr, ifname), net_ns_fd=to_ns, ifname=new_name)
+
+    def up(ipr: IPRoute) -> None:
+        for name in (new_name, "lo"):
+            ipr.link("set", index=_index(ipr, name), state="up")
+
+    try:
+        in_namespace(ns, push)
+        in_namespace(to_ns, up)
+    except NetlinkError as e:
+        raise MbtestError(
+            f"cannot move {ns}:{ifname} to {to_ns}:{new_name}: {e.args[-1]}"
+        ) from None
+
+
+@signals.critical
+def adopt(mac: str, ns: str, ifname: str) -> None:
+    """(inside a guest) Move the NIC with hardware address ``mac`` from this namespace into
+    ``ns`` as ``ifname``, up: the guest's NICs are found by address, not bus order."""
+
+    def push(ipr: IPRoute) -> None:
+        found = [
+            link["index"]
+            for link in ipr.get_links()
+            if (link.get_attr("IFLA_ADDRESS") or "").lower() == mac.lower()
+        ]
+        if not found:
+            raise MbtestError(f"the guest has no NIC with hardware address {mac}")
+        ipr.link("set", index=found[0], state="down")
+        ipr.link("set", index=found[0], net_ns_fd=ns, ifname=ifname)
+
+    try:
+        in_namespace(None, push)
+        in_namespace(ns, lambda ipr: [ipr.link("set", index=_index(ipr, n), state="up")
+                                      for n in (ifname, "lo")])  # fmt: skip
+    except NetlinkError as e:
+        raise MbtestError(f"cannot move the NIC {mac} into {ns}: {e.args[-1]}") from None
+
+
+@signals.critical
 def neighbour(ns: str, ifname: str, address: str, mac: str) -> None:
     """A permanent neighbour entry: no ARP or neighbour discovery for it, and (unlike learnt
     entries) it does not count toward the kernel's neighbour table limit, which is one for

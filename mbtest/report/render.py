@@ -343,6 +343,54 @@ def _cell_view(base: str, cell: dict[str, Any], out_dir: str) -> dict[str, Any]:
         "sockets": run.get("sockets", {}),
         "seconds": cell.get("seconds"),
         "nodes": _nodes(cell),
+        "kernel": scenario["name"].partition("@")[2] or "host",
+        "release": str(run.get("kernel") or ""),
+        "guest": run.get("guest") if isinstance(run.get("guest"), dict) else None,
+    }
+
+
+def across_kernels(cells: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The cells run on several kernels side by side (None when one kernel ran them all):
+    per cell, each kernel's verdict and the facts whose values differ between kernels (a
+    fix or a regression); each kernel with the exact release its cells ran."""
+    kernels: list[str] = []
+    releases: dict[str, set[str]] = {}
+    rows: dict[str, dict[str, dict[str, Any]]] = {}
+    for c in cells:
+        kernel = c["kernel"]
+        if kernel not in kernels:
+            kernels.append(kernel)
+        if c["release"]:
+            releases.setdefault(kernel, set()).add(c["release"])
+        rows.setdefault(c["name"].partition("@")[0], {})[kernel] = c
+    if len(kernels) < 2:
+        return None
+    table = []
+    for name, per in rows.items():
+        present = [per[k] for k in kernels if k in per]
+        verdicts = {c["verdict"] for c in present}
+        facts = sorted({f for c in present for f in c["facts"]})
+        differing = []
+        for fact in facts:
+            values = [(c["facts"].get(fact) or {}).get("value") for c in present]
+            if any(v != values[0] for v in values[1:]):
+                shown = {k: jsondoc.plain((per[k]["facts"].get(fact) or {}).get("value"))
+                         for k in kernels if k in per}  # fmt: skip
+                differing.append({"fact": fact, "values": shown})
+        table.append({
+            "name": name,
+            "cells": [per.get(k) for k in kernels],
+            "verdicts_differ": len(verdicts) > 1,
+            "facts": differing,
+            "differs": len(verdicts) > 1 or bool(differing),
+        })  # fmt: skip
+    return {
+        "kernels": [
+            {"label": k, "release": ", ".join(sorted(releases.get(k, ()))) or "not recorded"}
+            for k in kernels
+        ],
+        "rows": table,
+        "differing": sum(1 for row in table if row["differs"]),
     }
 
 
@@ -482,6 +530,7 @@ def render(paths: list[str], out_file: str) -> str:
         probe_sections=[_section(section, doc, "probe") for doc in probe_docs],
         probe_counts={"probes": len(probes), "changed": changed, "conformance": dict(judged)},
         camp=camp,
+        kernels=across_kernels(cells),
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
     with open(out_file, "w") as f:

@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from mbtest.endpoints import pm
 from mbtest.errors import EnvironmentProblem, MbtestError
@@ -22,7 +23,7 @@ from mbtest.host import datafiles, links, netns, owners, signals
 from mbtest.host.netfilter import RuleOwner
 from mbtest.middlebox.process import MiddleboxProcess
 from mbtest.middlebox.spec import MiddleboxSpec
-from mbtest.testbed.topology import Topology
+from mbtest.testbed.topology import GUEST_ROLES, Topology
 
 FORWARDER_SYSCTLS = {
     "net.ipv4.ip_forward": "1",
@@ -56,6 +57,22 @@ def check_mptcp() -> None:
         )
 
 
+def endpoint_kernel(topo: Topology, wanted: str = "host") -> str | None:
+    """The kernel the run's endpoints run on: ``wanted`` (--kernel), else the one the
+    topology names for them, else None (the host's). A run drives both of its sockets from
+    one process, so the endpoints share one kernel: one sentence if the topology mixes."""
+    if wanted != "host":
+        return wanted
+    chosen = {n.name: n.kernel for n in topo.nodes.values() if n.role in GUEST_ROLES}
+    if len(set(chosen.values())) > 1:
+        said = ", ".join(f"{node} on {kernel or 'host'}" for node, kernel in chosen.items())
+        raise MbtestError(
+            f"{topo.name} puts its endpoints on different kernels ({said}): a run drives "
+            "both ends from one process, so they share one (topo up can mix them)"
+        )
+    return next(iter(chosen.values()), None)
+
+
 @dataclass
 class Testbed:
     topology: Topology
@@ -76,6 +93,10 @@ class Testbed:
     guests: dict[str, str] = field(default_factory=dict)  # node -> kernel version: in a VM
     listen_port: int | None = None  # what a guest endpoint listens on (MPTCP)
     guest_runs: dict = field(default_factory=dict)  # node -> its running vm.Guest
+    kernel: str | None = None  # the endpoints (client, server, backends) in a VM of it
+    vm: Any = None  # their EndpointVM: lent by a matrix, or booted (and stopped) here
+    guest_nics: dict[str, tuple[str, str]] = field(default_factory=dict)  # mac -> node, name
+    own_vm: bool = False  # booted for this testbed (stopped with it), not lent
     owner: owners.Owner | None = None
 
     def __post_init__(self) -> None:
@@ -86,7 +107,21 @@ class Testbed:
         }
 
     def ns(self, node: str) -> str:
+        """The node's namespace (an endpoint in the VM: its namespace inside the guest)."""
+        if node in self.vm_nodes and node not in self.namespaces:
+            return netns.ns_name(self.run_id, node)
         return self.namespaces[node]
+
+    @property
+    def vm_nodes(self) -> set[str]:
+        """The endpoints that run in the VM (with ``kernel`` or a lent ``vm``)."""
+        if self.kernel is None and self.vm is None:
+            return set()
+        return {n.name for n in self.topology.nodes.values() if n.role in GUEST_ROLES}
+
+    def _elsewhere(self, node: str) -> bool:
+        """Whether the node is a guest (topo up's or the endpoint VM's): not built here."""
+        return node in self.guests or node in self.vm_nodes
 
     @property
     def client_ns(self) -> str:
@@ -131,27 +166,23 @@ class Testbed:
         self.owner = owners.Owner(
             self.run_id, "testbed", persistent=self.persistent, about=self._about()
         )
-        for node in topo.nodes.values():  # every name is recorded before it exists
+        local = [node for node in topo.nodes.values() if node.name not in self.vm_nodes]
+        for node in local:  # every name is recorded before it exists
             self.owner.namespaces[node.name] = netns.ns_name(self.run_id, node.name)
         self.owner.save()
-        for node in topo.nodes.values():
+        if self.vm_nodes and self.vm is None:  # booting meanwhile; waited for below
+            from mbtest.testbed.endpointvm import EndpointVM
+
+            self.own_vm = True
+            self.vm = EndpointVM.start(self.kernel, len(self._vm_links()))
+        for node in local:
             signals.check()
             name = netns.ns_name(self.run_id, node.name)
             netns.create(name)
             self.namespaces[node.name] = name
-            sysctls = dict(COMMON_SYSCTLS)
-            if node.forwards:
-                sysctls.update(FORWARDER_SYSCTLS)
-            elif node.role == "backend":
-                sysctls["net.mptcp.enabled"] = "1"
-            else:
-                sysctls["net.mptcp.enabled"] = "1"
-                if self.checksums is not None:
-                    sysctls["net.mptcp.checksum_enabled"] = "1" if self.checksums else "0"
-            sysctls.update(node.sysctls)
-            sysctls.update(self.sysctls.get(node.name, {}))
-            netns.sysctls(name, sysctls)
+            netns.sysctls(name, self.sysctls_of(node))
         kernels = self._guest_kernels()
+        vm_links = self._vm_links()
         for number, link in enumerate(topo.links):
             signals.check()
             macs = _macs(number) if self.static_neighbours else None
@@ -160,8 +191,17 @@ class Testbed:
                 host = b if a.node in kernels else a
                 links.tap(self.ns(host.node), host.ifname)
                 continue
+            if link in vm_links:
+                continue  # (the VM's taps are lent below)
             links.veth(self.ns(a.node), a.ifname, self.ns(b.node), b.ifname, macs)
-        for node in topo.nodes.values():  # a node's settings in one visit to its namespace
+        if vm_links:
+            if self.own_vm:
+                self.vm.wait_ready()
+            placement = [(self.ns(host.node), host.ifname) for host, _ in vm_links.values()]
+            nic_of = self.vm.lend(placement)
+            ends = [guest for _, guest in vm_links.values()]
+            self.guest_nics = {m: (ends[i].node, ends[i].ifname) for m, i in nic_of.items()}
+        for node in local:  # a node's settings in one visit to its namespace
             signals.check()
             links.batch(self.ns(node.name), lambda node=node: self._configure(node))
         self.start_middleboxes()
@@ -169,6 +209,48 @@ class Testbed:
         self.start_targets()
         self.write_truth()
         self.build_seconds = time.monotonic() - start
+
+    def sysctls_of(self, node) -> dict[str, str]:
+        """The node's sysctls: common, by role, the topology's, the run's."""
+        sysctls = dict(COMMON_SYSCTLS)
+        if node.forwards:
+            sysctls.update(FORWARDER_SYSCTLS)
+        elif node.role == "backend":
+            sysctls["net.mptcp.enabled"] = "1"
+        else:
+            sysctls["net.mptcp.enabled"] = "1"
+            if self.checksums is not None:
+                sysctls["net.mptcp.checksum_enabled"] = "1" if self.checksums else "0"
+        sysctls.update(node.sysctls)
+        sysctls.update(self.sysctls.get(node.name, {}))
+        return sysctls
+
+    def _vm_links(self) -> dict:
+        """The links with an end in the VM, in order: link -> (host's end, guest's end)."""
+        inside = self.vm_nodes
+        out = {}
+        for link in self.topology.links:
+            if link.a.node in inside and link.b.node in inside:
+                raise MbtestError("two endpoints linked directly cannot share the VM")
+            if link.a.node in inside or link.b.node in inside:
+                out[link] = (link.b, link.a) if link.a.node in inside else (link.a, link.b)
+        return out
+
+    def build_guest_endpoints(self, nics: dict[str, tuple[str, str]]) -> None:
+        """(inside the guest, by its agent) The endpoint nodes the host lent NICs for, each
+        in a fresh namespace, set up by the same code as on the host: sysctls, the NIC
+        (found by hardware address) named as its link end, then ``_configure``."""
+        topo = self.topology
+        names = sorted({node for node, _ in nics.values()})
+        for name in names:
+            ns = netns.ns_name(self.run_id, name)
+            netns.create(ns)
+            self.namespaces[name] = ns
+            netns.sysctls(ns, self.sysctls_of(topo.nodes[name]))
+        for address, (node, ifname) in nics.items():
+            links.adopt(address, self.ns(node), ifname)
+        for name in names:
+            links.batch(self.ns(name), lambda node=topo.nodes[name]: self._configure(node))
 
     def _configure(self, node) -> None:
         """Its interfaces (MTU, offloads, addresses), routes, rules, path manager and ICMP,
@@ -183,7 +265,7 @@ class Testbed:
                 other = link.b if end is link.a else link.a
                 if link.mtu:
                     links.set_mtu(ns, end.ifname, link.mtu)
-                if self.wire_segments and other.node not in self.guests:  # (a tap: none)
+                if self.wire_segments and not self._elsewhere(other.node):  # (a tap: none)
                     links.wire_segments(ns, end.ifname)
                 for cidr in end.addresses:
                     links.address(ns, end.ifname, cidr)
@@ -324,6 +406,7 @@ class Testbed:
     def _about(self) -> dict:
         return {
             "guests": dict(self.guests),
+            "kernel": self.kernel,
             "topology": self.topology.name,
             "params": self.topology.params,
             "ip_version": self.ip_version,
@@ -391,6 +474,10 @@ class Testbed:
             for process in self.processes.values():
                 with contextlib.suppress(Exception):
                     process.stop()
+            if self.vm is not None:  # its taps home before their namespaces go
+                self.vm.give_back()
+                if self.own_vm:
+                    self.vm.stop()
             names = dict(self.owner.namespaces if self.owner else {}, **self.namespaces)
             for name in reversed(list(names.values())):
                 try:

@@ -24,6 +24,8 @@ ROLES = ("client", "server", "router", "slot", "backend", "target")
 LISTEN = ("mptcp", "tcp", "closed", "silent")  # a target: MPTCP, plain TCP, RST, no answer
 ENDPOINT_FLAGS = ("signal", "subflow", "backup", "fullmesh")
 NODE_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+GUEST_ROLES = ("client", "server", "backend")  # the endpoints a VM can hold
+KERNEL = re.compile(r"^(host|[0-9]+\.[0-9]+[0-9A-Za-z.+~\-]{0,60})$")  # (as kernels.find takes)
 IFNAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 TOPOLOGY_DIR = datafiles.shipped("topologies")
 
@@ -75,6 +77,7 @@ class Node:
     icmp_errors: bool = True  # False: a router that never sends ICMP errors (a silent hop)
     listen: str | None = None  # a target: what answers on its port (LISTEN)
     port: int | None = None  # a target: the port it listens on
+    kernel: str | None = None  # an endpoint in a VM of this cached kernel (None: the host's)
 
     @property
     def forwards(self) -> bool:
@@ -358,6 +361,7 @@ def _parse_node(raw: dict[str, Any], where: str) -> Node:
         "icmp_errors",
         "listen",
         "port",
+        "kernel",
     }
     _no_unknown(raw, known, where)
     name = raw.get("name")
@@ -451,10 +455,18 @@ def _parse_node(raw: dict[str, Any], where: str) -> Node:
         if listen not in LISTEN:
             raise TopologyError(f"{here}: listen must be one of {', '.join(LISTEN)}")
         port = _integer(80 if port is None else port, 1, 65535, f"{here}: port")
+    kernel = raw.get("kernel")
+    if kernel is not None:
+        if role not in GUEST_ROLES:
+            raise TopologyError(f"{here}: only the client, the server and backends run in a VM")
+        if not isinstance(kernel, str) or not KERNEL.fullmatch(kernel):
+            raise TopologyError(f"{here}: kernel must be a version such as 6.1 or 'host'")
+        kernel = None if kernel == "host" else kernel
     sysctls = {k: str(v) for k, v in sysctls.items()}
     return Node(
-        name, role, sysctls, routes, rules, limits, endpoints, middlebox, icmp_errors, listen, port
-    )
+        name, role, sysctls, routes, rules, limits, endpoints, middlebox, icmp_errors, listen,
+        port, kernel,
+    )  # fmt: skip
 
 
 def _parse_link(raw: dict[str, Any], where: str, number: int) -> Link:

@@ -1,0 +1,89 @@
+"""Warm VMs for a matrix's cells on other kernels: booting a guest and importing the
+project's code in it takes about half a minute under emulation, a cell a few seconds, so
+the matrix boots one VM per kernel and running cell, and lends it to cell after cell (the
+cell's process borrows it through a lease in its folder). A VM that comes back unclean
+(a cell killed mid-way, a tap lost, a job left) is stopped and the next cell gets a fresh
+one. Every VM is owned by the matrix's process: stopped when the matrix ends, however."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+
+from mbtest.testbed import endpointvm, topology
+from mbtest.testbed.builder import endpoint_kernel
+from mbtest.testbed.endpointvm import EndpointVM
+
+
+def nics_needed(topology_name: str, params: dict) -> int:
+    """How many NICs the VM of a cell on this topology needs (its endpoints' links)."""
+    topo = topology.load(topology_name, params)
+    inside = {n.name for n in topo.nodes.values() if n.role in topology.GUEST_ROLES}
+    return sum(1 for link in topo.links if link.a.node in inside or link.b.node in inside)
+
+
+@dataclass
+class Pool:
+    nics: dict[str, int] = field(default_factory=dict)  # kernel -> NICs its VMs get
+    idle: dict[str, list[EndpointVM]] = field(default_factory=dict)
+    busy: dict[str, tuple[str, EndpointVM]] = field(default_factory=dict)  # folder -> VM
+    booted: int = 0
+
+    def kernel_of(self, cell) -> str | None:
+        """The kernel of the cell's endpoints (None: the host's)."""
+        if cell.kernel != "host":
+            return cell.kernel
+        return endpoint_kernel(topology.load(cell.topology, cell.params), cell.kernel)
+
+    def plan(self, cells) -> None:
+        """Size each kernel's VMs for the largest testbed among its cells."""
+        for cell in cells:
+            kernel = self.kernel_of(cell)
+            if kernel is not None:
+                need = nics_needed(cell.topology, cell.params)
+                self.nics[kernel] = max(self.nics.get(kernel, 1), need)
+
+    def lend(self, cell, folder: str) -> None:
+        """Lend a warm VM to the cell about to run in ``folder`` (booted if none is idle);
+        nothing for a cell whose endpoints are the host's."""
+        kernel = self.kernel_of(cell)
+        if kernel is None:
+            return
+        idle = self.idle.setdefault(kernel, [])
+        guest = idle.pop() if idle else None
+        if guest is None:
+            nics = self.nics.get(kernel) or nics_needed(cell.topology, cell.params)
+            guest = EndpointVM.boot(kernel, nics)
+            self.booted += 1
+        self.busy[folder] = (kernel, guest)
+        endpointvm.write_lease(folder, guest.lease())
+
+    def back(self, folder: str) -> None:
+        """The cell in ``folder`` ended: its VM is idle again if clean, else stopped."""
+        kernel, guest = self.busy.pop(folder, (None, None))
+        if guest is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(folder, endpointvm.LEASE))
+        guest.cells += 1
+        if guest.clean():
+            self.idle.setdefault(kernel, []).append(guest)
+        else:
+            guest.stop()
+
+    def retire(self, cells_left) -> None:
+        """Stop idle VMs of kernels no cell left needs (their memory is freed)."""
+        needed = {self.kernel_of(cell) for cell in cells_left}
+        for kernel, guests in self.idle.items():
+            if kernel not in needed:
+                while guests:
+                    guests.pop().stop()
+
+    def stop(self) -> None:
+        for guests in self.idle.values():
+            while guests:
+                guests.pop().stop()
+        for _, guest in self.busy.values():
+            guest.stop()
+        self.busy.clear()
