@@ -100,7 +100,8 @@ def topo_ls(as_json: bool) -> None:
     default="host",
     show_default=True,
     metavar="VERSION",
-    help="Run the server in a VM on this cached kernel (mbtest kernel fetch VERSION).",
+    help="Run the server in a VM on this cached kernel (mbtest kernel fetch VERSION); a "
+    'topology file can name a kernel per endpoint node (kernel = "6.1").',
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the testbed as one JSON line.")
 def topo_up(
@@ -130,14 +131,16 @@ def topo_up(
     specs = middleboxes(placed)
     say_if_no_fast_path(list(specs.values()))
     loaded = topology.load(name, key_values(params))
-    guests = {} if kernel == "host" else {loaded.server.name: kernel}
+    guests = {n.name: n.kernel for n in loaded.nodes.values() if n.kernel}  # (the file's)
+    if kernel != "host":
+        guests[loaded.server.name] = kernel
     bed = Testbed(
         loaded,
         ip_version=6 if ipv6 else 4,
         checksums=checksum,
         middleboxes=specs,
         guests=guests,
-        listen_port=listen_port if guests else None,
+        listen_port=listen_port if loaded.server.name in guests else None,
     )
     with bed:  # torn down if anything stops it before it is handed over
         lines = [f"testbed {bed.run_id} ({bed.topology.name}) is up; enter a node with:"]
@@ -153,8 +156,9 @@ def topo_up(
                 f"{node} runs Linux {guest.kernel.release} in a VM (console: "
                 f"{guest.state / 'console.log'})"
             )
-        if listen_port is not None and guests:
-            listening = {"node": loaded.server.name, "port": listen_port, "kernel": kernel}
+        if listen_port is not None and loaded.server.name in guests:
+            server_kernel = guests[loaded.server.name]
+            listening = {"node": loaded.server.name, "port": listen_port, "kernel": server_kernel}
             lines.append(f"an MPTCP server listens in the VM on port {listen_port} (IPv4, IPv6)")
         elif listen_port is not None:
             from mbtest.endpoints import listener

@@ -10,6 +10,7 @@ its result; the agent goes on with the next."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 from mbtest.errors import MbtestError
 from mbtest.experiment.run import endpoint_part
+from mbtest.host import links
 from mbtest.testbed.builder import Testbed
 
 POLL = 0.02  # seconds between looks for a job (a cell takes seconds)
@@ -37,7 +39,12 @@ def run_cell(job: dict[str, Any], folder: Path) -> dict[str, Any]:
         bed.build_guest_endpoints(job["nics"])
         return endpoint_part(bed, job["config"], str(folder))
     finally:
+        for number, (node, ifname) in enumerate(job["nics"].values()):
+            if node in bed.namespaces:  # (home first: a namespace can outlive its removal)
+                with contextlib.suppress(MbtestError):
+                    links.release(bed.ns(node), ifname, f"nic{number}")
         bed.teardown()
+        links.await_home(set(job["nics"]))  # (the next cell finds them all)
 
 
 def take(exchange: Path, job_path: Path) -> None:

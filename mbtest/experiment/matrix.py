@@ -78,9 +78,9 @@ def run_cells(
                 output.write_json(os.path.join(cell_dir(index), "cell.json"), results[index])
             on_done(results[index])
 
-    pool = vmpool.Pool()  # warm VMs for cells on other kernels
+    pool = vmpool.Pool(jobs=jobs)  # warm VMs for cells on other kernels
     try:
-        pool.plan(cells)
+        pool.plan([cells[index] for index, _ in pending])
         workers.warm()
         while pending or running:
             while pending and len(running) < jobs:
@@ -95,6 +95,9 @@ def run_cells(
                     lent = None
                 except MbtestError as e:  # the cell is an error saying why
                     lent = workers.NotStarted(f"its VM did not start: {e}")
+                except BaseException:  # (stopped while a VM booted: the cell is not-run)
+                    pending.insert(0, key)
+                    raise
                 with signals.deferred():  # started and recorded, or neither
                     proc = lent or workers.start(scenario_file, folder)
                     running[key] = (proc, folder, started)

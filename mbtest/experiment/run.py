@@ -451,6 +451,8 @@ def endpoint_part(bed: Testbed, config: RunConfig, out_dir: str | None = None) -
             }
         after = {side: counters.read(bed.ns(side)) for side in before}
         part["counters"] = {side: counters.delta(before[side], after[side]) for side in before}
+        # which counters each kernel has: one it lacks is unknown, not zero (facts.Counted)
+        part["counters_known"] = {side: sorted(after[side]) for side in after}
         host_after = {side: counters.read_host(bed.ns(side)) for side in host_before}
         part["host_counters"] = {
             side: counters.delta(host_before[side], host_after[side]) for side in host_before

@@ -29,6 +29,8 @@ class Pool:
     idle: dict[str, list[EndpointVM]] = field(default_factory=dict)
     busy: dict[str, tuple[str, EndpointVM]] = field(default_factory=dict)  # folder -> VM
     booted: int = 0
+    jobs: int = 1  # cells at once: the most VMs a kernel needs
+    cells: dict[str, int] = field(default_factory=dict)  # kernel -> its cells not yet lent
 
     def kernel_of(self, cell) -> str | None:
         """The kernel of the cell's endpoints (None: the host's)."""
@@ -37,10 +39,11 @@ class Pool:
         return endpoint_kernel(topology.load(cell.topology, cell.params), cell.kernel)
 
     def plan(self, cells) -> None:
-        """Size each kernel's VMs for the largest testbed among its cells."""
+        """Size each kernel's VMs for the largest testbed among its cells; count them."""
         for cell in cells:
             kernel = self.kernel_of(cell)
             if kernel is not None:
+                self.cells[kernel] = self.cells.get(kernel, 0) + 1
                 need = nics_needed(cell.topology, cell.params)
                 self.nics[kernel] = max(self.nics.get(kernel, 1), need)
 
@@ -51,11 +54,24 @@ class Pool:
         if kernel is None:
             return
         idle = self.idle.setdefault(kernel, [])
-        guest = idle.pop() if idle else None
-        if guest is None:
+        if not idle:  # boot what this kernel's cells can use at once, side by side
+            in_use = sum(1 for k, _ in self.busy.values() if k == kernel)
+            wanted = max(1, min(self.jobs - in_use, self.cells.get(kernel, 1)))
             nics = self.nics.get(kernel) or nics_needed(cell.topology, cell.params)
-            guest = EndpointVM.boot(kernel, nics)
-            self.booted += 1
+            starting = []
+            try:
+                for _ in range(wanted):
+                    starting.append(EndpointVM.start(kernel, nics))
+                for guest in starting:
+                    guest.wait_ready()
+            except BaseException:
+                for guest in starting:
+                    guest.stop()
+                raise
+            self.booted += len(starting)
+            idle.extend(starting)
+        self.cells[kernel] = self.cells.get(kernel, 1) - 1
+        guest = idle.pop()
         self.busy[folder] = (kernel, guest)
         endpointvm.write_lease(folder, guest.lease())
 

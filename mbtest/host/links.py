@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -138,6 +139,43 @@ def move(ns: str, ifname: str, to_ns: str, new_name: str) -> None:
         raise MbtestError(
             f"cannot move {ns}:{ifname} to {to_ns}:{new_name}: {e.args[-1]}"
         ) from None
+
+
+@signals.critical
+def release(ns: str, ifname: str, new_name: str) -> None:
+    """(inside a guest) Move a NIC from ``ns`` back to this process's own namespace as
+    ``new_name``: before the cell's namespace is removed, whose stalled sockets can keep it
+    (and its devices) alive for minutes."""
+    home = f"/proc/{os.getpid()}/ns/net"
+
+    def push(ipr: IPRoute) -> None:
+        index = _index(ipr, ifname)
+        ipr.link("set", index=index, state="down")
+        ipr.link("set", index=index, net_ns_fd=home, ifname=new_name)
+
+    try:
+        in_namespace(ns, push)
+    except NetlinkError as e:
+        raise MbtestError(f"cannot move {ns}:{ifname} back: {e.args[-1]}") from None
+
+
+def hardware_addresses() -> set[str]:
+    """The hardware addresses of this namespace's links (lower case)."""
+    with IPRoute() as ipr:
+        return {(link.get_attr("IFLA_ADDRESS") or "").lower() for link in ipr.get_links()}
+
+
+def await_home(macs: set[str], timeout: float = 15.0) -> None:
+    """(inside a guest) Until the NICs ``macs`` are back in this namespace: a removed
+    namespace hands its real devices back from a kernel worker, once its sockets are gone
+    (later when a stalled connection held it), so the next cell must not look too early."""
+    deadline = time.monotonic() + timeout
+    wanted = {m.lower() for m in macs}
+    while not wanted <= hardware_addresses():
+        if time.monotonic() > deadline:
+            missing = ", ".join(sorted(wanted - hardware_addresses()))
+            raise MbtestError(f"the guest's NICs {missing} did not come back within {timeout:g} s")
+        time.sleep(0.02)
 
 
 @signals.critical

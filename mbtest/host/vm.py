@@ -156,13 +156,7 @@ class Guest:
             time.sleep(0.05)
 
     def why(self) -> str:
-        said = _read(self.exchange / "stderr").strip().splitlines()[-2:]
-        qemu = _read(self.state / "qemu.log").strip().splitlines()[-1:]
-        return (
-            f"console: {_tail(self.state)}"
-            + (f"; QEMU: {qemu[0][:200]}" if qemu else "")
-            + (f"; stderr: {' | '.join(said)}" if said else "")
-        )
+        return why(self.state)
 
     def stop(self) -> None:
         """End QEMU and the daemons (reaped)."""
@@ -226,6 +220,18 @@ def run(
                 for folder in owner.folders:
                     shutil.rmtree(folder, ignore_errors=True)
                 owner.forget()
+
+
+def why(state: Path) -> str:
+    """What a guest whose files are in ``state`` last said: its console's last lines,
+    QEMU's last word, its command's last error lines."""
+    said = _read(state / "exchange" / "stderr").strip().splitlines()[-2:]
+    qemu = _read(state / "qemu.log").strip().splitlines()[-1:]
+    return (
+        f"console: {_tail(state)}"
+        + (f"; QEMU: {qemu[0][:200]}" if qemu else "")
+        + (f"; stderr: {' | '.join(said)}" if said else "")
+    )
 
 
 def _read(path: Path, limit: int = 1 << 20) -> str:

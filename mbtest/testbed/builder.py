@@ -356,7 +356,7 @@ class Testbed:
                 node,
                 sysctls,
                 self.ip_version,
-                self.listen_port,
+                self.listen_port if name == topo.server.name else None,
                 os.path.dirname(datafiles.shipped()),  # (where `import mbtest` finds it)
                 [(mac, mtu) for _, mac, mtu in nics],
             )

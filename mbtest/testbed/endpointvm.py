@@ -222,13 +222,7 @@ class EndpointVM:
         return result, folder
 
     def why(self) -> str:
-        lines = vm._read(self.state / "console.log").strip().splitlines()
-        said = vm._read(self.exchange / "stderr").strip().splitlines()[-2:]
-        return (
-            "console: "
-            + (" | ".join(lines[-5:]) or "(nothing)")
-            + (f"; stderr: {' | '.join(said)}" if said else "")
-        )
+        return vm.why(self.state)
 
     def stop(self) -> None:
         """(its owner) End the guest: the namespace (and QEMU, virtiofsd in it), the

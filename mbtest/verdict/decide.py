@@ -51,6 +51,12 @@ def decide(expectation: Expectation, facts: dict[str, Fact], has_middlebox: bool
             "why": ["the middlebox never changed a packet"],
             "outcome": None,
         }
+    stall = [facts[F.STALL].value] if F.STALL in facts else []
+    # a check that must always hold and fails is a deviation, even when facts it would
+    # take to judge the rest are missing (a connection that never opened moved no data)
+    broken = _failing(tuple(c for c in expectation.always if c[0] in facts), facts)
+    if broken:
+        return {"verdict": "deviates", "why": broken + stall, "outcome": None}
     missing = _missing((*expectation.always, *expectation.main.checks), facts)
     if missing:
         return {
@@ -58,10 +64,6 @@ def decide(expectation: Expectation, facts: dict[str, Fact], has_middlebox: bool
             "why": [f"no evidence for {n}" for n in missing],
             "outcome": None,
         }
-    stall = [facts[F.STALL].value] if F.STALL in facts else []
-    broken = _failing(expectation.always, facts)
-    if broken:
-        return {"verdict": "deviates", "why": broken + stall, "outcome": None}
     if not _failing(expectation.main.checks, facts):
         return {"verdict": "as-expected", "why": [], "outcome": expectation.main.to_json()}
     for variant in expectation.variants:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mbtest.middlebox.spec import MiddleboxSpec
+from mbtest.mptcp.options import AddAddr, MpJoinSyn
 from mbtest.verdict import packets, stall
 from mbtest.verdict.evidence import Evidence
 
@@ -112,6 +113,11 @@ COUNTED = (  # facts that are one MPTcpExt counter summed over both ends
     (ADD_ADDR_DROPPED, "AddAddrDrop"),
     (JOIN_NO_TOKEN, "MPJoinNoTokenFound"),
 )
+# every MPTcpExt counter the facts read
+_READ = (
+    *FALLBACK_HANDSHAKE_COUNTERS, *FALLBACK_LATER_COUNTERS, *(c for _, c in COUNTED),
+    "MPJoinSynTx", "MPJoinAckRx", "MPCapableSYNTX", "MPCapableSYNACKRX", "MPCapableACKRX",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -126,19 +132,70 @@ class Fact:
 
 Counters = dict[str, dict[str, int]]
 
+# Counters older kernels do not have (Linux 6.1 has no MPJoinSynTx, AddAddrTx, EchoAddTx),
+# counted instead in the endpoint's own capture: the packets it sent (the client opens
+# every subflow, so what it sends goes c>s and what the server sends s>c) with that option.
+FROM_PACKETS = {
+    "MPJoinSynTx": lambda o: isinstance(o, MpJoinSyn),
+    "AddAddrTx": lambda o: isinstance(o, AddAddr) and not o.echo,
+    "EchoAddTx": lambda o: isinstance(o, AddAddr) and o.echo,
+}
+SENDS = {"client": "c>s", "server": "s>c"}
+
+
+class Counted(dict):
+    """The counters' deltas per side; ``from_packets`` names (side, counter) pairs counted
+    in a capture because that side's kernel has no such counter; ``uncounted`` those the
+    side's kernel lacks and no capture could stand in for."""
+
+    def __init__(self, deltas: Counters, known: dict[str, list[str]] | None, evidence):
+        super().__init__({side: dict(values) for side, values in deltas.items()})
+        self.from_packets: set[tuple[str, str]] = set()
+        self.uncounted: set[tuple[str, str]] = set()
+        if not isinstance(known, dict):  # (a run recorded before kernels were told apart)
+            return
+        for side, names in known.items():
+            if not isinstance(names, list) or not names:
+                continue
+            missing = set(_READ) - set(names)
+            records = evidence.records(f"{side}.pcap") if missing else None
+            for name in missing:
+                test = FROM_PACKETS.get(name)
+                if test is None or records is None or side not in SENDS:
+                    self.uncounted.add((side, name))
+                    continue
+                sent = sum(
+                    1
+                    for r in records
+                    if r.direction == SENDS[side] and any(test(o) for o in r.options)
+                )
+                self.setdefault(side, {})
+                if sent:
+                    self[side][name] = sent
+                self.from_packets.add((side, name))
+
 
 def _count(counters: Counters, side: str, *names: str) -> int:
     return sum(counters.get(side, {}).get(n, 0) for n in names)
 
 
 def _cite(counters: Counters, *names: str) -> str:
+    derived = getattr(counters, "from_packets", set())
+    blind = getattr(counters, "uncounted", set())
     parts = [
-        f"{side}.{n}+{v}"
+        f"{side}.{n}+{v}" + (" (counted in its capture)" if (side, n) in derived else "")
         for side, deltas in counters.items()
         for n, v in deltas.items()
         if n in names
     ]
-    return ", ".join(parts) or f"no change in {', '.join(names)}"
+    said = ", ".join(parts) or f"no change in {', '.join(names)}"
+    none = sorted(f"{s}.{n}" for s, n in derived if n in names and not counters[s].get(n))
+    if none:
+        said += f" ({', '.join(none)}: no such counter on that kernel, none in its capture)"
+    unseen = sorted(f"{side}.{n}" for side, n in blind if n in names)
+    if unseen:
+        said += f" ({', '.join(unseen)}: not counted by that kernel)"
+    return said
 
 
 class _Facts(dict):
@@ -170,7 +227,7 @@ def _middlebox(facts: _Facts, doc: dict[str, Any], log: list[dict[str, Any]]) ->
         )
 
 
-def _handshake(facts: _Facts, counters: Counters) -> None:
+def _handshake(facts: _Facts, counters: Counters, sockets: dict[str, Any]) -> None:
     mptcp_syn = _count(counters, "client", "MPCapableSYNACKRX") > 0
     facts.add(
         MPTCP_NEGOTIATED,
@@ -186,7 +243,14 @@ def _handshake(facts: _Facts, counters: Counters) -> None:
         _cite(counters, *FALLBACK_HANDSHAKE_COUNTERS, "MPCapableSYNACKRX"),
     )
     later = sum(_count(counters, side, *FALLBACK_LATER_COUNTERS) for side in ("client", "server"))
-    facts.add(FALLBACK_LATER, later > 0, _cite(counters, *FALLBACK_LATER_COUNTERS))
+    why = _cite(counters, *FALLBACK_LATER_COUNTERS)
+    blind = {side for side, n in getattr(counters, "uncounted", ()) if n in FALLBACK_LATER_COUNTERS}
+    ended = {side: (sockets.get(side) or {}).get("mptcp") for side in sorted(blind)}
+    fell = [side for side, mptcp in ended.items() if mptcp is False]
+    if mptcp_syn and fell and not later:  # (what that kernel does not count, its socket says)
+        later = len(fell)
+        why += f"; MPTCP_INFO of the {' and '.join(fell)}: fell back to TCP after the handshake"
+    facts.add(FALLBACK_LATER, later > 0, why)
 
 
 def _sockets(facts: _Facts, sockets: dict[str, Any]) -> None:
@@ -292,8 +356,8 @@ def observe(evidence: Evidence) -> dict[str, Fact]:
     _middlebox(facts, doc, log)
     if not connect.get("ok"):
         return dict(facts)
-    counters = doc.get("counters", {})
-    _handshake(facts, counters)
+    counters = Counted(doc.get("counters", {}), doc.get("counters_known"), evidence)
+    _handshake(facts, counters, doc.get("sockets") or {})
     if doc.get("sockets"):
         _sockets(facts, doc["sockets"])
     _counted(facts, counters)

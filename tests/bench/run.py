@@ -312,6 +312,69 @@ def bench_kernels(versions: tuple[str, ...] = ("6.1", "6.12", "6.18", "7")) -> d
     return figures
 
 
+def bench_kernel_matrix(version: str = "6.1", jobs: int = 2) -> dict[str, float]:
+    """Cells with their endpoints on another kernel, as ratios to the host's kernel measured
+    in this run: one cell with a VM booted for it (cold: ``run --kernel``), cells in a VM
+    that served cells before (warm: a matrix's second and later cells), and the default
+    matrix with ``-j 2``; which cells' verdicts or facts differ from the host's."""
+    import statistics
+    import sys
+
+    from mbtest.experiment import grid, matrix
+    from mbtest.host import kernels
+
+    kernel = kernels.fetch(version)
+    figures: dict[str, float] = {"kernel_matrix_release": kernel.release}  # type: ignore[dict-item]
+    base = [sys.executable, "-m", "mbtest.cli", "run", "--cell", "baseline", "--quiet"]
+
+    def one(extra: list[str]) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            done = subprocess.run([*base, "-o", tmp, *extra], capture_output=True, text=True,
+                                  timeout=600)  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            return time.perf_counter() - start
+
+    host_cell = statistics.median(one([]) for _ in range(3))
+    cold_cell = statistics.median(one(["--kernel", version]) for _ in range(3))
+    figures["cell_host_seconds"] = round(host_cell, 2)
+    figures["cell_cold_vm_seconds"] = round(cold_cell, 2)
+    figures["cell_cold_vm_over_host"] = round(cold_cell / host_cell, 1)
+    cells = grid.default_grid()
+    results = {}
+    for kernel_name in ("host", version):
+        chosen = [cell.on_kernel(kernel_name) for cell in cells]
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            results[kernel_name] = matrix.run_cells(chosen, tmp, jobs)
+            figures[f"matrix_{kernel_name}_wall_seconds"] = round(time.perf_counter() - start, 1)
+    figures["matrix_other_kernel_over_host"] = round(
+        figures[f"matrix_{version}_wall_seconds"] / figures["matrix_host_wall_seconds"], 1
+    )
+    walls = {k: [r["timings"]["wall"] for r in rs if "wall" in r.get("timings", {})]
+             for k, rs in results.items()}  # fmt: skip
+    warm = walls[version][jobs:]  # (the first cell of each VM waited for its boot)
+    figures["cell_warm_vm_median_seconds"] = round(statistics.median(warm), 2)
+    figures["cell_host_in_matrix_median_seconds"] = round(statistics.median(walls["host"]), 2)
+    figures["cell_warm_vm_over_host"] = round(
+        figures["cell_warm_vm_median_seconds"] / figures["cell_host_in_matrix_median_seconds"], 1
+    )
+    differing = []
+    for host, other in zip(results["host"], results[version], strict=True):
+        facts = sorted(
+            name for name in set(host.get("facts", {})) | set(other.get("facts", {}))
+            if (host["facts"].get(name) or {}).get("value")
+            != (other["facts"].get(name) or {}).get("value")
+        )  # fmt: skip
+        if host["verdict"] != other["verdict"] or facts:
+            differing.append(
+                f"{host['scenario']['name']}: {host['verdict']} / {other['verdict']}"
+                + (f" (facts: {', '.join(facts)})" if facts else "")
+            )
+    figures["matrix_cells_differing_from_host"] = differing  # type: ignore[assignment]
+    return figures
+
+
 def wheel_install(folder: str) -> str:
     """A wheel of this checkout installed in a fresh virtual environment in ``folder``
     (what a user runs: an editable checkout spends about 20 ms more on every command's
@@ -512,7 +575,16 @@ def main() -> None:
     parser.add_argument("--output", default="reports/bench.json")
     parser.add_argument(
         "--only",
-        choices=("stability", "rewrite", "decode", "probe", "campaign", "kernels", "matrix"),
+        choices=(
+            "stability",
+            "rewrite",
+            "decode",
+            "probe",
+            "campaign",
+            "kernels",
+            "kernel-matrix",
+            "matrix",
+        ),
         help="only this benchmark (stability: five default matrices)",
     )
     args = parser.parse_args()
@@ -525,6 +597,7 @@ def main() -> None:
         "probe": bench_probe,  # (this one and those after it need root)
         "campaign": bench_campaign,
         "kernels": bench_kernels,
+        "kernel-matrix": bench_kernel_matrix,
         "testbeds": bench_testbeds,
         "matrix": bench_matrix,
         "stability": lambda: bench_stability(record=record),

@@ -1,11 +1,14 @@
 """Guests on another kernel: Debian's 6.1 cloud kernel fetched once into a cache of this
 run, booted under QEMU (microvm, software emulation), a command run in it with its output
-and exit status; a run stopped by SIGTERM leaves no QEMU, virtiofsd, namespace or lock.
-Skipped, saying why, where the machine has no QEMU."""
+and exit status; matrix cells with their endpoints on it, judged as on the host; a run
+stopped by SIGTERM leaves no QEMU, virtiofsd, namespace or lock, a killed one is removed by
+cleanup. Skipped, saying why, where the machine has no QEMU."""
 
 import fcntl
+import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +17,7 @@ import time
 import pytest
 
 from mbtest.host import kernels, netns, vm
+from tests.schemas import validate
 
 VERSION = "6.1"
 
@@ -168,3 +172,101 @@ def test_a_killed_guest_run_is_removed_by_cleanup(cache):
     cleaned = mbtest(cache, "cleanup")
     assert cleaned.returncode == 0, cleaned.stderr
     assert gone(cache, before), guest_processes(cache)
+
+
+def cells(folder) -> dict:
+    lines = (folder / "results.jsonl").read_text().splitlines()
+    return {json.loads(x)["scenario"]["name"]: json.loads(x) for x in lines}
+
+
+def test_cells_on_linux_6_1_give_the_hosts_verdicts_with_counters_from_the_guest(cache, tmp_path):
+    """A baseline and a fallback cell on 6.1 (one VM, warm for the second) and on the
+    host: the same verdicts and facts; the guest's counters start afresh in each cell."""
+    before = set(netns.listed())
+    out = tmp_path / "m"
+    chosen = ["--cell", "baseline", "--cell", "kernel-optstrip-syn", "--ip", "4"]
+    kernels_ = ["--kernel", VERSION, "--kernel", "host"]
+    run = mbtest(cache, "matrix", *chosen, *kernels_, "-j", "1", "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    assert gone(cache, before), guest_processes(cache)
+    results = cells(out)
+    assert sorted(results) == sorted(["baseline", "kernel-optstrip-syn", "baseline@6.1",
+                                      "kernel-optstrip-syn@6.1"])  # fmt: skip
+    for name in ("baseline", "kernel-optstrip-syn"):
+        host, guest = results[name], results[f"{name}@6.1"]
+        assert guest["verdict"] == host["verdict"] == "as-expected"
+        assert {k: f["value"] for k, f in guest["facts"].items()} == {
+            k: f["value"] for k, f in host["facts"].items()
+        }
+        assert guest["kernel"].startswith("6.1.0-") and host["kernel"] == os.uname().release
+        validate(guest, "cell")
+    docs = {n: json.loads((out / results[n]["dir"] / "run.json").read_text()) for n in results}
+    for name in ("baseline@6.1", "kernel-optstrip-syn@6.1"):
+        validate(docs[name], "run")
+        assert docs[name]["kernel"].startswith("6.1.0-")
+        assert docs[name]["counters"]["client"]["MPCapableSYNTX"] == 1  # (a fresh namespace)
+    assert docs["baseline@6.1"]["guest"]["vm"] == "cold"
+    assert docs["kernel-optstrip-syn@6.1"]["guest"]["vm"] == "warm"  # (the same VM again)
+    assert "MPCapableSYNRX" in docs["baseline@6.1"]["counters"]["server"]
+    assert "MPCapableSYNRX" not in docs["kernel-optstrip-syn@6.1"]["counters"]["server"]
+    assert set(docs["baseline@6.1"]["captures"]) >= {"client.pcap", "server.pcap"}
+    assert (out / results["baseline@6.1"]["dir"] / "server.pcap").stat().st_size > 1000
+    report = (out / "report.html").read_text()
+    assert "0 of 2 cells differ between kernels" in report and "6.1.0-" in report
+
+
+def in_guest_job() -> bool:
+    """Whether a guest is running a cell's job (its exchange folder holds one)."""
+    return any(os.path.exists(p) for p in glob.glob("/run/mbtest/*/exchange/*.running"))
+
+
+def start_matrix_on_6_1(cache, out):
+    env = dict(os.environ, MBTEST_KERNEL_CACHE=str(cache))
+    argv = [sys.executable, "-m", "mbtest.cli", "matrix", "--cell", "baseline", "--ip", "4",
+            "--kernel", VERSION, "-o", str(out)]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not in_guest_job():
+        time.sleep(0.05)
+    assert in_guest_job(), "the guest never took the cell"
+    return proc
+
+
+def test_a_matrix_on_another_kernel_stopped_by_sigterm_mid_cell_leaves_nothing(cache, tmp_path):
+    before = set(netns.listed())
+    proc = start_matrix_on_6_1(cache, tmp_path / "m")
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 143, stderr
+    assert gone(cache, before), guest_processes(cache)
+    assert not glob.glob("/run/mbtest/*/exchange")
+    assert cells(tmp_path / "m")["baseline@6.1"]["verdict"] == "not-run"
+
+
+def test_a_killed_matrix_on_another_kernel_is_removed_by_cleanup(cache, tmp_path):
+    before = set(netns.listed())
+    proc = start_matrix_on_6_1(cache, tmp_path / "m")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    cleaned = mbtest(cache, "cleanup")
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert gone(cache, before), guest_processes(cache)
+    assert not glob.glob("/run/mbtest/*/exchange")
+
+
+def test_a_guest_that_does_not_boot_is_an_error_cell_naming_its_console(cache, tmp_path):
+    """A damaged initramfs: the guest's kernel panics, and the cell says so in one line."""
+    broken = tmp_path / "cache"
+    entry = next(p for p in cache.iterdir() if (p / "kernel.json").is_file())
+    shutil.copytree(entry, broken / entry.name)
+    (broken / entry.name / "initramfs").write_bytes(b"not an archive" * 10)
+    before = set(netns.listed())
+    run = mbtest(broken, "run", "--cell", "baseline", "--kernel", VERSION, "-o",
+                 str(tmp_path / "out"), "--json")  # fmt: skip
+    assert run.returncode == 3, run.stderr
+    result = json.loads(run.stdout)
+    assert result["verdict"] == "error"
+    assert "did not" in result["why"][0] or "stopped" in result["why"][0]
+    assert "console:" in result["why"][0] and "panic" in result["why"][0].lower()
+    assert gone(broken, before), guest_processes(broken)

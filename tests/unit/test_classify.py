@@ -86,7 +86,7 @@ def test_a_passive_middlebox_is_triggered_by_seeing_packets():
     assert decided["verdict"] == "as-expected"
 
 
-def test_a_crashed_middlebox_is_an_error_and_missing_evidence_inconclusive():
+def test_a_crashed_middlebox_is_an_error_a_failed_connect_deviates_missing_evidence_inconclusive():
     why = "middlebox pass in slot crashed: exit -9"
     crashed = {
         "connect": {"ok": False, "error": "timeout"},
@@ -96,7 +96,14 @@ def test_a_crashed_middlebox_is_an_error_and_missing_evidence_inconclusive():
     decided = decide(unaffected, facts.observe(Evidence(crashed, [])), True)
     assert (decided["verdict"], decided["why"]) == ("error", [why])
     no_connection = facts.observe(Evidence({"connect": {"ok": False, "error": "refused"}}, []))
-    decided = decide(unaffected, no_connection, False)
+    decided = decide(unaffected, no_connection, False)  # (a check that always holds failed)
+    assert decided == {
+        "verdict": "deviates",
+        "why": ["connected is false, expected true (connect: refused)"],
+        "outcome": None,
+    }
+    no_transfer = facts.observe(Evidence({"connect": {"ok": True}, "counters": {}}, []))
+    decided = decide(unaffected, no_transfer, False)
     assert decided["verdict"] == "inconclusive" and "no evidence for data_c2s" in decided["why"]
 
 
