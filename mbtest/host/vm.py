@@ -243,5 +243,11 @@ def _read(path: Path, limit: int = 1 << 20) -> str:
 
 
 def _tail(state: Path, lines: int = 5) -> str:
+    """The console's last lines; a kernel panic's own line first (its stack trace follows
+    it and would push it out of the tail)."""
     text = _read(state / "console.log").strip().splitlines()
-    return " | ".join(text[-lines:]) if text else "(nothing: it did not boot)"
+    if not text:
+        return "(nothing: it did not boot)"
+    panic = next((line.strip() for line in text if "Kernel panic" in line), None)
+    tail = " | ".join(text[-lines:])
+    return f"{panic} ... {tail}" if panic and panic not in tail else tail
