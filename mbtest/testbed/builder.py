@@ -346,15 +346,10 @@ class Testbed:
                 raise MbtestError(
                     f"a guest's links must all lead to one node; {name} has {len(peers)}"
                 )
-            sysctls = {**COMMON_SYSCTLS, "net.mptcp.enabled": "1"}
-            if self.checksums is not None:
-                sysctls["net.mptcp.checksum_enabled"] = "1" if self.checksums else "0"
-            sysctls.update(node.sysctls)
-            sysctls.update(self.sysctls.get(name, {}))
             script = guests.setup_script(
                 topo,
                 node,
-                sysctls,
+                self.sysctls_of(node),
                 self.ip_version,
                 self.listen_port if name == topo.server.name else None,
                 os.path.dirname(datafiles.shipped()),  # (where `import mbtest` finds it)
