@@ -133,14 +133,15 @@ def topo_up(
     loaded = topology.load(name, key_values(params))
     guests = {n.name: n.kernel for n in loaded.nodes.values() if n.kernel}  # (the file's)
     if kernel != "host":
-        guests[loaded.server.name] = kernel
+        guests[loaded.server.name] = kernel  # (one sentence if the topology has none)
+    server_in_vm = any(loaded.nodes[n].role == "server" for n in guests)
     bed = Testbed(
         loaded,
         ip_version=6 if ipv6 else 4,
         checksums=checksum,
         middleboxes=specs,
         guests=guests,
-        listen_port=listen_port if loaded.server.name in guests else None,
+        listen_port=listen_port if server_in_vm else None,
     )
     with bed:  # torn down if anything stops it before it is handed over
         lines = [f"testbed {bed.run_id} ({bed.topology.name}) is up; enter a node with:"]
@@ -151,14 +152,14 @@ def topo_up(
         for slot, process in bed.processes.items():
             lines.append(f"middlebox {process.spec.text} in {slot}, logging to {process.log_path}")
         listening = None
-        for node, guest in bed.guest_runs.items():
+        if bed.vm is not None:
             lines.append(
-                f"{node} runs Linux {guest.kernel.release} in a VM (console: "
-                f"{guest.state / 'console.log'})"
+                f"{', '.join(sorted(bed.vm_nodes))} run Linux {bed.vm.release} in a VM "
+                f"(console: {bed.vm.state / 'console.log'})"
             )
-        if listen_port is not None and loaded.server.name in guests:
-            server_kernel = guests[loaded.server.name]
-            listening = {"node": loaded.server.name, "port": listen_port, "kernel": server_kernel}
+        if listen_port is not None and server_in_vm:
+            server = loaded.server.name
+            listening = {"node": server, "port": listen_port, "kernel": guests[server]}
             lines.append(f"an MPTCP server listens in the VM on port {listen_port} (IPv4, IPv6)")
         elif listen_port is not None:
             from mbtest.endpoints import listener

@@ -2,7 +2,8 @@
 the exchange folder one at a time and runs each with the project's own code, as the host
 would run it on its own kernel.
 
-A cell job: the endpoint nodes built in fresh namespaces (``Testbed.build_guest_endpoints``
+A serve job (topo up): the endpoint nodes built and kept, the server listening. A cell job:
+the endpoint nodes built in fresh namespaces (``Testbed.build_guest_endpoints``
 over the NICs the host lent), the endpoints' part of the run (``run.endpoint_part``: traffic,
 counters, MPTCP_INFO, stall evidence, captures into the job's folder), the namespaces
 removed (the NICs come back to the guest for the next cell). A job that fails says why in
@@ -18,6 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from mbtest.endpoints import listener
 from mbtest.errors import MbtestError
 from mbtest.experiment.run import endpoint_part
 from mbtest.host import links
@@ -26,8 +28,11 @@ from mbtest.testbed.builder import Testbed
 POLL = 0.02  # seconds between looks for a job (a cell takes seconds)
 
 
-def run_cell(job: dict[str, Any], folder: Path) -> dict[str, Any]:
-    bed = Testbed(
+KEPT: list = []  # what a serve job built: it stays up with the VM
+
+
+def _testbed(job: dict[str, Any]) -> Testbed:
+    return Testbed(
         job["topology"],
         run_id=job["run_id"],
         ip_version=job["ip_version"],
@@ -35,6 +40,20 @@ def run_cell(job: dict[str, Any], folder: Path) -> dict[str, Any]:
         sysctls=job["sysctls"],
         wire_segments=job["wire_segments"],
     )
+
+
+def serve(job: dict[str, Any]) -> dict[str, Any]:
+    """(topo up) The endpoints built and kept; the server listening on the job's port."""
+    bed = _testbed(job)
+    bed.build_guest_endpoints(job["nics"])
+    KEPT.append(bed)
+    if job.get("port") is not None:
+        KEPT.append(listener.start(bed.server_ns, job["port"]))
+    return {}
+
+
+def run_cell(job: dict[str, Any], folder: Path) -> dict[str, Any]:
+    bed = _testbed(job)
     try:
         bed.build_guest_endpoints(job["nics"])
         return endpoint_part(bed, job["config"], str(folder))
@@ -56,9 +75,12 @@ def take(exchange: Path, job_path: Path) -> None:
         job = pickle.loads(running.read_bytes())
         folder = exchange / job["folder"]
         folder.mkdir(exist_ok=True)
-        if job.get("kind") != "cell":
+        if job.get("kind") == "cell":
+            result = {"ok": True, "part": run_cell(job, folder)}
+        elif job.get("kind") == "serve":
+            result = {"ok": True, "part": serve(job)}
+        else:
             raise MbtestError(f"unknown job {job.get('kind')!r}")
-        result = {"ok": True, "part": run_cell(job, folder)}
     except MbtestError as e:
         result = {"ok": False, "error": str(e)}
     except Exception as e:  # (a defect: said with where it happened, the agent goes on)

@@ -478,17 +478,7 @@ def endpoint_part(bed: Testbed, config: RunConfig, out_dir: str | None = None) -
 def guest_part(bed: Testbed, config: RunConfig, out_dir: str) -> dict[str, Any]:
     """The endpoints' part run by the guest's agent (``endpoint_part`` there), its
     captures brought into ``out_dir``; the run document says which guest and VM ran it."""
-    job = {
-        "kind": "cell",
-        "run_id": bed.run_id,
-        "topology": bed.topology,
-        "ip_version": bed.ip_version,
-        "checksums": bed.checksums,
-        "sysctls": bed.sysctls,
-        "wire_segments": bed.wire_segments,
-        "nics": bed.guest_nics,
-        "config": config,
-    }
+    job = {**bed.guest_job(), "kind": "cell", "config": config}
     warm = bed.vm.cells > 0
     bound = config.connect_timeout * 2 + config.join_wait + config.deadline + config.hold + 30
     result, folder = bed.vm.call(job, bound)

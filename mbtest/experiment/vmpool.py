@@ -32,11 +32,14 @@ class Pool:
     jobs: int = 1  # cells at once: the most VMs a kernel needs
     cells: dict[str, int] = field(default_factory=dict)  # kernel -> its cells not yet lent
 
+    known: dict[str, str | None] = field(default_factory=dict)  # cell name -> its kernel
+
     def kernel_of(self, cell) -> str | None:
-        """The kernel of the cell's endpoints (None: the host's)."""
-        if cell.kernel != "host":
-            return cell.kernel
-        return endpoint_kernel(topology.load(cell.topology, cell.params), cell.kernel)
+        """The kernel of the cell's endpoints (None: the host's; asked once per cell)."""
+        if cell.name not in self.known:
+            topo = topology.load(cell.topology, cell.params)
+            self.known[cell.name] = endpoint_kernel(topo, cell.kernel)
+        return self.known[cell.name]
 
     def plan(self, cells) -> None:
         """Size each kernel's VMs for the largest testbed among its cells; count them."""
@@ -90,6 +93,8 @@ class Pool:
 
     def retire(self, cells_left) -> None:
         """Stop idle VMs of kernels no cell left needs (their memory is freed)."""
+        if not any(self.idle.values()):
+            return
         needed = {self.kernel_of(cell) for cell in cells_left}
         for kernel, guests in self.idle.items():
             if kernel not in needed:

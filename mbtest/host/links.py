@@ -87,18 +87,25 @@ def veth(ns_a: str, if_a: str, ns_b: str, if_b: str, macs: tuple[str, str] | Non
         if macs is not None:
             extra["address"], peer["address"] = macs
         ipr.link("add", ifname=if_a, kind="veth", peer=peer, **extra)
-        for name in (if_a, "lo"):
-            ipr.link("set", index=_index(ipr, name), state="up")
-
-    def up(ipr: IPRoute) -> None:
-        for name in (if_b, "lo"):
-            ipr.link("set", index=_index(ipr, name), state="up")
+        _up(ipr, if_a)
 
     try:
         in_namespace(ns_a, make)
-        in_namespace(ns_b, up)
+        in_namespace(ns_b, lambda ipr: _up(ipr, if_b))
     except NetlinkError as e:
         raise MbtestError(f"cannot link {ns_a}:{if_a} to {ns_b}:{if_b}: {e.args[-1]}") from None
+
+
+def _up(ipr: IPRoute, *names: str) -> None:
+    """These links and the namespace's loopback up."""
+    for name in (*names, "lo"):
+        ipr.link("set", index=_index(ipr, name), state="up")
+
+
+def _hand(ipr: IPRoute, index: int, target: str, new_name: str) -> None:
+    """Link ``index`` down and into namespace ``target`` (a name or a path) as new_name."""
+    ipr.link("set", index=index, state="down")
+    ipr.link("set", index=index, net_ns_fd=target, ifname=new_name)
 
 
 NUD_PERMANENT = 0x80
@@ -110,8 +117,7 @@ def tap(ns: str, ifname: str) -> None:
 
     def make(ipr: IPRoute) -> None:
         ipr.link("add", ifname=ifname, kind="tuntap", mode="tap")
-        for name in (ifname, "lo"):
-            ipr.link("set", index=_index(ipr, name), state="up")
+        _up(ipr, ifname)
 
     try:
         in_namespace(ns, make)
@@ -124,17 +130,9 @@ def move(ns: str, ifname: str, to_ns: str, new_name: str) -> None:
     """Move a link to another namespace, renamed there, up: a guest's tap goes where a
     veth end would stand for a cell, and comes back after (its VM keeps running)."""
 
-    def push(ipr: IPRoute) -> None:
-        ipr.link("set", index=_index(ipr, ifname), state="down")
-        ipr.link("set", index=_index(ipr, ifname), net_ns_fd=to_ns, ifname=new_name)
-
-    def up(ipr: IPRoute) -> None:
-        for name in (new_name, "lo"):
-            ipr.link("set", index=_index(ipr, name), state="up")
-
     try:
-        in_namespace(ns, push)
-        in_namespace(to_ns, up)
+        in_namespace(ns, lambda ipr: _hand(ipr, _index(ipr, ifname), to_ns, new_name))
+        in_namespace(to_ns, lambda ipr: _up(ipr, new_name))
     except NetlinkError as e:
         raise MbtestError(
             f"cannot move {ns}:{ifname} to {to_ns}:{new_name}: {e.args[-1]}"
@@ -147,14 +145,8 @@ def release(ns: str, ifname: str, new_name: str) -> None:
     ``new_name``: before the cell's namespace is removed, whose stalled sockets can keep it
     (and its devices) alive for minutes."""
     home = f"/proc/{os.getpid()}/ns/net"
-
-    def push(ipr: IPRoute) -> None:
-        index = _index(ipr, ifname)
-        ipr.link("set", index=index, state="down")
-        ipr.link("set", index=index, net_ns_fd=home, ifname=new_name)
-
     try:
-        in_namespace(ns, push)
+        in_namespace(ns, lambda ipr: _hand(ipr, _index(ipr, ifname), home, new_name))
     except NetlinkError as e:
         raise MbtestError(f"cannot move {ns}:{ifname} back: {e.args[-1]}") from None
 
@@ -191,13 +183,11 @@ def adopt(mac: str, ns: str, ifname: str) -> None:
         ]
         if not found:
             raise MbtestError(f"the guest has no NIC with hardware address {mac}")
-        ipr.link("set", index=found[0], state="down")
-        ipr.link("set", index=found[0], net_ns_fd=ns, ifname=ifname)
+        _hand(ipr, found[0], ns, ifname)
 
     try:
         in_namespace(None, push)
-        in_namespace(ns, lambda ipr: [ipr.link("set", index=_index(ipr, n), state="up")
-                                      for n in (ifname, "lo")])  # fmt: skip
+        in_namespace(ns, lambda ipr: _up(ipr, ifname))
     except NetlinkError as e:
         raise MbtestError(f"cannot move the NIC {mac} into {ns}: {e.args[-1]}") from None
 

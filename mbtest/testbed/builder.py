@@ -19,7 +19,7 @@ from typing import Any
 
 from mbtest.endpoints import pm
 from mbtest.errors import EnvironmentProblem, MbtestError
-from mbtest.host import datafiles, links, netns, owners, signals
+from mbtest.host import links, netns, owners, signals
 from mbtest.host.netfilter import RuleOwner
 from mbtest.middlebox.process import MiddleboxProcess
 from mbtest.middlebox.spec import MiddleboxSpec
@@ -90,9 +90,8 @@ class Testbed:
     build_seconds: float = 0.0
     truth_path: str | None = None  # a generated topology's ground truth, once written
     static_neighbours: bool | None = None  # None: for topologies with targets (hundreds of nodes)
-    guests: dict[str, str] = field(default_factory=dict)  # node -> kernel version: in a VM
-    listen_port: int | None = None  # what a guest endpoint listens on (MPTCP)
-    guest_runs: dict = field(default_factory=dict)  # node -> its running vm.Guest
+    guests: dict[str, str] = field(default_factory=dict)  # topo up: these nodes in a VM
+    listen_port: int | None = None  # topo up: what a server in the VM listens on (MPTCP)
     kernel: str | None = None  # the endpoints (client, server, backends) in a VM of it
     vm: Any = None  # their EndpointVM: lent by a matrix, or booted (and stopped) here
     guest_nics: dict[str, tuple[str, str]] = field(default_factory=dict)  # mac -> node, name
@@ -114,14 +113,13 @@ class Testbed:
 
     @property
     def vm_nodes(self) -> set[str]:
-        """The endpoints that run in the VM (with ``kernel`` or a lent ``vm``)."""
+        """The endpoints that run in the VM: topo up's ``guests``, else every endpoint
+        (client, server, backends) with ``kernel`` or a lent ``vm``."""
+        if self.guests:
+            return set(self.guests)
         if self.kernel is None and self.vm is None:
             return set()
         return {n.name for n in self.topology.nodes.values() if n.role in GUEST_ROLES}
-
-    def _elsewhere(self, node: str) -> bool:
-        """Whether the node is a guest (topo up's or the endpoint VM's): not built here."""
-        return node in self.guests or node in self.vm_nodes
 
     @property
     def client_ns(self) -> str:
@@ -170,27 +168,23 @@ class Testbed:
         for node in local:  # every name is recorded before it exists
             self.owner.namespaces[node.name] = netns.ns_name(self.run_id, node.name)
         self.owner.save()
+        kernel = self._guest_kernel()
         if self.vm_nodes and self.vm is None:  # booting meanwhile; waited for below
             from mbtest.testbed.endpointvm import EndpointVM
 
             self.own_vm = True
-            self.vm = EndpointVM.start(self.kernel, len(self._vm_links()))
+            self.vm = EndpointVM.start(kernel, len(self._vm_links()), within=self.owner)
         for node in local:
             signals.check()
             name = netns.ns_name(self.run_id, node.name)
             netns.create(name)
             self.namespaces[node.name] = name
             netns.sysctls(name, self.sysctls_of(node))
-        kernels = self._guest_kernels()
         vm_links = self._vm_links()
         for number, link in enumerate(topo.links):
             signals.check()
             macs = _macs(number) if self.static_neighbours else None
             a, b = link.a, link.b
-            if a.node in kernels or b.node in kernels:  # a tap where the host's end stands
-                host = b if a.node in kernels else a
-                links.tap(self.ns(host.node), host.ifname)
-                continue
             if link in vm_links:
                 continue  # (the VM's taps are lent below)
             links.veth(self.ns(a.node), a.ifname, self.ns(b.node), b.ifname, macs)
@@ -205,7 +199,8 @@ class Testbed:
             signals.check()
             links.batch(self.ns(node.name), lambda node=node: self._configure(node))
         self.start_middleboxes()
-        self.start_guests(kernels)
+        if self.guests:
+            self.serve_in_guest()
         self.start_targets()
         self.write_truth()
         self.build_seconds = time.monotonic() - start
@@ -255,8 +250,6 @@ class Testbed:
     def _configure(self, node) -> None:
         """Its interfaces (MTU, offloads, addresses), routes, rules, path manager and ICMP,
         from a thread already inside its namespace."""
-        if node.name in self.guests:
-            return  # (the guest configures itself: guests.setup_script)
         ns = self.ns(node.name)
         for number, link in enumerate(self.topology.links):
             for end in link.ends:
@@ -265,7 +258,7 @@ class Testbed:
                 other = link.b if end is link.a else link.a
                 if link.mtu:
                     links.set_mtu(ns, end.ifname, link.mtu)
-                if self.wire_segments and not self._elsewhere(other.node):  # (a tap: none)
+                if self.wire_segments and other.node not in self.vm_nodes:  # (a tap: none)
                     links.wire_segments(ns, end.ifname)
                 for cidr in end.addresses:
                     links.address(ns, end.ifname, cidr)
@@ -309,59 +302,36 @@ class Testbed:
             with open(path, "w") as f:
                 f.write("\n".join(lines) + "\n")
 
-    def _guest_kernels(self) -> dict:
-        """node -> the cached Kernel its guest boots (one sentence for a wrong node)."""
-        if not self.guests:
-            return {}
-        from mbtest.host import kernels
-
-        out = {}
-        for node, version in self.guests.items():
+    def _guest_kernel(self) -> str | None:
+        """topo up's guests: the one kernel they run (one sentence for a wrong node)."""
+        for node in self.guests:
             if node not in self.topology.nodes:
                 raise MbtestError(f"{node} is not a node of {self.topology.name}")
-            if self.topology.nodes[node].role not in ("client", "server"):
-                raise MbtestError(f"only the client or the server can run in a guest, not {node}")
-            out[node] = kernels.find(version)
-        return out
+            if self.topology.nodes[node].role not in GUEST_ROLES:
+                raise MbtestError(f"only endpoints can run in a guest, not {node}")
+        versions = sorted(set(self.guests.values()))
+        if len(versions) > 1:
+            raise MbtestError(f"a testbed's guests share one VM, so one kernel, not {versions}")
+        return versions[0] if versions else self.kernel
 
-    def start_guests(self, kernels: dict) -> None:
-        """Boot each guest endpoint in the namespace of the node its links lead to (where
-        its taps are), configured as its node, and wait until it serves."""
-        from pathlib import Path
+    def serve_in_guest(self) -> None:
+        """(topo up) The guest endpoints built in the VM and kept, the server listening on
+        ``listen_port`` (MPTCP, IPv4 and IPv6) when it is one of them."""
+        serves = any(self.topology.nodes[n].role == "server" for n in self.vm_nodes)
+        job = {**self.guest_job(), "kind": "serve", "port": self.listen_port if serves else None}
+        self.vm.call(job, 60)
 
-        from mbtest.host import vm
-        from mbtest.testbed import guests
-
-        topo = self.topology
-        for name, kernel in kernels.items():
-            node = topo.nodes[name]
-            nics, peers = [], set()
-            for number, link in enumerate(topo.links):
-                if name not in (link.a.node, link.b.node):
-                    continue
-                host = link.b if link.a.node == name else link.a
-                peers.add(host.node)
-                nics.append((host.ifname, _mac_of(number, link, name), link.mtu))
-            if len(peers) != 1:
-                raise MbtestError(
-                    f"a guest's links must all lead to one node; {name} has {len(peers)}"
-                )
-            script = guests.setup_script(
-                topo,
-                node,
-                self.sysctls_of(node),
-                self.ip_version,
-                self.listen_port if name == topo.server.name else None,
-                os.path.dirname(datafiles.shipped()),  # (where `import mbtest` finds it)
-                [(mac, mtu) for _, mac, mtu in nics],
-            )
-            state = Path(self.owner.state_folder()) / f"guest-{name}"
-            taps = [(tap, mac) for tap, mac, _ in nics]
-            guest = vm.Guest(kernel, self.ns(peers.pop()), state, script, taps)
-            self.guest_runs[name] = guest
-            guest.start()
-        for guest in self.guest_runs.values():
-            guest.wait_for(guests.READY, 120)
+    def guest_job(self) -> dict:
+        """What the guest's agent needs to build this testbed's endpoints in the VM."""
+        return {
+            "run_id": self.run_id,
+            "topology": self.topology,
+            "ip_version": self.ip_version,
+            "checksums": self.checksums,
+            "sysctls": self.sysctls,
+            "wire_segments": self.wire_segments,
+            "nics": self.guest_nics,
+        }
 
     def _write_neighbours(self, ns: str, number: int, link, end) -> None:
         """The other end's addresses, with its hardware address, as permanent neighbours."""
@@ -480,10 +450,6 @@ class Testbed:
                 except Exception as e:  # keep removing the rest
                     errors.append(f"{name}: {e}")
             self.namespaces.clear()
-            for guest in self.guest_runs.values():  # (ended with their namespace: reaped)
-                with contextlib.suppress(Exception):
-                    guest.stop()
-            self.guest_runs.clear()
             for process in self.listeners:  # (ended with their namespace: reaped here)
                 with contextlib.suppress(Exception):
                     process.wait(2)

@@ -66,19 +66,24 @@ class EndpointVM:
         return [f"vm{i}" for i in range(self.nics)]
 
     @classmethod
-    def start(cls, version: str, nics: int, memory_mb: int = 512) -> EndpointVM:
-        """Boot a guest of cached kernel ``version`` (without waiting: ``wait_ready``),
-        owned by this process: namespace, QEMU, virtiofsd and folders go with it."""
+    def start(
+        cls, version: str, nics: int, within: owners.Owner | None = None, memory_mb: int = 512
+    ) -> EndpointVM:
+        """Boot a guest of cached kernel ``version`` (without waiting: ``wait_ready``):
+        its namespace (QEMU and virtiofsd run in it) and folder recorded by ``within``
+        (a testbed's record: they go with the testbed, topo down included), else by a
+        record of its own (a matrix's warm VM)."""
         from mbtest.host import kernels
 
         kernel = kernels.find(version)
         vm.tools()
-        owner = owners.Owner(owners.new_run_id(), "vm", about={"kernel": kernel.release})
-        ns = netns.ns_name(owner.run_id, "vm")
-        owner.namespaces["vm"] = ns
-        owner.save()
-        self = cls(kernel, ns, Path(owner.state_folder()), nics)
-        self.owner = owner
+        record = within or owners.Owner(owners.new_run_id(), "vm", about={"kernel": kernel.release})
+        ns = netns.ns_name(record.run_id, "vm")
+        record.namespaces["vm"] = ns
+        record.save()
+        self = cls(kernel, ns, Path(record.state_folder()) / "vm", nics)
+        self.exchange.mkdir(parents=True, exist_ok=True)
+        self.owner = None if within else record
         self._started = time.monotonic()
         try:
             netns.create(ns)
@@ -225,8 +230,8 @@ class EndpointVM:
         return vm.why(self.state)
 
     def stop(self) -> None:
-        """(its owner) End the guest: the namespace (and QEMU, virtiofsd in it), the
-        folders, the record."""
+        """(its owner) End the guest: the namespace (and QEMU, virtiofsd in it), and with
+        a record of its own, the folders and the record."""
         with signals.deferred():
             removed = True
             try:

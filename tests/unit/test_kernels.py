@@ -70,18 +70,19 @@ def test_the_initramfs_holds_busybox_the_modules_and_an_init_that_loads_them_in_
     assert b"chroot /host /bin/sh /run/mbtest-guest/command.sh" in init
 
 
-def test_a_guest_is_configured_as_its_node_with_every_value_quoted():
-    from mbtest.testbed import guests, topology
+def test_topo_ups_guests_are_endpoints_on_one_kernel():
+    from mbtest.errors import MbtestError
+    from mbtest.testbed import topology
+    from mbtest.testbed.builder import Testbed
 
     topo = topology.load("single-path")
-    node = topo.server
-    script = guests.setup_script(topo, node, {"net.mptcp.enabled": "1"}, 4, 80, "/srv/mbtest",
-                                 [("02:6d:62:00:03:0b", 1400)])  # fmt: skip
-    assert "grep -il 02:6d:62:00:03:0b /sys/class/net/*/address" in script  # (by address)
-    assert 'ip link set "$dev" name eth0' in script and "ip link set eth0 mtu 1400" in script
-    assert "ip addr add 10.1.4.2/24 dev eth0" in script
-    assert "ip -6 addr add" not in script and "fd00:1:4::2/64 dev eth0 nodad" in script
-    assert script.rstrip().endswith("listener.serve(s)'")
+    bed = Testbed(topo, guests={"server": "6.1"})
+    assert bed.vm_nodes == {"server"} and bed._guest_kernel() == "6.1"
+    assert Testbed(topo, kernel="6.12").vm_nodes == {"client", "server"}
+    with pytest.raises(MbtestError, match=r"share one VM, so one kernel, not \['6.1', '6.12'\]"):
+        Testbed(topo, guests={"server": "6.1", "client": "6.12"})._guest_kernel()
+    with pytest.raises(MbtestError, match="only endpoints can run in a guest, not r1"):
+        Testbed(topo, guests={"r1": "6.1"})._guest_kernel()
 
 
 def test_an_address_a_shell_would_read_is_refused_in_a_topology():
