@@ -48,8 +48,8 @@ def agent_script() -> str:
 
 class EndpointVM:
     """A booted guest of ``kernel`` with ``nics`` NICs, its taps (vm0, vm1...) in namespace
-    ``ns``, its files in ``state``. ``owner`` is set when this process owns it (boot);
-    a cell that borrows a matrix's VM has none (``from_lease``)."""
+    ``ns``, its files in ``state``. ``owner`` is its own record (a matrix's warm VM); None
+    when a testbed's record holds it or a cell borrows it (``from_lease``)."""
 
     def __init__(self, kernel: Kernel, ns: str, state: Path, nics: int, release: str = ""):
         self.kernel, self.ns, self.state, self.nics = kernel, ns, state, nics
