@@ -164,9 +164,13 @@ def transfer(
             which = _stuck(streams)
             basis = judge(which, quiet) if which else None
             if basis == DRAINED and streams[which].done_sending:
-                streams[which].drained = True  # everything sent was acknowledged
                 basis = None
-                continue
+                # everything sent was acknowledged; drained only once the receiver has
+                # nothing left to read (a loop paused on a loaded machine finds the quiet
+                # long enough before it has read what already arrived)
+                if not select.select([ends[which][1]], [], [], 0)[0]:
+                    streams[which].drained = True
+                    continue
             if basis is not None and basis != DRAINED:
                 stalled = True
                 break

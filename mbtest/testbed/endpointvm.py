@@ -220,10 +220,10 @@ class EndpointVM:
                 f"the guest on {self.release} wrote no readable result: {e}"
             ) from None
         result_path.unlink()
-        (self.state / "dirty").unlink(missing_ok=True)
         self.cells += 1
-        if not result.get("ok"):
+        if not result.get("ok"):  # (the VM stays marked: it is not lent again)
             raise MbtestError(f"in the guest on {self.release}: {result.get('error')}")
+        (self.state / "dirty").unlink(missing_ok=True)
         return result, folder
 
     def why(self) -> str:

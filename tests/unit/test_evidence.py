@@ -65,3 +65,19 @@ def test_timeline_groups_subflows_into_a_connection_and_names_resets():
         }
     ]
     assert initial["plain_after_mptcp"]["c>s"] == 0
+
+
+def test_a_transfer_is_drained_only_once_the_receiver_read_what_arrived(monkeypatch):
+    """The judge says 'drained' (everything acknowledged) whenever it is asked: data that
+    arrived but is not read yet (a loop paused on a loaded machine) is still read, and
+    counts as received, not lost."""
+    import socket
+
+    from mbtest.endpoints import traffic
+
+    monkeypatch.setattr(traffic, "QUIET", -1.0)  # (the judge is asked on every turn)
+    client, server = socket.socketpair()
+    with client, server:
+        result = traffic.transfer(client, server, 50_000, 0, judge=lambda d, q: traffic.DRAINED)
+    (c2s, _) = result.streams
+    assert c2s["received"] == c2s["sent"] == 50_000 and c2s["intact"] and not c2s["drained"]
