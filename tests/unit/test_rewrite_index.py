@@ -10,7 +10,9 @@ MASK = 0xFFFFFFFF
 
 
 def _before(a: int, b: int) -> bool:
-    return ((b - a) & MASK) < (1 << 31) and a != b
+    """a comes before b in sequence space (compared modulo 2**32: a + 1 past the wrap is
+    the same number as 0)."""
+    return 0 < ((b - a) & MASK) < (1 << 31)
 
 
 class PlainList:
