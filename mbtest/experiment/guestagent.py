@@ -25,6 +25,7 @@ from mbtest.errors import MbtestError
 from mbtest.experiment.run import endpoint_part
 from mbtest.host import links
 from mbtest.testbed.builder import Testbed
+from mbtest.testbed.endpointvm import READY
 
 POLL = 0.02  # seconds between looks for a job (a cell takes seconds)
 
@@ -100,7 +101,7 @@ def take(exchange: Path, job_path: Path) -> None:
 def main(exchange_dir: str) -> None:
     exchange = Path(exchange_dir)
     (exchange / "ready-tmp").write_text(os.uname().release + "\n")
-    os.rename(exchange / "ready-tmp", exchange / "ready")
+    os.rename(exchange / "ready-tmp", exchange / READY)
     while True:
         for job_path in sorted(exchange.glob("*.job")):
             take(exchange, job_path)

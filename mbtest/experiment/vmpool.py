@@ -12,15 +12,13 @@ import os
 from dataclasses import dataclass, field
 
 from mbtest.testbed import endpointvm, topology
-from mbtest.testbed.builder import endpoint_kernel
+from mbtest.testbed.builder import Testbed, endpoint_kernel
 from mbtest.testbed.endpointvm import EndpointVM
 
 
 def nics_needed(topology_name: str, params: dict) -> int:
     """How many NICs the VM of a cell on this topology needs (its endpoints' links)."""
-    topo = topology.load(topology_name, params)
-    inside = {n.name for n in topo.nodes.values() if n.role in topology.GUEST_ROLES}
-    return sum(1 for link in topo.links if link.a.node in inside or link.b.node in inside)
+    return len(Testbed(topology.load(topology_name, params), kernel="any").vm_links())
 
 
 @dataclass

@@ -18,6 +18,7 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,23 +141,13 @@ class Guest:
         lines = _read(self.state / name).strip().splitlines()
         return " | ".join(lines[-2:]) if lines else "(nothing said)"
 
-    def wait_for(self, name: str, timeout: float) -> None:
-        """Until the guest writes ``name`` in the exchange folder; GuestError (with the
-        console's last lines) if it stops or the deadline passes first."""
-        end = time.monotonic() + timeout
-        while not (self.exchange / name).exists():
-            signals.check()
-            if self.qemu is not None and self.qemu.poll() is not None:
-                raise GuestError(f"the guest on {self.kernel.release} stopped: {self.why()}")
-            if time.monotonic() > end:
-                raise GuestError(
-                    f"the guest on {self.kernel.release} did not get ready within "
-                    f"{timeout:.0f} s: {self.why()}"
-                )
-            time.sleep(0.05)
+    def running(self) -> bool:
+        return self.qemu is None or self.qemu.poll() is None
 
-    def why(self) -> str:
-        return why(self.state)
+    def wait_for(self, name: str, timeout: float) -> None:
+        """Until the guest writes ``name`` in the exchange folder (see ``await_file``)."""
+        who = f"the guest on {self.kernel.release}"
+        await_file(self.exchange / name, timeout, self.state, who, "get ready", self.running)
 
     def stop(self) -> None:
         """End QEMU and the daemons (reaped)."""
@@ -167,6 +158,49 @@ class Guest:
             if process.stderr:
                 process.stderr.close()
         self.processes.clear()
+
+
+def await_file(
+    path: Path, timeout: float, state: Path, who: str, doing: str, running: Callable[[], bool]
+) -> None:
+    """Until ``path`` exists; GuestError naming what the guest (files in ``state``) last
+    said if it stops running or the deadline passes first."""
+    end = time.monotonic() + timeout
+    while not path.exists():
+        signals.check()
+        if not running():
+            raise GuestError(f"{who} stopped: {why(state)}")
+        if time.monotonic() > end:
+            raise GuestError(f"{who} did not {doing} within {timeout:.0f} s: {why(state)}")
+        time.sleep(0.02)
+
+
+def own_record(kernel: Kernel, node: str) -> tuple[owners.Owner, str]:
+    """A record of its own for a VM of ``kernel`` and its namespace's name (saved before
+    the namespace exists, so that cleanup finds it whatever happens next)."""
+    owner = owners.Owner(owners.new_run_id(), "vm", about={"kernel": kernel.release})
+    ns = netns.ns_name(owner.run_id, node)
+    owner.namespaces[node] = ns
+    owner.save()
+    return owner, ns
+
+
+def end(ns: str, guest: Guest | None, owner: owners.Owner | None) -> None:
+    """End a VM: its namespace (QEMU and the daemons in it), its processes reaped, and
+    with its own record, its folders and the record (kept if the namespace stayed: mbtest
+    cleanup finds it). No signal cuts it short."""
+    with signals.deferred():
+        removed = True
+        try:
+            netns.remove(ns)
+        except Exception:
+            removed = False
+        if guest is not None:
+            guest.stop()
+        if owner is not None and removed:
+            for folder in owner.folders:
+                shutil.rmtree(folder, ignore_errors=True)
+            owner.forget()
 
 
 def run(
@@ -182,10 +216,7 @@ def run(
     tools()
     netns.require_root()
     started = time.monotonic()
-    owner = owners.Owner(owners.new_run_id(), "vm", about={"kernel": kernel.release})
-    ns = netns.ns_name(owner.run_id, "guest")
-    owner.namespaces["guest"] = ns
-    owner.save()
+    owner, ns = own_record(kernel, "guest")
     guest = None
     try:
         state = Path(owner.state_folder())
@@ -208,18 +239,7 @@ def run(
             seconds=time.monotonic() - started,
         )
     finally:
-        with signals.deferred():
-            removed = True
-            try:
-                netns.remove(ns)  # (ends QEMU and the daemons still in it)
-            except Exception:
-                removed = False  # (the record stays: mbtest cleanup finds the namespace)
-            if guest is not None:
-                guest.stop()
-            if removed:
-                for folder in owner.folders:
-                    shutil.rmtree(folder, ignore_errors=True)
-                owner.forget()
+        end(ns, guest, owner)
 
 
 def why(state: Path) -> str:

@@ -173,14 +173,14 @@ class Testbed:
             from mbtest.testbed.endpointvm import EndpointVM
 
             self.own_vm = True
-            self.vm = EndpointVM.start(kernel, len(self._vm_links()), within=self.owner)
+            self.vm = EndpointVM.start(kernel, len(self.vm_links()), within=self.owner)
         for node in local:
             signals.check()
             name = netns.ns_name(self.run_id, node.name)
             netns.create(name)
             self.namespaces[node.name] = name
             netns.sysctls(name, self.sysctls_of(node))
-        vm_links = self._vm_links()
+        vm_links = self.vm_links()
         for number, link in enumerate(topo.links):
             signals.check()
             macs = _macs(number) if self.static_neighbours else None
@@ -220,7 +220,7 @@ class Testbed:
         sysctls.update(self.sysctls.get(node.name, {}))
         return sysctls
 
-    def _vm_links(self) -> dict:
+    def vm_links(self) -> dict:
         """The links with an end in the VM, in order: link -> (host's end, guest's end)."""
         inside = self.vm_nodes
         out = {}

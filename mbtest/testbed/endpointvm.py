@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import pickle
-import shutil
 import sys
 import time
 import uuid
@@ -77,12 +76,13 @@ class EndpointVM:
 
         kernel = kernels.find(version)
         vm.tools()
-        record = within or owners.Owner(owners.new_run_id(), "vm", about={"kernel": kernel.release})
-        ns = netns.ns_name(record.run_id, "vm")
-        record.namespaces["vm"] = ns
-        record.save()
+        if within is None:
+            record, ns = vm.own_record(kernel, "vm")
+        else:
+            record, ns = within, netns.ns_name(within.run_id, "vm")
+            record.namespaces["vm"] = ns
+            record.save()
         self = cls(kernel, ns, Path(record.state_folder()) / "vm", nics)
-        self.exchange.mkdir(parents=True, exist_ok=True)
         self.owner = None if within else record
         self._started = time.monotonic()
         try:
@@ -140,8 +140,7 @@ class EndpointVM:
     def clean(self) -> bool:
         """Whether the VM can serve another cell: QEMU alive, every tap home, no job left
         over (a cell that was killed leaves one, or its taps went with its namespaces)."""
-        qemu = self.guest.qemu if self.guest is not None else None
-        if qemu is not None and qemu.poll() is not None:
+        if not self.running():
             return False
         if (self.state / "dirty").exists() or any(self.exchange.glob("*.job")):
             return False
@@ -199,20 +198,8 @@ class EndpointVM:
         self.mark_dirty("a job was handed over")  # (cleared once its result is in)
         os.rename(tmp, self.exchange / f"{name}.job")
         result_path = self.exchange / f"{name}.result"
-        end = time.monotonic() + timeout
-        while not result_path.exists():
-            signals.check()
-            if self.guest is not None and self.guest.qemu is not None:
-                if self.guest.qemu.poll() is not None:
-                    raise vm.GuestError(f"the guest on {self.release} stopped: {self.why()}")
-            elif not netns.pids(self.ns):
-                raise vm.GuestError(f"the guest on {self.release} is gone")
-            if time.monotonic() > end:
-                raise vm.GuestError(
-                    f"the guest on {self.release} did not finish its job within "
-                    f"{timeout:.0f} s: {self.why()}"
-                )
-            time.sleep(0.02)
+        who = f"the guest on {self.release}"
+        vm.await_file(result_path, timeout, self.state, who, "finish its job", self.running)
         try:
             result = pickle.loads(result_path.read_bytes())
         except Exception as e:
@@ -226,24 +213,20 @@ class EndpointVM:
         (self.state / "dirty").unlink(missing_ok=True)
         return result, folder
 
-    def why(self) -> str:
-        return vm.why(self.state)
+    def running(self) -> bool:
+        """QEMU still runs (seen from its process here, or from its namespace when the VM
+        is borrowed)."""
+        if self.guest is not None:
+            return self.guest.running()
+        try:
+            return bool(netns.pids(self.ns))
+        except OSError:  # (the namespace is gone)
+            return False
 
     def stop(self) -> None:
         """(its owner) End the guest: the namespace (and QEMU, virtiofsd in it), and with
         a record of its own, the folders and the record."""
-        with signals.deferred():
-            removed = True
-            try:
-                netns.remove(self.ns)
-            except Exception:
-                removed = False  # (the record stays: mbtest cleanup finds it)
-            if self.guest is not None:
-                self.guest.stop()
-            if self.owner is not None and removed:
-                for folder in self.owner.folders:
-                    shutil.rmtree(folder, ignore_errors=True)
-                self.owner.forget()
+        vm.end(self.ns, self.guest, self.owner)
 
 
 def write_lease(folder: str, lease: dict[str, Any]) -> None:

@@ -83,13 +83,21 @@ def test_a_vm_gets_a_nic_per_link_of_its_endpoints():
     assert vmpool.nics_needed("dual-path", {}) == links > 2
 
 
-def test_a_vm_is_reused_only_when_clean(tmp_path):
+def test_a_vm_is_reused_only_when_clean(tmp_path, monkeypatch):
     guest = endpointvm.EndpointVM.__new__(endpointvm.EndpointVM)
     guest.guest, guest.state, guest.exchange = None, tmp_path, tmp_path / "exchange"
-    guest.ns, guest.nics = "mbtest-no-such-namespace", 1
+    guest.ns, guest.nics = "mbtest-no-such-namespace", 2
     guest.exchange.mkdir()
-    assert not guest.clean()  # (its namespace, and so its taps, are gone)
-    (tmp_path / "dirty").write_text("a job was handed over")
+    assert not guest.clean()  # (its namespace, and so QEMU and its taps, are gone)
+    home = {"lo", "vm0", "vm1"}
+    monkeypatch.setattr(endpointvm.EndpointVM, "running", lambda self: True)
+    monkeypatch.setattr(endpointvm.links, "in_namespace", lambda ns, fn: home)
+    assert guest.clean()
+    for leftover in ("dirty", "exchange/a.job", "exchange/a.running"):
+        (tmp_path / leftover).write_text("")
+        assert not guest.clean(), leftover
+        (tmp_path / leftover).unlink()
+    home.discard("vm1")  # (a tap that went with a cell's namespace)
     assert not guest.clean()
     assert endpointvm.mac(0) != endpointvm.mac(1) and endpointvm.mac(300).endswith("01:2c")
 
